@@ -1,0 +1,119 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+/// C libraries enter through thin system-library targets; everything above them is Swift.
+let package = Package(
+    name: "sightline",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "sightlined", targets: ["sightlined"]),
+        .executable(name: "sightctl", targets: ["sightctl"]),
+        .executable(name: "sightline-relay", targets: ["sightline-relay"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // MARK: C system libraries (Debian's -dev packages)
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        .systemLibrary(name: "CLibV4L2", pkgConfig: "libv4l2", providers: [.apt(["libv4l-dev"])]),
+        .systemLibrary(name: "CALSA", pkgConfig: "alsa", providers: [.apt(["libasound2-dev"])]),
+        .systemLibrary(name: "CPulse", pkgConfig: "libpulse", providers: [.apt(["libpulse-dev"])]),
+        .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
+        /// Turns V4L2's function-like macros into constants and wraps libv4l2's variadic calls.
+        .target(name: "CV4L2", dependencies: ["CLibV4L2"]),
+
+        // MARK: Pure Swift core: no C imports, no hardware
+        .target(
+            name: "SightlineCore",
+            dependencies: [
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+
+        // MARK: Adapters over the operating system and C libraries
+        .target(
+            name: "SightlineSystem",
+            dependencies: [
+                "SightlineCore", "CSystemd", "CV4L2", "CALSA", "CPulse", "CUdev",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // MARK: The daemon's services
+        .target(
+            name: "SightlineDaemon",
+            dependencies: [
+                "SightlineCore", "SightlineSystem",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "SightlineControlClient",
+            dependencies: [
+                "SightlineCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .target(
+            name: "SightlineRelay",
+            dependencies: [
+                "SightlineCore", "SightlineSystem",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
+        // MARK: Executables: argument parsing and wiring only
+        .executableTarget(
+            name: "sightlined",
+            dependencies: [
+                "SightlineDaemon",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "sightctl",
+            dependencies: [
+                "SightlineCore", "SightlineControlClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "sightline-relay",
+            dependencies: [
+                "SightlineRelay",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // MARK: Tests
+        .target(name: "SightlineTesting", dependencies: ["SightlineCore", "SightlineSystem"]),
+        .testTarget(name: "SightlineCoreTests", dependencies: ["SightlineCore"]),
+        .testTarget(name: "SightlineSystemTests", dependencies: ["SightlineSystem", "SightlineTesting"]),
+        .testTarget(
+            name: "SightlineDaemonTests",
+            dependencies: ["SightlineDaemon", "SightlineControlClient", "SightlineTesting"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,37 @@
+#ifndef SIGHTLINE_CV4L2_H
+#define SIGHTLINE_CV4L2_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <linux/videodev2.h>
+
+// Swift cannot import function-like macros or call variadic C functions, so the V4L2 request
+// codes become constants and libv4l2's variadic entry points get fixed-signature wrappers.
+
+extern const unsigned long CV4L2_VIDIOC_QUERYCAP;
+extern const unsigned long CV4L2_VIDIOC_ENUM_FMT;
+extern const unsigned long CV4L2_VIDIOC_ENUM_FRAMESIZES;
+extern const unsigned long CV4L2_VIDIOC_ENUM_FRAMEINTERVALS;
+extern const unsigned long CV4L2_VIDIOC_G_FMT;
+extern const unsigned long CV4L2_VIDIOC_S_FMT;
+extern const unsigned long CV4L2_VIDIOC_G_PARM;
+extern const unsigned long CV4L2_VIDIOC_S_PARM;
+extern const unsigned long CV4L2_VIDIOC_REQBUFS;
+extern const unsigned long CV4L2_VIDIOC_QUERYBUF;
+extern const unsigned long CV4L2_VIDIOC_QBUF;
+extern const unsigned long CV4L2_VIDIOC_DQBUF;
+extern const unsigned long CV4L2_VIDIOC_STREAMON;
+extern const unsigned long CV4L2_VIDIOC_STREAMOFF;
+extern const unsigned long CV4L2_VIDIOC_QUERYCTRL;
+extern const unsigned long CV4L2_VIDIOC_QUERY_EXT_CTRL;
+extern const unsigned long CV4L2_VIDIOC_G_CTRL;
+extern const unsigned long CV4L2_VIDIOC_S_CTRL;
+
+/// `v4l2_open(path, flags)` without the variadic mode argument.
+int cv4l2_open(const char *path, int flags);
+/// `v4l2_ioctl(fd, request, arg)` with one pointer argument, as every V4L2 request takes.
+int cv4l2_ioctl(int fd, unsigned long request, void *arg);
+/// `v4l2_close(fd)`.
+int cv4l2_close(int fd);
+
+#endif

@@ -1,0 +1,111 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import SightlineCore
+
+/// Talks to the daemon's control API over its Unix socket. Every failure is turned into a
+/// sentence that tells the operator what to do next.
+public struct ControlClient: Sendable {
+    public static let defaultSocket = "/run/sightline/control.sock"
+    public let socketPath: String
+
+    public init(socketPath: String = ControlClient.defaultSocket) {
+        self.socketPath = socketPath
+    }
+
+    public struct Failure: Error, CustomStringConvertible, Sendable {
+        public let description: String
+        /// Suggested exit status: 69 (EX_UNAVAILABLE) when the daemon is not there, 77
+        /// (EX_NOPERM) when access is refused, 1 otherwise.
+        public let exitStatus: Int32
+    }
+
+    public func get<Value: Decodable>(_ path: String, as type: Value.Type) async throws(Failure) -> Value {
+        try await send(method: .GET, path: path, body: nil, as: type)
+    }
+
+    public func post<Value: Decodable>(_ path: String, json body: some Encodable, as type: Value.Type) async throws(Failure) -> Value {
+        let data: Data
+        do { data = try Self.encoder.encode(body) } catch {
+            throw Failure(description: "cannot encode the request: \(error)", exitStatus: 1)
+        }
+        return try await send(method: .POST, path: path, body: data, as: type)
+    }
+
+    /// Sends one request on its own connection (`Connection: close`), so a command line tool
+    /// leaves no pooled connection behind.
+    func send<Value: Decodable>(method: HTTPMethod, path: String, body: Data?, as type: Value.Type) async throws(Failure) -> Value {
+        try preflight()
+        guard let url = URL(httpURLWithSocketPath: socketPath, uri: path) else {
+            throw Failure(description: "control socket path \(socketPath) cannot be used in a URL", exitStatus: 1)
+        }
+        var request = HTTPClientRequest(url: url.absoluteString)
+        request.method = method
+        request.headers.add(name: "Connection", value: "close")
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: body))
+        }
+        let status: UInt
+        let bytes: ByteBuffer
+        do {
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+            status = response.status.code
+            bytes = try await response.body.collect(upTo: 4 * 1024 * 1024)
+        } catch {
+            throw Failure(
+                description: "daemon not answering on \(socketPath) (\(error)): check it with systemctl status sightlined",
+                exitStatus: 69)
+        }
+        let data = Data(bytes.readableBytesView)
+        guard (200..<300).contains(status) else {
+            let message = (try? JSONDecoder().decode(ErrorBody.self, from: data))?.error.message
+                ?? String(decoding: data, as: UTF8.self)
+            throw Failure(description: "daemon refused: \(message)", exitStatus: status == 403 ? 77 : 1)
+        }
+        do {
+            return try Self.decoder.decode(Value.self, from: data)
+        } catch {
+            throw Failure(description: "daemon answered something this sightctl does not understand (\(error)); "
+                            + "are sightctl and sightlined the same version? (sightctl version)", exitStatus: 1)
+        }
+    }
+
+    /// Checks the socket file before connecting, to give the precise reason a connection
+    /// would fail.
+    private func preflight() throws(Failure) {
+        var info = stat()
+        guard stat(socketPath, &info) == 0 else {
+            let code = errno
+            if code == EACCES {
+                throw Failure(description: "permission denied on \(socketPath): run as root or join group sightline "
+                                + "(usermod -aG sightline $USER, then log in again)", exitStatus: 77)
+            }
+            throw Failure(description: "daemon not running (no socket at \(socketPath)): start it with systemctl start sightlined",
+                          exitStatus: 69)
+        }
+        guard access(socketPath, W_OK) == 0 else {
+            throw Failure(description: "permission denied on \(socketPath): run as root or join group sightline "
+                            + "(usermod -aG sightline $USER, then log in again)", exitStatus: 77)
+        }
+    }
+
+    /// Hummingbird's error body: `{"error":{"message":"..."}}`.
+    struct ErrorBody: Decodable {
+        struct Detail: Decodable { let message: String }
+        let error: Detail
+    }
+
+    static var decoder: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return decoder
+    }
+
+    static var encoder: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        return encoder
+    }
+}

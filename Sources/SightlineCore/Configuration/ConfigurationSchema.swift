@@ -1,0 +1,96 @@
+/// The kinds of value a configuration key accepts; each knows how to check a raw scalar and how
+/// to describe what is allowed, so every error message can say it.
+public enum ConfigValueKind: Sendable, Equatable {
+    case string
+    /// An absolute filesystem path.
+    case absolutePath
+    case integer(ClosedRange<Int>)
+    case boolean
+    case choice([String])
+    /// A list whose items are each one of the given choices, without repeats.
+    case choiceList([String])
+    /// `HOST:PORT` where HOST must be a loopback address: what it serves is unauthenticated.
+    case loopbackListenAddress
+    /// A POSIX group name (`[a-z_][a-z0-9_-]*`, at most 32 characters).
+    case groupName
+    /// `auto`, `test-pattern` or a device path under /dev.
+    case cameraDevice
+
+    /// What an operator may write, for error messages and the configuration reference.
+    public var allowed: String {
+        switch self {
+        case .string: "a string"
+        case .absolutePath: "an absolute path such as /var/lib/sightline"
+        case .integer(let range): "a whole number from \(range.lowerBound) to \(range.upperBound)"
+        case .boolean: "true or false"
+        case .choice(let choices): "one of " + choices.joined(separator: ", ")
+        case .choiceList(let choices): "a list of distinct values from " + choices.joined(separator: ", ")
+        case .loopbackListenAddress: "HOST:PORT with a loopback host (127.0.0.1, [::1] or localhost) and a port from 1 to 65535"
+        case .groupName: "a group name (lowercase letters, digits, _ and -, starting with a letter or _)"
+        case .cameraDevice: "auto, test-pattern, or a device path such as /dev/v4l/by-id/usb-Vendor_Cam-video-index0"
+        }
+    }
+}
+
+/// One documented configuration key. The schema below is the single source of truth: the loader
+/// validates against it and `docs/CONFIGURATION.md` is checked against it by a test.
+public struct ConfigKey: Sendable, Equatable {
+    /// Dotted path, e.g. `control.socket`.
+    public let path: String
+    public let kind: ConfigValueKind
+    /// The default as an operator would write it in the file.
+    public let defaultValue: String
+    public let meaning: String
+    /// Whether SIGHUP applies a new value without a restart.
+    public let reloadable: Bool
+
+    public init(_ path: String, _ kind: ConfigValueKind, default defaultValue: String, reloadable: Bool = false, _ meaning: String) {
+        self.path = path
+        self.kind = kind
+        self.defaultValue = defaultValue
+        self.meaning = meaning
+        self.reloadable = reloadable
+    }
+}
+
+public enum DaemonConfigSchema {
+    public static let videoFormats = ["h264", "mjpeg", "yuyv", "nv12"]
+
+    public static let keys: [ConfigKey] = [
+        ConfigKey("state_directory", .absolutePath, default: "/var/lib/sightline",
+                  "Where the device identity key and evidence live. Created 0700 if missing."),
+        ConfigKey("log_level", .choice(["trace", "debug", "info", "notice", "warning", "error", "critical"]),
+                  default: "info", reloadable: true, "Lowest severity that is logged."),
+        ConfigKey("control.socket", .absolutePath, default: "/run/sightline/control.sock",
+                  "Unix socket of the local control API used by sightctl."),
+        ConfigKey("control.group", .groupName, default: "sightline",
+                  "Group whose members may use the control API besides root. Checked with SO_PEERCRED on every connection."),
+        ConfigKey("metrics.enabled", .boolean, default: "true",
+                  "Serve Prometheus metrics and the health endpoint over HTTP."),
+        ConfigKey("metrics.listen", .loopbackListenAddress, default: "127.0.0.1:9464",
+                  "Loopback address for /metrics and /health. Never exposed beyond the device."),
+        ConfigKey("shutdown.budget_seconds", .integer(1...60), default: "10",
+                  "Time allowed for a graceful stop on SIGTERM; keep it below the unit's TimeoutStopSec."),
+        ConfigKey("watchdog.stall_seconds", .integer(1...600), default: "10",
+                  "A main loop without progress for this long stops the systemd watchdog pings, so systemd restarts the daemon."),
+        ConfigKey("camera.device", .cameraDevice, default: "auto",
+                  "Camera to use: auto (first capture device, else the test pattern), test-pattern, or a /dev/v4l/by-id path."),
+        ConfigKey("camera.width", .integer(160...7680), default: "1280", "Requested frame width in pixels."),
+        ConfigKey("camera.height", .integer(120...4320), default: "720", "Requested frame height in pixels."),
+        ConfigKey("camera.fps", .integer(1...120), default: "30", "Requested frame rate."),
+        ConfigKey("camera.format_preference", .choiceList(videoFormats), default: "[h264, mjpeg, yuyv, nv12]",
+                  "Pixel formats in order of preference when the camera offers several."),
+        ConfigKey("camera.buffers", .integer(2...32), default: "4", "Number of mmap capture buffers."),
+        ConfigKey("debug.fault_injection", .boolean, default: "false",
+                  "Enables the control API's fault-injection endpoints used by the test suite. Never enable in production."),
+    ]
+
+    public static func key(_ path: String) -> ConfigKey? {
+        keys.first { $0.path == path }
+    }
+
+    /// Section names (first path component of dotted keys).
+    public static var sections: Set<String> {
+        Set(keys.compactMap { key in key.path.contains(".") ? String(key.path.split(separator: ".")[0]) : nil })
+    }
+}

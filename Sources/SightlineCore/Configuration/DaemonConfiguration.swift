@@ -1,0 +1,115 @@
+import Foundation
+
+/// Everything `sightlined` reads from its configuration file, typed and validated.
+public struct DaemonConfiguration: Sendable, Equatable {
+    public static let defaultPath = "/etc/sightline/sightlined.yaml"
+
+    public var stateDirectory: String
+    public var logLevel: String
+    public var controlSocket: String
+    public var controlGroup: String
+    public var metricsEnabled: Bool
+    public var metricsListen: ListenAddress
+    public var shutdownBudgetSeconds: Int
+    public var watchdogStallSeconds: Int
+    public var camera: CameraConfiguration
+    public var faultInjection: Bool
+
+    public struct CameraConfiguration: Sendable, Equatable {
+        public var device: String
+        public var width: Int
+        public var height: Int
+        public var fps: Int
+        public var formatPreference: [String]
+        public var buffers: Int
+    }
+
+    /// The embedded defaults: what runs when no configuration file exists.
+    public static var defaults: DaemonConfiguration {
+        // The schema's defaults are valid by construction (checked by a test).
+        do {
+            return try DaemonConfiguration(values: [:])
+        } catch {
+            preconditionFailure("the configuration schema's defaults do not validate: \(error)")
+        }
+    }
+
+    /// Parses and validates a configuration file's text.
+    public static func parse(_ text: String, file: String) throws(ConfigurationRejected) -> DaemonConfiguration {
+        let values = try ConfigurationParser(schema: DaemonConfigSchema.keys).parse(text, file: file)
+        return try DaemonConfiguration(values: values, file: file)
+    }
+
+    /// Reads and validates the file at `path`.
+    public static func load(path: String) throws(ConfigurationRejected) -> DaemonConfiguration {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            let reason = FileManager.default.fileExists(atPath: path)
+                ? "cannot be read (check its permissions and that it is UTF-8 text)"
+                : "does not exist (create it, or leave out --config to run on the embedded defaults)"
+            throw ConfigurationRejected([ConfigurationDiagnostic(file: path, line: nil, key: nil, message: reason)])
+        }
+        return try parse(text, file: path)
+    }
+
+    init(values: [String: ConfigValue], file: String = "<defaults>") throws(ConfigurationRejected) {
+        let reader = ValueReader(values: values)
+        stateDirectory = reader.string("state_directory")
+        logLevel = reader.string("log_level")
+        controlSocket = reader.string("control.socket")
+        controlGroup = reader.string("control.group")
+        metricsEnabled = reader.boolean("metrics.enabled")
+        let listen = reader.string("metrics.listen")
+        shutdownBudgetSeconds = reader.integer("shutdown.budget_seconds")
+        watchdogStallSeconds = reader.integer("watchdog.stall_seconds")
+        camera = CameraConfiguration(
+            device: reader.string("camera.device"),
+            width: reader.integer("camera.width"),
+            height: reader.integer("camera.height"),
+            fps: reader.integer("camera.fps"),
+            formatPreference: reader.list("camera.format_preference"),
+            buffers: reader.integer("camera.buffers"))
+        faultInjection = reader.boolean("debug.fault_injection")
+        guard let address = ListenAddress(listen) else {
+            throw ConfigurationRejected([ConfigurationDiagnostic(file: file, line: nil, key: "metrics.listen", message: "invalid default")])
+        }
+        metricsListen = address
+    }
+}
+
+/// Looks values up by key, falling back to the schema's default, so a key left out of the file
+/// behaves exactly as documented.
+private struct ValueReader {
+    let values: [String: ConfigValue]
+
+    private func value(_ path: String) -> ConfigValue {
+        if let value = values[path] { return value }
+        guard let key = DaemonConfigSchema.key(path) else { preconditionFailure("\(path) is not in the schema") }
+        switch ConfigurationParser.defaultValue(of: key) {
+        case .success(let value): return value
+        case .failure(let failure): preconditionFailure("default of \(path) is invalid: \(failure)")
+        }
+    }
+
+    func string(_ path: String) -> String {
+        if case .string(let text) = value(path) { return text }
+        preconditionFailure("\(path) is not a string key")
+    }
+
+    func integer(_ path: String) -> Int {
+        if case .integer(let number) = value(path) { return number }
+        preconditionFailure("\(path) is not an integer key")
+    }
+
+    func boolean(_ path: String) -> Bool {
+        if case .boolean(let flag) = value(path) { return flag }
+        preconditionFailure("\(path) is not a boolean key")
+    }
+
+    func list(_ path: String) -> [String] {
+        if case .list(let items) = value(path) { return items }
+        preconditionFailure("\(path) is not a list key")
+    }
+}

@@ -1,0 +1,126 @@
+/// JSON documents of the local control API (`/run/sightline/control.sock`). Field names are the
+/// stable contract for scripts using `sightctl --json`; add fields, never rename them.
+public enum ControlAPI {
+    public static let statusPath = "/v1/status"
+    public static let versionPath = "/v1/version"
+    public static let identityPath = "/v1/identity"
+    public static let healthPath = "/v1/health"
+    public static let faultPath = "/v1/debug/fault"
+}
+
+public struct VersionInfo: Codable, Sendable, Equatable {
+    public var version: String
+    /// Versions of the C libraries the binary is linked against, by library name.
+    public var libraries: [String: String]
+
+    public init(version: String, libraries: [String: String]) {
+        self.version = version
+        self.libraries = libraries
+    }
+}
+
+public struct IdentityInfo: Codable, Sendable, Equatable {
+    public var algorithm: String
+    /// `SHA256:` + unpadded base64 of the SHA-256 of the raw public key, as organisations register it.
+    public var fingerprint: String
+    /// Raw 32-byte Ed25519 public key, base64.
+    public var publicKey: String
+    public var keyPath: String
+
+    public init(algorithm: String, fingerprint: String, publicKey: String, keyPath: String) {
+        self.algorithm = algorithm
+        self.fingerprint = fingerprint
+        self.publicKey = publicKey
+        self.keyPath = keyPath
+    }
+}
+
+/// A service's state as shown by `sightctl status` and the health endpoint.
+public enum ServiceState: String, Codable, Sendable, Equatable {
+    case starting, running, degraded, stopping, stopped, failed
+}
+
+public struct ServiceStatus: Codable, Sendable, Equatable {
+    public var name: String
+    public var state: ServiceState
+    /// One line an operator can act on, e.g. "camera disconnected; waiting for it to return".
+    public var detail: String
+
+    public init(name: String, state: ServiceState, detail: String) {
+        self.name = name
+        self.state = state
+        self.detail = detail
+    }
+}
+
+public struct CameraStatus: Codable, Sendable, Equatable {
+    public var source: String
+    public var width: Int
+    public var height: Int
+    public var fps: Int
+    public var framesCaptured: UInt64
+    public var framesDropped: UInt64
+
+    public init(source: String, width: Int, height: Int, fps: Int, framesCaptured: UInt64, framesDropped: UInt64) {
+        self.source = source
+        self.width = width
+        self.height = height
+        self.fps = fps
+        self.framesCaptured = framesCaptured
+        self.framesDropped = framesDropped
+    }
+}
+
+public struct DaemonStatus: Codable, Sendable, Equatable {
+    public var version: String
+    public var pid: Int32
+    public var uptimeSeconds: Double
+    /// Path of the configuration in force, or "embedded defaults".
+    public var configuration: String
+    public var stateDirectory: String
+    public var fingerprint: String
+    public var services: [ServiceStatus]
+    public var camera: CameraStatus?
+
+    public init(version: String, pid: Int32, uptimeSeconds: Double, configuration: String, stateDirectory: String,
+                fingerprint: String, services: [ServiceStatus], camera: CameraStatus?) {
+        self.version = version
+        self.pid = pid
+        self.uptimeSeconds = uptimeSeconds
+        self.configuration = configuration
+        self.stateDirectory = stateDirectory
+        self.fingerprint = fingerprint
+        self.services = services
+        self.camera = camera
+    }
+}
+
+public struct HealthReport: Codable, Sendable, Equatable {
+    /// `ok` when every service is running, `degraded` otherwise.
+    public var status: String
+    public var services: [ServiceStatus]
+
+    public init(services: [ServiceStatus]) {
+        self.services = services
+        self.status = services.allSatisfy { $0.state == .running } ? "ok" : "degraded"
+    }
+}
+
+/// The body of every non-2xx control API answer.
+public struct ControlError: Codable, Sendable, Equatable, Error {
+    public var error: String
+
+    public init(_ error: String) {
+        self.error = error
+    }
+}
+
+/// Faults the daemon can be told to inject when `debug.fault_injection` is on.
+public struct FaultRequest: Codable, Sendable, Equatable {
+    /// `stall-camera`: the capture loop stops making progress, so the watchdog must stop.
+    public var fault: String
+
+    public init(fault: String) {
+        self.fault = fault
+    }
+}

@@ -1,0 +1,104 @@
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+import SightlineCore
+import SightlineSystem
+
+/// Wires the daemon's services together and runs them until SIGTERM.
+public enum SightlineDaemon {
+    /// Exit status for a configuration that does not validate (sysexits' EX_CONFIG).
+    public static let exitConfigurationError: Int32 = 78
+    /// Exit status for a problem with the state directory or identity key.
+    public static let exitStateError: Int32 = 73
+
+    public struct StartupFailure: Error, CustomStringConvertible {
+        public let status: Int32
+        public let description: String
+    }
+
+    /// Reads the configuration: the explicit `--config` file must exist; the default file may be
+    /// absent, in which case the embedded defaults apply.
+    public static func loadConfiguration(explicitPath: String?) throws(ConfigurationRejected) -> (DaemonConfiguration, String?) {
+        if let explicitPath {
+            return (try DaemonConfiguration.load(path: explicitPath), explicitPath)
+        }
+        if FileManager.default.fileExists(atPath: DaemonConfiguration.defaultPath) {
+            return (try DaemonConfiguration.load(path: DaemonConfiguration.defaultPath), DaemonConfiguration.defaultPath)
+        }
+        return (DaemonConfiguration.defaults, nil)
+    }
+
+    public static func run(configuration: DaemonConfiguration, configurationPath: String?) async throws {
+        umask(0o077)
+        let logLevel = LogLevelSetting(Logger.Level(rawValue: configuration.logLevel) ?? .info)
+        LoggingSystem.bootstrap { label in JournalLogHandler(label: label, level: logLevel) }
+        let logger = Logger(label: "sightlined")
+        let notifier = SystemdNotifier()
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+
+        notifier.status("starting: loading device identity")
+        let identity: IdentityInfo
+        do {
+            try SecureFiles.ensurePrivateDirectory(configuration.stateDirectory)
+            let store = DeviceIdentityStore(stateDirectory: configuration.stateDirectory)
+            let key = try store.loadOrCreate()
+            identity = DeviceIdentityStore.info(for: key, keyPath: store.keyPath)
+        } catch let error as DeviceIdentityStore.Failure {
+            throw StartupFailure(status: exitStateError, description: error.description)
+        } catch {
+            throw StartupFailure(status: exitStateError,
+                                 description: "state directory \(configuration.stateDirectory): \(error); check that it is writable by the daemon")
+        }
+        logger.info("device identity", metadata: ["fingerprint": "\(identity.fingerprint)"])
+
+        let state = DaemonState(
+            configurationLabel: configurationPath ?? "embedded defaults",
+            stateDirectory: configuration.stateDirectory,
+            identity: identity,
+            stallAfter: .seconds(configuration.watchdogStallSeconds))
+        await state.set("control", .starting, "binding \(configuration.controlSocket)")
+
+        do {
+            try ControlSocket.prepare(path: configuration.controlSocket)
+        } catch {
+            throw StartupFailure(status: 1, description: "\(error)")
+        }
+
+        let camera = TestPatternCamera(state: state, width: configuration.camera.width, height: configuration.camera.height,
+                                       fps: configuration.camera.fps, logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: ControlServer.makeApplication(.init(
+                state: state, configuration: configuration, camera: camera, notifier: notifier, logger: logger)),
+                  serviceName: "control"),
+            .init(service: camera, serviceName: "camera"),
+            .init(service: WatchdogService(state: state, notifier: notifier, logger: logger, unsupervisedCheckInterval: .seconds(1)),
+                  serviceName: "watchdog"),
+            .init(service: ReloadService(configurationPath: configurationPath, running: configuration, logLevel: logLevel,
+                                         notifier: notifier, logger: logger),
+                  serviceName: "reload"),
+        ]
+        if configuration.metricsEnabled {
+            await state.set("metrics", .starting, "binding \(configuration.metricsListen)")
+            services.append(.init(service: MetricsServer.makeApplication(registry: registry, state: state,
+                                                                         listen: configuration.metricsListen, logger: logger),
+                                  serviceName: "metrics"))
+        }
+
+        var groupConfiguration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(configuration.shutdownBudgetSeconds)
+        groupConfiguration.maximumCancellationDuration = .seconds(1)
+        logger.info("starting", metadata: [
+            "version": "\(SightlineVersion.current)", "configuration": "\(configurationPath ?? "embedded defaults")",
+        ])
+        defer {
+            unlink(configuration.controlSocket)
+        }
+        try await ServiceGroup(configuration: groupConfiguration).run()
+        notifier.stopping(status: "stopped")
+        logger.info("stopped")
+    }
+}

@@ -1,0 +1,166 @@
+import ArgumentParser
+import Foundation
+import SightlineControlClient
+import SightlineCore
+
+@main
+struct Sightctl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sightctl",
+        abstract: "Operate a Sightline device: status, identity, configuration.",
+        version: SightlineVersion.current,
+        subcommands: [Status.self, Version.self, Identity.self, Config.self])
+}
+
+/// Options every command that talks to the daemon shares.
+struct DaemonOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Control socket of the daemon.", valueName: "PATH"))
+    var socket: String = ControlClient.defaultSocket
+
+    @Flag(name: .long, help: "Print JSON for scripts instead of text for people.")
+    var json = false
+
+    var client: ControlClient { ControlClient(socketPath: socket) }
+}
+
+/// Prints `value` as the same snake_case JSON the control API speaks.
+func printJSON(_ value: some Encodable) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    encoder.keyEncodingStrategy = .convertToSnakeCase
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+/// Runs a daemon request and turns its failure into a message and an exit status.
+func request<Value>(_ body: () async throws(ControlClient.Failure) -> Value) async throws -> Value {
+    do {
+        return try await body()
+    } catch {
+        FileHandle.standardError.write(Data("sightctl: \(error.description)\n".utf8))
+        throw ExitCode(error.exitStatus)
+    }
+}
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show what the daemon is doing.")
+    @OptionGroup var options: DaemonOptions
+
+    func run() async throws {
+        let status = try await request { () async throws(ControlClient.Failure) in
+            try await options.client.get(ControlAPI.statusPath, as: DaemonStatus.self)
+        }
+        if options.json { return try printJSON(status) }
+        print("sightlined \(status.version) (pid \(status.pid)), up \(Int(status.uptimeSeconds)) s")
+        print("configuration: \(status.configuration)")
+        print("state:         \(status.stateDirectory)")
+        print("identity:      \(status.fingerprint)")
+        if let camera = status.camera {
+            print("camera:        \(camera.source) \(camera.width)x\(camera.height)@\(camera.fps), "
+                  + "\(camera.framesCaptured) frames, \(camera.framesDropped) dropped")
+        }
+        print("services:")
+        let width = status.services.map(\.name.count).max() ?? 0
+        for service in status.services {
+            let name = service.name.padding(toLength: width, withPad: " ", startingAt: 0)
+            print("  \(name)  \(service.state.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0))  \(service.detail)")
+        }
+    }
+}
+
+struct Version: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the versions of sightctl and of the running daemon.")
+    @OptionGroup var options: DaemonOptions
+
+    struct Report: Encodable {
+        let sightctl: String
+        let daemon: VersionInfo?
+        let daemonError: String?
+    }
+
+    func run() async throws {
+        var daemon: VersionInfo?
+        var failure: String?
+        do {
+            daemon = try await options.client.get(ControlAPI.versionPath, as: VersionInfo.self)
+        } catch {
+            failure = error.description
+        }
+        if options.json { return try printJSON(Report(sightctl: SightlineVersion.current, daemon: daemon, daemonError: failure)) }
+        print("sightctl   \(SightlineVersion.current)")
+        if let daemon {
+            print("sightlined \(daemon.version)")
+            for (name, version) in daemon.libraries.sorted(by: { $0.key < $1.key }) {
+                print("  \(name) \(version)")
+            }
+        } else if let failure {
+            print("sightlined unknown: \(failure)")
+        }
+    }
+}
+
+struct Identity: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the device identity fingerprint to register with your organisation.")
+    @OptionGroup var options: DaemonOptions
+
+    func run() async throws {
+        let identity = try await request { () async throws(ControlClient.Failure) in
+            try await options.client.get(ControlAPI.identityPath, as: IdentityInfo.self)
+        }
+        if options.json { return try printJSON(identity) }
+        print(identity.fingerprint)
+        print("algorithm:  \(identity.algorithm)")
+        print("public key: \(identity.publicKey)")
+        print("key file:   \(identity.keyPath)")
+    }
+}
+
+struct Config: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Work with configuration files.", subcommands: [Check.self])
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate a configuration file exactly as sightlined does, without touching the daemon.")
+
+        @Argument(help: ArgumentHelp("The file to check.", valueName: "PATH"))
+        var path: String = DaemonConfiguration.defaultPath
+
+        @Flag(name: .long, help: "Print JSON for scripts instead of text for people.")
+        var json = false
+
+        struct Report: Encodable {
+            let file: String
+            let valid: Bool
+            let problems: [Problem]
+        }
+
+        struct Problem: Encodable {
+            let line: Int?
+            let key: String?
+            let message: String
+            let text: String
+        }
+
+        func run() async throws {
+            let problems: [ConfigurationDiagnostic]
+            do {
+                _ = try DaemonConfiguration.load(path: path)
+                problems = []
+            } catch {
+                problems = error.diagnostics
+            }
+            if json {
+                try printJSON(Report(file: path, valid: problems.isEmpty, problems: problems.map {
+                    Problem(line: $0.line, key: $0.key, message: $0.message, text: $0.description)
+                }))
+            } else if problems.isEmpty {
+                print("\(path): valid")
+            } else {
+                for diagnostic in problems {
+                    FileHandle.standardError.write(Data("\(diagnostic)\n".utf8))
+                }
+            }
+            if !problems.isEmpty { throw ExitCode(78) }
+        }
+    }
+}
