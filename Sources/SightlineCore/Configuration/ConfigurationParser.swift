@@ -88,9 +88,11 @@ public struct ConfigurationParser: Sendable {
 
     private func unknownKeyMessage(path: String, prefix: String) -> String {
         let candidates = prefix.isEmpty ? schema.map(\.path) : schema.map(\.path).filter { $0.hasPrefix(prefix + ".") }
-        let suggestion = candidates.min { Self.editDistance($0, path) < Self.editDistance($1, path) }
+        // A near miss (a typo) or an abbreviation of a real key.
+        let suggestion = candidates.first { $0.hasPrefix(path) }
+            ?? candidates.min { Self.editDistance($0, path) < Self.editDistance($1, path) }
         var message = "is not a known key"
-        if let suggestion, Self.editDistance(suggestion, path) <= 3 {
+        if let suggestion, Self.editDistance(suggestion, path) <= 3 || suggestion.hasPrefix(path) {
             message += "; did you mean \(suggestion)?"
         }
         let scope = prefix.isEmpty ? "top-level keys and sections" : "keys in section \(prefix)"
