@@ -29,6 +29,7 @@ let package = Package(
         .systemLibrary(name: "CALSA", pkgConfig: "alsa", providers: [.apt(["libasound2-dev"])]),
         .systemLibrary(name: "CPulse", pkgConfig: "libpulse", providers: [.apt(["libpulse-dev"])]),
         .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
+        .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
         /// Turns V4L2's function-like macros into constants and wraps libv4l2's variadic calls.
         .target(name: "CV4L2", dependencies: ["CLibV4L2"]),
 
@@ -51,11 +52,14 @@ let package = Package(
             ]
         ),
 
+        /// V4L2 camera capture through libv4l2.
+        .target(name: "SightlineCamera", dependencies: ["SightlineCore", "CV4L2", "CTurboJPEG"]),
+
         // MARK: The daemon's services
         .target(
             name: "SightlineDaemon",
             dependencies: [
-                "SightlineCore", "SightlineSystem",
+                "SightlineCore", "SightlineSystem", "SightlineCamera",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -106,9 +110,16 @@ let package = Package(
             ]
         ),
 
+        /// Benchmark driver behind `bench/run SUITE`.
+        .executableTarget(
+            name: "sightline-bench",
+            dependencies: ["SightlineCore", "SightlineControlClient", "SightlineTesting"]
+        ),
+
         // MARK: Tests
         .target(name: "SightlineTesting", dependencies: ["SightlineCore", "SightlineSystem"]),
         .testTarget(name: "SightlineCoreTests", dependencies: ["SightlineCore"]),
+        .testTarget(name: "SightlineCameraTests", dependencies: ["SightlineCamera", "SightlineTesting"]),
         .testTarget(name: "SightlineSystemTests", dependencies: ["SightlineSystem", "SightlineTesting"]),
         .testTarget(
             name: "SightlineDaemonTests",

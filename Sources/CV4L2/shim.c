@@ -20,6 +20,7 @@ const unsigned long CV4L2_VIDIOC_QUERYCTRL = VIDIOC_QUERYCTRL;
 const unsigned long CV4L2_VIDIOC_QUERY_EXT_CTRL = VIDIOC_QUERY_EXT_CTRL;
 const unsigned long CV4L2_VIDIOC_G_CTRL = VIDIOC_G_CTRL;
 const unsigned long CV4L2_VIDIOC_S_CTRL = VIDIOC_S_CTRL;
+const unsigned long CV4L2_VIDIOC_QUERYMENU = VIDIOC_QUERYMENU;
 
 // The mirrored structs must match the kernel ABI the Swift side was written against.
 _Static_assert(sizeof(struct v4l2_capability) == 104, "v4l2_capability layout changed");
@@ -28,3 +29,7 @@ _Static_assert(sizeof(struct v4l2_fmtdesc) == 64, "v4l2_fmtdesc layout changed")
 int cv4l2_open(const char *path, int flags) { return v4l2_open(path, flags | O_CLOEXEC); }
 int cv4l2_ioctl(int fd, unsigned long request, void *arg) { return v4l2_ioctl(fd, request, arg); }
 int cv4l2_close(int fd) { return v4l2_close(fd); }
+void *cv4l2_mmap(int fd, size_t length, int64_t offset) {
+    return v4l2_mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, offset);
+}
+int cv4l2_munmap(void *start, size_t length) { return v4l2_munmap(start, length); }

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import SightlineCamera
 import SightlineCore
 import SightlineSystem
 
@@ -67,7 +68,7 @@ enum ControlServer {
     struct Dependencies: Sendable {
         let state: DaemonState
         let configuration: DaemonConfiguration
-        let camera: TestPatternCamera?
+        let camera: CameraService
         let notifier: SystemdNotifier
         let logger: Logger
     }
@@ -98,13 +99,25 @@ enum ControlServer {
             let fault = try await request.decode(as: FaultRequest.self, context: context)
             switch fault.fault {
             case "stall-camera":
-                guard let camera = dependencies.camera else { throw HTTPError(.conflict, message: "no test-pattern camera running") }
-                camera.stall()
+                dependencies.camera.stall()
                 context.logger.warning("fault injected: camera loop stalled")
                 return try jsonResponse(fault)
             default:
                 throw HTTPError(.badRequest, message: "unknown fault \(fault.fault); known: stall-camera")
             }
+        }
+
+        router.post(RouterPath(ControlAPI.snapshotPath)) { _, _ in
+            try jsonResponse(try await dependencies.camera.snapshot())
+        }
+        router.get(RouterPath(ControlAPI.controlsPath)) { _, _ in
+            try jsonResponse(try cameraRequest { try dependencies.camera.controls() })
+        }
+        router.post(RouterPath(ControlAPI.controlsPath)) { request, context in
+            var change = try await request.decode(as: ControlChange.self, context: context)
+            change.value = try cameraRequest { try dependencies.camera.setControl(change.key, to: change.value) }
+            context.logger.notice("camera control set", metadata: ["control": "\(change.key)", "value": "\(change.value)"])
+            return try jsonResponse(change)
         }
 
         let socketPath = configuration.controlSocket
@@ -121,6 +134,15 @@ enum ControlServer {
                 notifier.ready(status: "ready; control socket \(socketPath)")
             },
             logger: logger)
+    }
+}
+
+/// Runs a camera operation, turning a `CameraError` into a 400 that carries its advice.
+func cameraRequest<Value>(_ body: () throws -> Value) throws -> Value {
+    do {
+        return try body()
+    } catch let error as CameraError {
+        throw HTTPError(.badRequest, message: error.description)
     }
 }
 
@@ -194,6 +216,10 @@ enum ControlSocket {
                           metadata: ["group": "\(group)", "fix": "groupadd --system \(group)"])
             return
         }
+        var info = stat()
+        // Under the shipped unit the socket is born in the group (Group=sightline) and chown is
+        // filtered out; only hand it over when that is not already so.
+        if stat(path, &info) == 0, info.st_gid == gid { return }
         if chown(path, UInt32.max, gid) != 0 {
             logger.error("cannot hand the control socket to its group",
                          metadata: ["group": "\(group)", "error": "\(SystemError("chown", path: path, errno: errno))"])

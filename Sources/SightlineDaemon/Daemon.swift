@@ -68,8 +68,9 @@ public enum SightlineDaemon {
             throw StartupFailure(status: 1, description: "\(error)")
         }
 
-        let camera = TestPatternCamera(state: state, width: configuration.camera.width, height: configuration.camera.height,
-                                       fps: configuration.camera.fps, logger: logger)
+        let camera = CameraService(configuration: configuration.camera,
+                                   evidence: EvidenceDirectory(stateDirectory: configuration.stateDirectory),
+                                   state: state, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: ControlServer.makeApplication(.init(
                 state: state, configuration: configuration, camera: camera, notifier: notifier, logger: logger)),

@@ -22,8 +22,8 @@ public enum CommandLineTool {
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let directory = try TemporaryDirectory(prefix: "sightline-tool")
         let outPath = directory.file("out"), errPath = directory.file("err")
-        FileManager.default.createFile(atPath: outPath, contents: nil)
-        FileManager.default.createFile(atPath: errPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
         try process.run()

@@ -9,7 +9,7 @@ struct Sightctl: AsyncParsableCommand {
         commandName: "sightctl",
         abstract: "Operate a Sightline device: status, identity, configuration.",
         version: SightlineVersion.current,
-        subcommands: [Status.self, Version.self, Identity.self, Config.self])
+        subcommands: [Status.self, Version.self, Identity.self, Config.self, Snapshot.self, Camera.self])
 }
 
 /// Options every command that talks to the daemon shares.
@@ -161,6 +161,68 @@ struct Config: AsyncParsableCommand {
                 }
             }
             if !problems.isEmpty { throw ExitCode(78) }
+        }
+    }
+}
+
+struct Snapshot: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Save the camera's current frame as a full-resolution JPEG in the evidence area and print its path.")
+    @OptionGroup var options: DaemonOptions
+
+    func run() async throws {
+        let snapshot = try await request { () async throws(ControlClient.Failure) in
+            try await options.client.post(ControlAPI.snapshotPath, json: [String: String](), as: SnapshotInfo.self)
+        }
+        if options.json { return try printJSON(snapshot) }
+        print(snapshot.path)
+    }
+}
+
+struct Camera: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Camera controls (zoom, focus, exposure, brightness, power-line frequency …).",
+        subcommands: [Controls.self, Set.self])
+
+    struct Controls: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the camera's controls with their ranges and values.")
+        @OptionGroup var options: DaemonOptions
+
+        func run() async throws {
+            let controls = try await request { () async throws(ControlClient.Failure) in
+                try await options.client.get(ControlAPI.controlsPath, as: [CameraControl].self)
+            }
+            if options.json { return try printJSON(controls) }
+            let width = controls.map(\.key.count).max() ?? 0
+            for control in controls {
+                let value = control.value.map(String.init) ?? "-"
+                var line = "\(control.key.padding(toLength: width, withPad: " ", startingAt: 0))  \(control.kind.rawValue)  value \(value)"
+                line += "  range \(control.minimum)…\(control.maximum)"
+                if control.step > 1 { line += " step \(control.step)" }
+                line += "  default \(control.defaultValue)"
+                if let menu = control.menu, !menu.isEmpty {
+                    line += "  (" + menu.enumerated().filter { !$0.element.isEmpty }
+                        .map { "\(Int(control.minimum) + $0.offset)=\($0.element)" }.joined(separator: ", ") + ")"
+                }
+                if control.readOnly { line += "  read-only" }
+                if control.inactive { line += "  inactive" }
+                print(line)
+            }
+        }
+    }
+
+    struct Set: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Set a camera control, e.g. sightctl camera set zoom_absolute 3.")
+        @OptionGroup var options: DaemonOptions
+        @Argument(help: "The control's key as listed by sightctl camera controls.") var name: String
+        @Argument(help: "The new value.") var value: Int64
+
+        func run() async throws {
+            let change = try await request { () async throws(ControlClient.Failure) in
+                try await options.client.post(ControlAPI.controlsPath, json: ControlChange(key: name, value: value), as: ControlChange.self)
+            }
+            if options.json { return try printJSON(change) }
+            print("\(change.key) = \(change.value)")
         }
     }
 }

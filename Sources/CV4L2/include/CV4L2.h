@@ -26,6 +26,7 @@ extern const unsigned long CV4L2_VIDIOC_QUERYCTRL;
 extern const unsigned long CV4L2_VIDIOC_QUERY_EXT_CTRL;
 extern const unsigned long CV4L2_VIDIOC_G_CTRL;
 extern const unsigned long CV4L2_VIDIOC_S_CTRL;
+extern const unsigned long CV4L2_VIDIOC_QUERYMENU;
 
 /// `v4l2_open(path, flags)` without the variadic mode argument.
 int cv4l2_open(const char *path, int flags);
@@ -34,4 +35,17 @@ int cv4l2_ioctl(int fd, unsigned long request, void *arg);
 /// `v4l2_close(fd)`.
 int cv4l2_close(int fd);
 
+
+
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+
+/// A non-blocking, close-on-exec eventfd used to wake a capture thread out of `poll`.
+static inline int cv4l2_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
+/// `v4l2_mmap(NULL, length, PROT_READ|PROT_WRITE, MAP_SHARED, fd, offset)`.
+void *cv4l2_mmap(int fd, size_t length, int64_t offset);
+/// `v4l2_munmap(start, length)`.
+int cv4l2_munmap(void *start, size_t length);
+/// `MAP_FAILED`, which Swift cannot import (it is a cast macro).
+static inline int cv4l2_map_failed(const void *address) { return address == MAP_FAILED; }
 #endif

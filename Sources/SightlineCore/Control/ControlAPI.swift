@@ -124,3 +124,37 @@ public struct FaultRequest: Codable, Sendable, Equatable {
         self.fault = fault
     }
 }
+
+extension ControlAPI {
+    public static let snapshotPath = "/v1/camera/snapshot"
+    public static let controlsPath = "/v1/camera/controls"
+}
+
+/// A full-resolution still written into the evidence area.
+public struct SnapshotInfo: Codable, Sendable, Equatable {
+    public var path: String
+    public var width: Int
+    public var height: Int
+    /// The camera format it was made from (MJPG is passed through, others are compressed).
+    public var sourceFormat: String
+    public var bytes: Int
+
+    public init(path: String, width: Int, height: Int, sourceFormat: String, bytes: Int) {
+        self.path = path
+        self.width = width
+        self.height = height
+        self.sourceFormat = sourceFormat
+        self.bytes = bytes
+    }
+}
+
+/// Body of `POST /v1/camera/controls`.
+public struct ControlChange: Codable, Sendable, Equatable {
+    public var key: String
+    public var value: Int64
+
+    public init(key: String, value: Int64) {
+        self.key = key
+        self.value = value
+    }
+}
