@@ -117,9 +117,11 @@ let package = Package(
         ),
 
         // MARK: Tests
-        .target(name: "SightlineTesting", dependencies: ["SightlineCore", "SightlineSystem"]),
+        .target(name: "SightlineTesting", dependencies: ["SightlineCore", "SightlineSystem", "SightlineCamera"]),
         .testTarget(name: "SightlineCoreTests", dependencies: ["SightlineCore"]),
         .testTarget(name: "SightlineCameraTests", dependencies: ["SightlineCamera", "SightlineTesting"]),
+        /// Device tests that run inside the kernel lab (the host suite starts it).
+        .testTarget(name: "SightlineLabTests", dependencies: ["SightlineCamera", "SightlineDaemon", "SightlineControlClient", "SightlineTesting"]),
         .testTarget(name: "SightlineSystemTests", dependencies: ["SightlineSystem", "SightlineTesting"]),
         .testTarget(
             name: "SightlineDaemonTests",

@@ -169,19 +169,21 @@ public final class CaptureSession: Sendable {
             let used = min(Int(buffer.bytesused), mapped.length)
             let bytes = [UInt8](UnsafeRawBufferPointer(start: mapped.address, count: used))
             let corrupted = buffer.flags & UInt32(V4L2_BUF_FLAG_ERROR) != 0
+            // QBUF rewrites the struct: take what the driver said about this frame first.
+            let sequence = buffer.sequence
+            let timestamp = Duration.seconds(Int64(buffer.timestamp.tv_sec)) + .microseconds(Int64(buffer.timestamp.tv_usec))
             do {
                 try V4L2.ioctl(camera.fd, CV4L2_VIDIOC_QBUF, &buffer, "VIDIOC_QBUF", camera.path)
             } catch {
                 return fail(error)
             }
-            let missed = gaps.observe(buffer.sequence)
-            let timestamp = Duration.seconds(Int64(buffer.timestamp.tv_sec)) + .microseconds(Int64(buffer.timestamp.tv_usec))
+            let missed = gaps.observe(sequence)
             counterState.withLock {
                 $0.captured += 1
                 $0.missed += UInt64(missed)
             }
             if corrupted || used == 0 { continue }
-            frames.offer(CapturedFrame(mode: mode, sequence: buffer.sequence, timestamp: timestamp, bytes: bytes, missedBefore: missed))
+            frames.offer(CapturedFrame(mode: mode, sequence: sequence, timestamp: timestamp, bytes: bytes, missedBefore: missed))
         }
     }
 

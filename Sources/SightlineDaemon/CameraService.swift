@@ -41,7 +41,7 @@ public final class CameraService: Service, Sendable {
         let path: String?
         switch configuration.device {
         case "test-pattern": path = nil
-        case "auto": path = CameraDiscovery.firstCaptureDevice()
+        case "auto": path = CameraDiscovery.captureNodes().first
         default: path = configuration.device
         }
         if let path {
@@ -181,22 +181,5 @@ public final class CameraService: Service, Sendable {
             throw HTTPError(.conflict, message: "no V4L2 camera is streaming (the test pattern has no controls)")
         }
         return try camera.setControl(key, to: value)
-    }
-}
-
-/// Finds capture devices without udev: the first /dev/videoN node that opens as a camera.
-/// (udev-based discovery and hotplug replace this scan.)
-enum CameraDiscovery {
-    static func firstCaptureDevice() -> String? {
-        let nodes = ((try? FileManager.default.contentsOfDirectory(atPath: "/dev")) ?? [])
-            .filter { $0.hasPrefix("video") }
-            .sorted { (Int($0.dropFirst(5)) ?? 0) < (Int($1.dropFirst(5)) ?? 0) }
-        for node in nodes {
-            if let camera = try? V4L2Camera(path: "/dev/\(node)") {
-                camera.close()
-                return "/dev/\(node)"
-            }
-        }
-        return nil
     }
 }

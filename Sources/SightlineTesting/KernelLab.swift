@@ -1,0 +1,35 @@
+import Foundation
+
+/// The kernel lab: Debian's kernel under QEMU with the real `vivid` camera and `snd-aloop`
+/// sound drivers (scripts/kernel-lab). Device tests run inside it; see docs/TESTING.md.
+public enum KernelLab {
+    /// Set by the host-side runner for the test process it starts inside the guest.
+    public static let guestVariable = "SIGHTLINE_KERNEL_LAB"
+
+    /// Whether this process runs inside the lab's guest.
+    public static var insideGuest: Bool {
+        ProcessInfo.processInfo.environment[guestVariable] == "1"
+    }
+
+    /// Why guest-only tests do not run here.
+    public static let notInGuest = "runs inside the kernel lab only (scripts/kernel-lab starts it; the host suite's \"kernel lab\" test drives it)"
+
+    /// The project's top-level directory, found from this source file.
+    public static var projectRoot: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    }
+
+    /// Open descriptors and memory mappings of this process, to catch leaks across cycles.
+    public static func resourceCounts() -> (descriptors: Int, mappings: Int) {
+        let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
+        let maps = (try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8)) ?? ""
+        return (descriptors, maps.split(separator: "\n").filter { $0.contains("/dev/video") }.count)
+    }
+
+    /// Writes a sysfs attribute, e.g. to unbind or bind vivid's platform device.
+    public static func writeSysfs(_ path: String, _ value: String) throws {
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        defer { try? handle.close() }
+        try handle.write(contentsOf: Data(value.utf8))
+    }
+}
