@@ -213,7 +213,7 @@ enum ControlSocket {
         }
         guard let gid = SystemAccounts.groupID(named: group) else {
             logger.notice("control group does not exist; only root may use sightctl",
-                          metadata: ["group": "\(group)", "fix": "groupadd --system \(group)"])
+                          metadata: ["group": "\(group)", "fix": "systemd-sysusers (see docs/DEPLOYMENT.md) or groupadd --system \(group)"])
             return
         }
         var info = stat()

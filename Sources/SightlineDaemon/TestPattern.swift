@@ -19,6 +19,11 @@ struct TestPattern {
     mutating func nextFrame() -> CapturedFrame {
         Self.moveMarker(in: &frame, width: mode.size.width, height: mode.size.height, frameNumber: UInt64(sequence))
         defer { sequence &+= 1 }
+        var wall = timespec()
+        clock_gettime(CLOCK_REALTIME, &wall)
+        let seconds = Int(wall.tv_sec) % 86_400
+        let time = String(format: "%02d:%02d:%02d.%03d", seconds / 3600, seconds / 60 % 60, seconds % 60, Int(wall.tv_nsec) / 1_000_000)
+        DigitFont.draw("\(String(format: "%07u", sequence)) \(time)", into: &frame, width: mode.size.width, height: mode.size.height)
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
         let timestamp = Duration.seconds(Int64(now.tv_sec)) + .nanoseconds(Int64(now.tv_nsec))
@@ -57,6 +62,47 @@ struct TestPattern {
                 let luma: UInt8 = (x..<(x + size)).contains(column) ? 128 : bars[min(column * bars.count / width, bars.count - 1)].y
                 frame[offset] = luma
                 frame[offset + 2] = luma
+            }
+        }
+    }
+}
+
+/// A 5x7 pixel font for the digits, ':' and '.', burned into the luma of a YUYV frame so a
+/// viewer shows the frame counter and capture time (UTC) of the test pattern. Hand-written: the
+/// text is a handful of fixed glyphs, no font library is needed for that.
+enum DigitFont {
+    /// Rows top to bottom, bit 4 = leftmost pixel.
+    static let glyphs: [Character: [UInt8]] = [
+        "0": [0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E], "1": [0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E],
+        "2": [0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F], "3": [0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E],
+        "4": [0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02], "5": [0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E],
+        "6": [0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E], "7": [0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08],
+        "8": [0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E], "9": [0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C],
+        ":": [0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x0C, 0x00], ".": [0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C],
+        " ": [0, 0, 0, 0, 0, 0, 0],
+    ]
+
+    /// Draws `text` white on a black box at the top left, scaled to about 1/24 of the height.
+    static func draw(_ text: String, into frame: inout [UInt8], width: Int, height: Int) {
+        let scale = max(1, height / 160)
+        let advance = 6 * scale
+        let boxWidth = min(width, text.count * advance + 2 * scale)
+        let boxHeight = min(height, 9 * scale)
+        for y in 0..<boxHeight {
+            for x in 0..<boxWidth { frame[(y * width + x) * 2] = 16 }
+        }
+        for (index, character) in text.enumerated() {
+            guard let rows = glyphs[character] else { continue }
+            for (row, bits) in rows.enumerated() {
+                for column in 0..<5 where bits & (0x10 >> UInt8(column)) != 0 {
+                    for dy in 0..<scale {
+                        for dx in 0..<scale {
+                            let x = scale + index * advance + column * scale + dx
+                            let y = scale + row * scale + dy
+                            if x < width, y < height { frame[(y * width + x) * 2] = 235 }
+                        }
+                    }
+                }
             }
         }
     }

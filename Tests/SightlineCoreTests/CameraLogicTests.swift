@@ -56,6 +56,7 @@ struct ModeNegotiationTests {
         #expect(FourCC.yuyv.rawValue == 0x5659_5559)
         #expect(FourCC("MJPG").description == "MJPG")
         #expect(VideoFormat(fourCC: .jpeg) == .mjpeg)
+        #expect(FourCC(rawValue: FourCC("Y16").rawValue | FourCC.bigEndianFlag).description == "Y16-BE")
     }
 }
 

@@ -13,10 +13,15 @@ public struct FourCC: Hashable, Sendable, CustomStringConvertible {
         rawValue = UInt32(bytes[0]) | UInt32(bytes[1]) << 8 | UInt32(bytes[2]) << 16 | UInt32(bytes[3]) << 24
     }
 
+    /// Bit 31 marks the big-endian variant of a format (`v4l2_fourcc_be`).
+    public static let bigEndianFlag: UInt32 = 1 << 31
+
     public var description: String {
-        let bytes = (0..<4).map { UInt8(truncatingIfNeeded: rawValue >> ($0 * 8)) }
-        return String(decoding: bytes.map { (0x20...0x7E).contains($0) ? $0 : UInt8(ascii: "?") }, as: UTF8.self)
+        let code = rawValue & ~Self.bigEndianFlag
+        let bytes = (0..<4).map { UInt8(truncatingIfNeeded: code >> ($0 * 8)) }
+        let text = String(decoding: bytes.map { (0x20...0x7E).contains($0) ? $0 : UInt8(ascii: "?") }, as: UTF8.self)
             .trimmingCharacters(in: " ")
+        return rawValue & Self.bigEndianFlag != 0 ? text + "-BE" : text
     }
 
     public static let h264 = FourCC("H264")
