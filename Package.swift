@@ -55,11 +55,14 @@ let package = Package(
         /// V4L2 camera capture through libv4l2.
         .target(name: "SightlineCamera", dependencies: ["SightlineCore", "CV4L2", "CTurboJPEG"]),
 
+        /// Device discovery and hotplug through libudev.
+        .target(name: "SightlineDiscovery", dependencies: ["SightlineCore", "SightlineCamera", "CUdev"]),
+
         // MARK: The daemon's services
         .target(
             name: "SightlineDaemon",
             dependencies: [
-                "SightlineCore", "SightlineSystem", "SightlineCamera",
+                "SightlineCore", "SightlineSystem", "SightlineCamera", "SightlineDiscovery",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -72,6 +72,36 @@ public struct ControlClient: Sendable {
         }
     }
 
+    /// Reads a newline-delimited JSON stream until the daemon ends it, calling `handle` per line.
+    public func stream<Value: Decodable>(_ path: String, as type: Value.Type, _ handle: (Value) -> Void) async throws(Failure) {
+        try preflight()
+        guard let url = URL(httpURLWithSocketPath: socketPath, uri: path) else {
+            throw Failure(description: "control socket path \(socketPath) cannot be used in a URL", exitStatus: 1)
+        }
+        do {
+            let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url.absoluteString), timeout: .hours(24 * 365))
+            guard response.status.code == 200 else {
+                throw Failure(description: "daemon refused: HTTP \(response.status.code)", exitStatus: response.status.code == 403 ? 77 : 1)
+            }
+            var pending: [UInt8] = []
+            for try await chunk in response.body {
+                pending += chunk.readableBytesView
+                // Bounded: a line longer than 1 MiB is not an event this client knows.
+                if pending.count > 1 << 20 { pending.removeAll() }
+                while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                    let line = Data(pending[..<newline])
+                    pending.removeSubrange(...newline)
+                    if let value = try? Self.decoder.decode(Value.self, from: line) { handle(value) }
+                }
+            }
+        } catch let failure as Failure {
+            throw failure
+        } catch {
+            throw Failure(description: "daemon not answering on \(socketPath) (\(error)): check it with systemctl status sightlined",
+                          exitStatus: 69)
+        }
+    }
+
     /// Checks the socket file before connecting, to give the precise reason a connection
     /// would fail.
     private func preflight() throws(Failure) {

@@ -8,14 +8,16 @@ import SightlineCore
 import SightlineSystem
 import Synchronization
 
-/// Runs the camera: a V4L2 device when one is configured or found, the built-in test pattern
-/// otherwise. It keeps the newest frame for snapshots, reports progress to the watchdog, and
-/// survives an unplugged camera by waiting for it to return.
+/// Runs the camera the device registry's policy chooses: a V4L2 device when there is one, the
+/// built-in test pattern otherwise (also the placeholder while a camera is gone). It keeps the
+/// newest frame for snapshots, reports progress to the watchdog, and follows hotplug: a camera
+/// that goes away is reported once and streaming resumes when one returns.
 public final class CameraService: Service, Sendable {
     static let loopName = "camera"
     private let configuration: DaemonConfiguration.CameraConfiguration
     private let evidence: EvidenceDirectory
     private let state: DaemonState
+    private let registry: DeviceRegistry
     private let logger: Logger
     private let latest = Mutex<CapturedFrame?>(nil)
     private let device = Mutex<V4L2Camera?>(nil)
@@ -23,12 +25,15 @@ public final class CameraService: Service, Sendable {
     private let frameCounter = Counter(label: "sightline_camera_frames_total")
     private let droppedCounter = Counter(label: "sightline_camera_frames_dropped_total")
     private let missedCounter = Counter(label: "sightline_camera_frames_missed_total")
-    private let disconnects = Counter(label: "sightline_camera_disconnects_total")
+    private let recoveries = Counter(label: "sightline_camera_recoveries_total")
+    private let firstFrameTimer = Metrics.Timer(label: "sightline_camera_first_frame_after_add")
 
-    init(configuration: DaemonConfiguration.CameraConfiguration, evidence: EvidenceDirectory, state: DaemonState, logger: Logger) {
+    init(configuration: DaemonConfiguration.CameraConfiguration, evidence: EvidenceDirectory, state: DaemonState,
+         registry: DeviceRegistry, logger: Logger) {
         self.configuration = configuration
         self.evidence = evidence
         self.state = state
+        self.registry = registry
         self.logger = logger
     }
 
@@ -37,45 +42,68 @@ public final class CameraService: Service, Sendable {
 
     public func run() async throws {
         await state.registerLoop(Self.loopName)
-        defer { Task { [state] in await state.unregisterLoop(Self.loopName) } }
-        let path: String?
-        switch configuration.device {
-        case "test-pattern": path = nil
-        case "auto": path = CameraDiscovery.captureNodes().first
-        default: path = configuration.device
-        }
-        if let path {
-            await runDevice(path: path)
+        if configuration.device == "test-pattern" {
+            await runPattern(status: .running, detail: "configured")
         } else {
-            await runTestPattern(reason: configuration.device == "auto" ? "no camera found" : "configured")
+            await followDecisions()
         }
+        await state.unregisterLoop(Self.loopName)
         await state.set("camera", .stopped, "shut down")
+    }
+
+    /// Runs one source per decision; a new decision cancels the running source first.
+    private func followDecisions() async {
+        var source: Task<Void, Never>?
+        for await decision in await registry.cameraDecisions().cancelOnGracefulShutdown() {
+            source?.cancel()
+            await source?.value
+            source = Task {
+                // Devices arrive in bursts (one USB plug adds several nodes): a decision that is
+                // replaced within a moment is never acted on, instead of opening a camera only
+                // to close it again.
+                try? await Task.sleep(for: .milliseconds(20))
+                guard !Task.isCancelled else { return }
+                await self.run(decision)
+            }
+        }
+        source?.cancel()
+        await source?.value
+    }
+
+    private func run(_ decision: CameraPolicy.Decision) async {
+        switch decision {
+        case .placeholder(let reason):
+            let status: ServiceState = reason == "no camera found" ? .running : .degraded
+            await runPattern(status: status, detail: reason)
+        case .use(let camera):
+            var reported = false
+            while !Task.isCancelled {
+                do {
+                    try await stream(camera)
+                    return
+                } catch {
+                    await registry.markFailed(camera.syspath, reason: error.description)
+                    if !reported {
+                        logger.error("camera unavailable; retrying every second",
+                                     metadata: ["device": "\(camera.devnode)", "identity": "\(camera.identity)", "reason": "\(error)"])
+                        reported = true
+                    }
+                    await state.set("camera", .degraded, "\(error.description); retrying every second")
+                }
+                // Show the placeholder until the retry or a new decision.
+                let retry = Task { await runPattern(status: nil, detail: "") }
+                try? await Task.sleep(for: .seconds(1))
+                retry.cancel()
+                await retry.value
+            }
+        }
     }
 
     // MARK: V4L2
 
-    private func runDevice(path: String) async {
-        var reportedWaiting = false
-        while !Task.isShuttingDownGracefully {
-            do {
-                try await stream(path: path)
-                reportedWaiting = false
-            } catch {
-                if !reportedWaiting {
-                    logger.error("camera unavailable; retrying every second", metadata: ["device": "\(path)", "reason": "\(error)"])
-                    await state.set("camera", .degraded, "\(error.description); retrying every second")
-                    reportedWaiting = true
-                }
-            }
-            guard !Task.isShuttingDownGracefully else { break }
-            await progress()
-            try? await Task.sleep(for: .seconds(1))
-        }
-    }
-
-    /// Streams from `path` until shutdown (returns) or until the camera goes away (throws).
-    private func stream(path: String) async throws(CameraError) {
-        let camera = try V4L2Camera(path: path)
+    /// Streams until cancelled (returns) or until the camera fails (throws).
+    private func stream(_ discovered: DiscoveredDevice) async throws(CameraError) {
+        let camera = try V4L2Camera(path: discovered.devnode)
         defer { camera.close() }
         let request = ModeNegotiation.Request(
             preference: configuration.formatPreference.compactMap(VideoFormat.init(rawValue:)),
@@ -83,58 +111,67 @@ public final class CameraService: Service, Sendable {
         let session = try CaptureSession(camera: camera, request: request, bufferCount: configuration.buffers)
         device.withLock { $0 = camera }
         defer { device.withLock { $0 = nil } }
-        logger.info("camera streaming", metadata: ["device": "\(path)", "card": "\(camera.card)", "mode": "\(session.mode)"])
-        await state.set("camera", .running, "\(camera.card) at \(path): \(session.mode)")
-        await withGracefulShutdownHandler {
+        await registry.markInUse(discovered.syspath)
+        let addedAt = await registry.addedInstant(discovered.syspath)
+        logger.info("camera streaming", metadata: ["device": "\(discovered.devnode)", "card": "\(camera.card)", "mode": "\(session.mode)"])
+        await state.set("camera", .running, "\(camera.card) at \(discovered.stableLink ?? discovered.devnode): \(session.mode)")
+        await withTaskCancellationHandler {
             var sinceUpdate = 0
+            var firstFrameAfterAdd: Double?
             for await frame in session.frames {
                 await deliver(frame)
+                if firstFrameAfterAdd == nil, let addedAt {
+                    let elapsed = ContinuousClock.now - addedAt
+                    firstFrameAfterAdd = Double(elapsed.components.seconds) * 1_000 + Double(elapsed.components.attoseconds) / 1e15
+                    firstFrameTimer.recordNanoseconds(Int64(elapsed.components.seconds) * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+                    recoveries.increment()
+                    sinceUpdate = 10
+                }
                 sinceUpdate += 1
                 if sinceUpdate >= 10 {
                     sinceUpdate = 0
                     let counters = session.counters
                     await state.updateCamera(CameraStatus(
-                        source: path, width: session.mode.size.width, height: session.mode.size.height,
+                        source: discovered.devnode, width: session.mode.size.width, height: session.mode.size.height,
                         fps: Int((session.mode.interval?.framesPerSecond ?? 0).rounded()),
-                        framesCaptured: counters.captured, framesDropped: session.dropped + counters.missed))
+                        framesCaptured: counters.captured, framesDropped: session.dropped + counters.missed,
+                        firstFrameAfterAddMs: firstFrameAfterAdd))
                 }
             }
-        } onGracefulShutdown: {
+        } onCancel: {
             Task { await session.stop() }
         }
         let failure = session.counters.failure
         await session.stop()
+        await registry.markInUse(nil)
         droppedCounter.increment(by: Int64(session.dropped))
         missedCounter.increment(by: Int64(session.counters.missed))
-        if let failure {
-            disconnects.increment()
-            throw failure
-        }
+        if let failure { throw failure }
     }
 
     private func deliver(_ frame: CapturedFrame) async {
         guard !stalled.load(ordering: .acquiring) else { return }
         latest.withLock { $0 = frame }
         frameCounter.increment()
-        await progress()
-    }
-
-    private func progress() async {
-        guard !stalled.load(ordering: .acquiring) else { return }
         await state.progress(Self.loopName)
     }
 
     // MARK: Test pattern
 
-    private func runTestPattern(reason: String) async {
+    /// The test pattern as the camera (`status` .running) or as the placeholder while a camera
+    /// is missing; runs until cancelled or shutdown. A nil status leaves the service state alone.
+    private func runPattern(status: ServiceState?, detail: String) async {
         var pattern = TestPattern(width: configuration.width, height: configuration.height, fps: configuration.fps)
         let period = Duration.seconds(1) / configuration.fps
         var deadline = ContinuousClock.now
         var captured: UInt64 = 0
         var dropped: UInt64 = 0
-        await state.set("camera", .running, "test pattern \(pattern.mode.size) at \(configuration.fps) fps (\(reason))")
-        logger.info("camera: built-in test pattern", metadata: ["mode": "\(pattern.mode)", "reason": "\(reason)"])
-        while !Task.isShuttingDownGracefully {
+        if let status {
+            let text = status == .running ? "test pattern \(pattern.mode.size) at \(configuration.fps) fps (\(detail))" : detail
+            await state.set("camera", status, text)
+            logger.info("camera: built-in test pattern", metadata: ["mode": "\(pattern.mode)", "reason": "\(detail)"])
+        }
+        while !Task.isCancelled, !Task.isShuttingDownGracefully {
             await deliver(pattern.nextFrame())
             captured += 1
             if captured % UInt64(configuration.fps) == 0 {
@@ -170,16 +207,17 @@ public final class CameraService: Service, Sendable {
     }
 
     func controls() throws -> [CameraControl] {
-        guard let camera = device.withLock({ $0 }) else {
-            throw HTTPError(.conflict, message: "no V4L2 camera is streaming (the test pattern has no controls)")
-        }
-        return try camera.controls()
+        try withCamera { try $0.controls() }
     }
 
     func setControl(_ key: String, to value: Int64) throws -> Int64 {
+        try withCamera { try $0.setControl(key, to: value) }
+    }
+
+    private func withCamera<Value>(_ body: (V4L2Camera) throws -> Value) throws -> Value {
         guard let camera = device.withLock({ $0 }) else {
             throw HTTPError(.conflict, message: "no V4L2 camera is streaming (the test pattern has no controls)")
         }
-        return try camera.setControl(key, to: value)
+        return try body(camera)
     }
 }

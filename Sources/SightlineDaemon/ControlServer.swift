@@ -69,6 +69,7 @@ enum ControlServer {
         let state: DaemonState
         let configuration: DaemonConfiguration
         let camera: CameraService
+        let registry: DeviceRegistry
         let notifier: SystemdNotifier
         let logger: Logger
     }
@@ -118,6 +119,24 @@ enum ControlServer {
             change.value = try cameraRequest { try dependencies.camera.setControl(change.key, to: change.value) }
             context.logger.notice("camera control set", metadata: ["control": "\(change.key)", "value": "\(change.value)"])
             return try jsonResponse(change)
+        }
+
+        router.get(RouterPath(ControlAPI.devicesPath)) { _, _ in
+            try jsonResponse(await dependencies.registry.list())
+        }
+        router.get(RouterPath(ControlAPI.deviceEventsPath)) { _, _ in
+            // Newline-delimited JSON, one event per line, for as long as the client reads.
+            let records = await dependencies.registry.eventRecords()
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            encoder.keyEncodingStrategy = .convertToSnakeCase
+            let lines = records.compactMap { record -> ByteBuffer? in
+                guard let data = try? encoder.encode(record) else { return nil }
+                return ByteBuffer(bytes: data + [UInt8(ascii: "\n")])
+            }
+            var headers = HTTPFields()
+            headers[.contentType] = "application/x-ndjson"
+            return Response(status: .ok, headers: headers, body: ResponseBody(asyncSequence: lines))
         }
 
         let socketPath = configuration.controlSocket

@@ -31,6 +31,15 @@ public enum SightlineDaemon {
         return (DaemonConfiguration.defaults, nil)
     }
 
+    /// `camera.device` names one camera (used alone) or `auto` (the preference list, then any).
+    static func cameraPolicy(for camera: DaemonConfiguration.CameraConfiguration) -> CameraPolicy {
+        let explicit = camera.device.hasPrefix("/dev/")
+        return CameraPolicy(
+            preferences: (explicit ? [camera.device] : camera.preference).map(CameraPolicy.Preference.init),
+            fallbackToAny: explicit ? false : camera.fallbackAny,
+            switchDelay: .milliseconds(camera.switchDelayMilliseconds))
+    }
+
     public static func run(configuration: DaemonConfiguration, configurationPath: String?) async throws {
         umask(0o077)
         let logLevel = LogLevelSetting(Logger.Level(rawValue: configuration.logLevel) ?? .info)
@@ -68,13 +77,15 @@ public enum SightlineDaemon {
             throw StartupFailure(status: 1, description: "\(error)")
         }
 
+        let devices = DeviceRegistry(policy: cameraPolicy(for: configuration.camera))
         let camera = CameraService(configuration: configuration.camera,
                                    evidence: EvidenceDirectory(stateDirectory: configuration.stateDirectory),
-                                   state: state, logger: logger)
+                                   state: state, registry: devices, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: ControlServer.makeApplication(.init(
-                state: state, configuration: configuration, camera: camera, notifier: notifier, logger: logger)),
+                state: state, configuration: configuration, camera: camera, registry: devices, notifier: notifier, logger: logger)),
                   serviceName: "control"),
+            .init(service: DiscoveryService(registry: devices, state: state, logger: logger), serviceName: "discovery"),
             .init(service: camera, serviceName: "camera"),
             .init(service: WatchdogService(state: state, notifier: notifier, logger: logger, unsupervisedCheckInterval: .seconds(1)),
                   serviceName: "watchdog"),

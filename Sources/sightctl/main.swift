@@ -9,7 +9,7 @@ struct Sightctl: AsyncParsableCommand {
         commandName: "sightctl",
         abstract: "Operate a Sightline device: status, identity, configuration.",
         version: SightlineVersion.current,
-        subcommands: [Status.self, Version.self, Identity.self, Config.self, Snapshot.self, Camera.self])
+        subcommands: [Status.self, Version.self, Identity.self, Config.self, Snapshot.self, Camera.self, Devices.self])
 }
 
 /// Options every command that talks to the daemon shares.
@@ -223,6 +223,51 @@ struct Camera: AsyncParsableCommand {
             }
             if options.json { return try printJSON(change) }
             print("\(change.key) = \(change.value)")
+        }
+    }
+}
+
+struct Devices: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List cameras, microphones, speakers and buttons with their role, identity and state.")
+    @OptionGroup var options: DaemonOptions
+
+    @Flag(name: .long, help: "Print device events as they happen (Ctrl-C to stop).")
+    var watch = false
+
+    func run() async throws {
+        if watch {
+            try await request { () async throws(ControlClient.Failure) in
+                try await options.client.stream(ControlAPI.deviceEventsPath, as: DeviceEventRecord.self) { record in
+                    let line: String
+                    if options.json {
+                        let encoder = JSONEncoder()
+                        encoder.outputFormatting = [.sortedKeys]
+                        encoder.keyEncodingStrategy = .convertToSnakeCase
+                        line = (try? encoder.encode(record)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+                    } else {
+                        let time = Date(timeIntervalSince1970: record.time).formatted(.iso8601.time(includingFractionalSeconds: true))
+                        let who = [record.role?.rawValue, record.devnode, record.identity].compactMap { $0 }.joined(separator: " ")
+                        line = "\(time) \(record.event.padding(toLength: 11, withPad: " ", startingAt: 0)) \(who)  \(record.detail)"
+                    }
+                    // Unbuffered: watchers are often pipes into other tools, each event goes out as it happens.
+                    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+                }
+            }
+            return
+        }
+        let devices = try await request { () async throws(ControlClient.Failure) in
+            try await options.client.get(ControlAPI.devicesPath, as: [DeviceStatus].self)
+        }
+        if options.json { return try printJSON(devices) }
+        if devices.isEmpty { print("no devices found") }
+        for entry in devices {
+            let device = entry.device
+            var line = "\(device.role.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)) "
+            line += "\(entry.state.rawValue.padding(toLength: 7, withPad: " ", startingAt: 0)) "
+            line += "\(device.stableLink ?? device.devnode)  \(device.name)  [\(device.identity)]"
+            if let reason = entry.reason { line += "  failed: \(reason)" }
+            print(line)
         }
     }
 }

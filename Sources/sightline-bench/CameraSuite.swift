@@ -133,6 +133,9 @@ enum CameraSuite {
     static func measurePipeline(node: String, mode: Mode) async throws -> [(String, Double)] {
         let camera = try V4L2Camera(path: node)
         defer { camera.close() }
+        // vivid's default "End of Frame" stamps are 0.9 frame period ahead of the moment it hands the
+        // buffer over; "Start of Exposure" stamps the frame's nominal start, which has passed by then.
+        _ = try? camera.setControl("timestamp_source", to: 1)
         let session = try CaptureSession(camera: camera, request: ModeNegotiation.Request(preference: [.yuyv], size: mode.size, fps: mode.fps),
                                          bufferCount: 4)
         guard session.mode.fourCC == .yuyv, session.mode.size == mode.size else {
@@ -140,6 +143,7 @@ enum CameraSuite {
             throw TestFailure("vivid gave \(session.mode) for \(mode.label)")
         }
         let encoder = try JPEGEncoder()
+        var firstSeq: UInt32 = 0, lastSeq: UInt32 = 0, firstTS = Duration.zero, lastTS = Duration.zero, maxLat = 0.0, maxAt = 0
         let warmUpEnd = ContinuousClock.now + warmUp
         var started: (at: ContinuousClock.Instant, cpu: Double, missed: UInt64, dropped: UInt64)?
         var latencies: [Double] = []
@@ -154,6 +158,9 @@ enum CameraSuite {
                 continue
             }
             latencies.append(latency)
+            if frames == 0 { firstSeq = frame.sequence; firstTS = frame.timestamp }
+            lastSeq = frame.sequence; lastTS = frame.timestamp
+            if latency > maxLat { maxLat = latency; maxAt = frames }
             frames += 1
             if ContinuousClock.now - start.at >= .seconds(seconds) { break }
         }
@@ -164,6 +171,7 @@ enum CameraSuite {
         let wall = StartupSuite.milliseconds(ContinuousClock.now - start.at) / 1_000
         let cpu = cpuSeconds(pid: nil) - start.cpu
         let fps = session.mode.interval.map { String(format: "%.1f", $0.framesPerSecond) } ?? "?"
+        print("DEBUG seq \(firstSeq)...\(lastSeq) ts \(firstTS)...\(lastTS) maxLat \(maxLat) at frame \(maxAt) missed \(counters.missed - start.missed) dropped \(dropped - start.dropped) captured \(counters.captured)")
         print("ours \(mode.label) @ \(fps) fps: \(frames) frames in \(String(format: "%.1f", wall)) s")
         return [
             ("fps_delivered_\(mode.label)", Double(frames) / wall),

@@ -3,9 +3,11 @@ import SightlineControlClient
 import SightlineCore
 import SightlineTesting
 
+try await Bench.main()
+
 /// Runs one benchmark suite against the release binaries and writes flat JSON results.
 /// Usage: sightline-bench SUITE OUTPUT.json
-@main
+/// (Called from top-level code: `@main` only works in a single-file executable target.)
 struct Bench {
     static func main() async throws {
         let arguments = CommandLine.arguments

@@ -22,7 +22,7 @@ struct KernelLabTests {
     func deviceTestsInLab() throws {
         let testBinary = CommandLine.arguments[0]
         let result = try CommandLineTool.run(Self.script, [
-            "--timeout", "900", "--module", "vivid n_devs=1", "--module", "snd-aloop", "--",
+            "--timeout", "900", "--module", "vivid n_devs=2", "--module", "snd-aloop", "--",
             "env", "\(KernelLab.guestVariable)=1", testBinary, "--testing-library", "swift-testing",
             "--filter", "SightlineLabTests",
         ])

@@ -103,6 +103,19 @@ public struct ConfigurationParser: Sendable {
     }
 
     static func validate(_ node: Node, as kind: ConfigValueKind) -> Result<ConfigValue, ValidationFailure> {
+        if case .stringList = kind {
+            guard case .sequence(let sequence) = node else {
+                return .failure(ValidationFailure("expected a list like [a, b]"))
+            }
+            var items: [String] = []
+            for item in sequence {
+                guard case .scalar(let scalar) = item, !scalar.string.isEmpty else {
+                    return .failure(ValidationFailure("\(Self.show(item)) is not a non-empty string"))
+                }
+                items.append(scalar.string)
+            }
+            return .success(.list(items))
+        }
         if case .choiceList(let choices) = kind {
             guard case .sequence(let sequence) = node else {
                 return .failure(ValidationFailure("expected a list like [a, b]"))
@@ -170,7 +183,7 @@ public struct ConfigurationParser: Sendable {
                 return .failure(ValidationFailure("\(Self.show(node)) is not a camera"))
             }
             return .success(.string(text))
-        case .choiceList:
+        case .choiceList, .stringList:
             preconditionFailure("handled above")
         }
     }

@@ -15,6 +15,8 @@ public enum ConfigValueKind: Sendable, Equatable {
     case groupName
     /// `auto`, `test-pattern` or a device path under /dev.
     case cameraDevice
+    /// A list of non-empty strings.
+    case stringList
 
     /// What an operator may write, for error messages and the configuration reference.
     public var allowed: String {
@@ -28,6 +30,7 @@ public enum ConfigValueKind: Sendable, Equatable {
         case .loopbackListenAddress: "HOST:PORT with a loopback host (127.0.0.1, [::1] or localhost) and a port from 1 to 65535"
         case .groupName: "a group name (lowercase letters, digits, _ and -, starting with a letter or _)"
         case .cameraDevice: "auto, test-pattern, or a device path such as /dev/v4l/by-id/usb-Vendor_Cam-video-index0"
+        case .stringList: "a list of strings, like [\"ID_SERIAL=Acme_0042\", /dev/v4l/by-id/usb-Acme-video-index0]"
         }
     }
 }
@@ -75,6 +78,12 @@ public enum DaemonConfigSchema {
                   "A main loop without progress for this long stops the systemd watchdog pings, so systemd restarts the daemon."),
         ConfigKey("camera.device", .cameraDevice, default: "auto",
                   "Camera to use: auto (first capture device, else the test pattern), test-pattern, or a /dev/v4l/by-id path."),
+        ConfigKey("camera.preference", .stringList, default: "[]",
+                  "With device auto: cameras to prefer, best first. Each entry is KEY=VALUE pairs joined by commas, matched against udev properties (ID_SERIAL, ID_VENDOR_ID, ID_MODEL_ID, ID_PATH), or a device path or /dev/v4l link."),
+        ConfigKey("camera.fallback_any", .boolean, default: "true",
+                  "With device auto: use any other capture device when no preferred one is present."),
+        ConfigKey("camera.switch_delay_ms", .integer(0...10_000), default: "500",
+                  "After the camera in use disappears, how long to wait for it to return before switching to another one."),
         ConfigKey("camera.width", .integer(160...7680), default: "1280", "Requested frame width in pixels."),
         ConfigKey("camera.height", .integer(120...4320), default: "720", "Requested frame height in pixels."),
         ConfigKey("camera.fps", .integer(1...120), default: "30", "Requested frame rate."),

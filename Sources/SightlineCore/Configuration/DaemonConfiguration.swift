@@ -17,6 +17,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
 
     public struct CameraConfiguration: Sendable, Equatable {
         public var device: String
+        public var preference: [String]
+        public var fallbackAny: Bool
+        public var switchDelayMilliseconds: Int
         public var width: Int
         public var height: Int
         public var fps: Int
@@ -66,6 +69,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
         watchdogStallSeconds = reader.integer("watchdog.stall_seconds")
         camera = CameraConfiguration(
             device: reader.string("camera.device"),
+            preference: reader.list("camera.preference"),
+            fallbackAny: reader.boolean("camera.fallback_any"),
+            switchDelayMilliseconds: reader.integer("camera.switch_delay_ms"),
             width: reader.integer("camera.width"),
             height: reader.integer("camera.height"),
             fps: reader.integer("camera.fps"),

@@ -60,8 +60,12 @@ public struct CameraStatus: Codable, Sendable, Equatable {
     public var fps: Int
     public var framesCaptured: UInt64
     public var framesDropped: UInt64
+    /// Milliseconds from the udev add event of the camera in use to its first frame.
+    public var firstFrameAfterAddMs: Double?
 
-    public init(source: String, width: Int, height: Int, fps: Int, framesCaptured: UInt64, framesDropped: UInt64) {
+    public init(source: String, width: Int, height: Int, fps: Int, framesCaptured: UInt64, framesDropped: UInt64,
+                firstFrameAfterAddMs: Double? = nil) {
+        self.firstFrameAfterAddMs = firstFrameAfterAddMs
         self.source = source
         self.width = width
         self.height = height
@@ -156,5 +160,49 @@ public struct ControlChange: Codable, Sendable, Equatable {
     public init(key: String, value: Int64) {
         self.key = key
         self.value = value
+    }
+}
+
+extension ControlAPI {
+    public static let devicesPath = "/v1/devices"
+    public static let deviceEventsPath = "/v1/devices/events"
+}
+
+/// A device with what the daemon does with it, for `sightctl devices`.
+public struct DeviceStatus: Codable, Sendable, Equatable {
+    public enum State: String, Codable, Sendable {
+        case inUse = "in-use", standby, failed
+    }
+
+    public var device: DiscoveredDevice
+    public var state: State
+    /// Why it failed, when it did.
+    public var reason: String?
+
+    public init(device: DiscoveredDevice, state: State, reason: String?) {
+        self.device = device
+        self.state = state
+        self.reason = reason
+    }
+}
+
+/// One line of `GET /v1/devices/events` (newline-delimited JSON).
+public struct DeviceEventRecord: Codable, Sendable, Equatable {
+    /// `added`, `removed`, `in-use`, `failed` or `placeholder`.
+    public var event: String
+    public var role: DeviceRole?
+    public var identity: String?
+    public var devnode: String?
+    public var detail: String
+    /// Seconds since the Unix epoch.
+    public var time: Double
+
+    public init(event: String, role: DeviceRole?, identity: String?, devnode: String?, detail: String, time: Double) {
+        self.event = event
+        self.role = role
+        self.identity = identity
+        self.devnode = devnode
+        self.detail = detail
+        self.time = time
     }
 }

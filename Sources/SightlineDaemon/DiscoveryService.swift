@@ -1,0 +1,46 @@
+import Logging
+import ServiceLifecycle
+import SightlineCore
+import SightlineDiscovery
+
+/// Runs udev discovery: the devices present at start, then hotplug events, into the registry.
+struct DiscoveryService: Service {
+    let registry: DeviceRegistry
+    let state: DaemonState
+    let logger: Logger
+
+    func run() async throws {
+        let discovery: UdevDiscovery
+        do {
+            discovery = try UdevDiscovery()
+            try discovery.start()
+        } catch {
+            logger.error("device discovery unavailable; devices present now are used, hotplug is not seen",
+                         metadata: ["reason": "\(error)"])
+            await state.set("discovery", .degraded, "\(error)")
+            try await gracefulShutdown()
+            return
+        }
+        // Start listening before enumerating, so nothing plugged in between is missed.
+        for device in discovery.enumerate() { await registry.added(device, hotplug: false) }
+        let source = discovery.eventSource
+        await state.set("discovery", .running, "watching \(source) events for cameras, sound devices and buttons")
+        logger.info("device discovery running", metadata: ["source": "\(source)"])
+        await withGracefulShutdownHandler {
+            for await event in discovery.events {
+                switch event {
+                case .added(let device):
+                    logger.info("device added", metadata: ["role": "\(device.role.rawValue)", "identity": "\(device.identity)", "node": "\(device.devnode)"])
+                    await registry.added(device, hotplug: true)
+                case .removed(let syspath, let role):
+                    logger.info("device removed", metadata: ["role": "\(role.rawValue)", "syspath": "\(syspath)"])
+                    await registry.removed(syspath: syspath)
+                }
+            }
+        } onGracefulShutdown: {
+            discovery.stop()
+        }
+        await registry.finishWatchers()
+        await state.set("discovery", .stopped, "shut down")
+    }
+}

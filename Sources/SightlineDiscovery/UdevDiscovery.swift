@@ -1,0 +1,177 @@
+import CUdev
+import Foundation
+import SightlineCamera
+import SightlineCore
+import Synchronization
+
+/// A device appearing or going away, as udev reports it.
+public enum DeviceEvent: Sendable, Equatable {
+    case added(DiscoveredDevice)
+    case removed(syspath: String, role: DeviceRole)
+}
+
+/// Finds cameras, sound devices and buttons with libudev: an enumeration at start, then the
+/// netlink monitor ("udev" events once udevd has processed a device, "kernel" events where no
+/// udevd runs) on a dedicated thread that blocks in `poll` on the monitor and an eventfd.
+public final class UdevDiscovery: Sendable {
+    static let subsystems = ["video4linux", "sound", "input"]
+    /// Events for the daemon; bounded, since a burst of uevents must not grow memory without limit.
+    public let events: AsyncStream<DeviceEvent>
+    private let continuation: AsyncStream<DeviceEvent>.Continuation
+    private let wakeFD: Int32
+    private let source: String
+    private let done = Atomic<Bool>(false)
+    private let known = Mutex<[String: DiscoveredDevice]>([:])
+
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Whether udevd runs here: without it only raw kernel events exist, with fewer properties.
+    public static var udevdRunning: Bool { FileManager.default.fileExists(atPath: "/run/udev/control") }
+
+    public init() throws(Failure) {
+        (events, continuation) = AsyncStream.makeStream(of: DeviceEvent.self, bufferingPolicy: .bufferingOldest(1024))
+        source = Self.udevdRunning ? "udev" : "kernel"
+        wakeFD = cudev_eventfd()
+        guard wakeFD >= 0 else { throw Failure(description: "eventfd failed: \(String(cString: strerror(errno)))") }
+    }
+
+    /// The devices present now (`udev_enumerate`).
+    public func enumerate() -> [DiscoveredDevice] {
+        guard let udev = udev_new() else { return [] }
+        defer { udev_unref(udev) }
+        guard let enumerate = udev_enumerate_new(udev) else { return [] }
+        defer { udev_enumerate_unref(enumerate) }
+        for subsystem in Self.subsystems { udev_enumerate_add_match_subsystem(enumerate, subsystem) }
+        udev_enumerate_scan_devices(enumerate)
+        var found: [DiscoveredDevice] = []
+        var entry = udev_enumerate_get_list_entry(enumerate)
+        while let current = entry {
+            if let syspath = udev_list_entry_get_name(current),
+               let device = udev_device_new_from_syspath(udev, syspath) {
+                // udev_device_new_from_syspath returns an owned reference.
+                if let discovered = Self.classify(device) { found.append(discovered) }
+                udev_device_unref(device)
+            }
+            entry = udev_list_entry_get_next(current)
+        }
+        known.withLock { map in for device in found { map[device.syspath] = device } }
+        return found
+    }
+
+    /// Starts the monitor thread. Events arrive on `events` until `stop()`.
+    public func start() throws(Failure) {
+        guard let udev = udev_new() else { throw Failure(description: "udev_new failed") }
+        guard let monitor = udev_monitor_new_from_netlink(udev, source) else {
+            udev_unref(udev)
+            throw Failure(description: "cannot listen for \(source) device events (netlink): is AF_NETLINK allowed?")
+        }
+        for subsystem in Self.subsystems { udev_monitor_filter_add_match_subsystem_devtype(monitor, subsystem, nil) }
+        guard udev_monitor_enable_receiving(monitor) >= 0 else {
+            udev_monitor_unref(monitor)
+            udev_unref(udev)
+            throw Failure(description: "cannot receive \(source) device events")
+        }
+        let handles = MonitorHandles(udev: udev, monitor: monitor)
+        let thread = Thread { [self] in
+            self.monitorLoop(handles)
+            udev_monitor_unref(handles.monitor)
+            udev_unref(handles.udev)
+        }
+        thread.name = "udev monitor"
+        thread.start()
+    }
+
+    /// Ends the monitor thread and the event stream.
+    public func stop() {
+        guard !done.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        var one: UInt64 = 1
+        _ = write(wakeFD, &one, MemoryLayout<UInt64>.size)
+    }
+
+    /// "udev" or "kernel": which netlink source the monitor listens to.
+    public var eventSource: String { source }
+
+    private func monitorLoop(_ handles: MonitorHandles) {
+        defer {
+            close(wakeFD)
+            continuation.finish()
+        }
+        let monitorFD = udev_monitor_get_fd(handles.monitor)
+        var descriptors = [pollfd(fd: monitorFD, events: Int16(POLLIN), revents: 0),
+                           pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
+        while true {
+            descriptors[0].revents = 0
+            descriptors[1].revents = 0
+            let ready = poll(&descriptors, 2, -1)
+            if ready < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            if descriptors[1].revents != 0 { return }
+            // udev_monitor_receive_device returns an owned reference, or nil on a bad message.
+            guard let device = udev_monitor_receive_device(handles.monitor) else { continue }
+            defer { udev_device_unref(device) }
+            let action = udev_device_get_action(device).map { String(cString: $0) } ?? ""
+            let syspath = udev_device_get_syspath(device).map { String(cString: $0) } ?? ""
+            switch action {
+            case "add", "change", "bind":
+                guard let discovered = Self.classify(device) else { continue }
+                let isNew = known.withLock { map in
+                    defer { map[syspath] = discovered }
+                    return map[syspath] != discovered
+                }
+                if isNew { continuation.yield(.added(discovered)) }
+            case "remove":
+                if let gone = known.withLock({ $0.removeValue(forKey: syspath) }) {
+                    continuation.yield(.removed(syspath: syspath, role: gone.role))
+                }
+            default:
+                continue
+            }
+        }
+    }
+
+    /// Reads a udev device (borrowed) into the classifier's terms.
+    static func classify(_ device: OpaquePointer) -> DiscoveredDevice? {
+        func text(_ pointer: UnsafePointer<CChar>?) -> String? { pointer.map { String(cString: $0) } }
+        guard let subsystem = text(udev_device_get_subsystem(device)),
+              let sysname = text(udev_device_get_sysname(device)),
+              let syspath = text(udev_device_get_syspath(device)) else { return nil }
+        var properties: [String: String] = [:]
+        var entry = udev_device_get_properties_list_entry(device)
+        while let current = entry {
+            if let name = text(udev_list_entry_get_name(current)) {
+                properties[name] = text(udev_list_entry_get_value(current)) ?? ""
+            }
+            entry = udev_list_entry_get_next(current)
+        }
+        // The node's own name ("vivid-001-vid-cap", a UVC camera's product) tells apart
+        // several cameras behind one platform device, which share ID_PATH.
+        if let name = text(udev_device_get_sysattr_value(device, "name")) { properties["NAME"] = name }
+        var links: [String] = []
+        entry = udev_device_get_devlinks_list_entry(device)
+        while let current = entry {
+            if let link = text(udev_list_entry_get_name(current)) { links.append(link) }
+            entry = udev_list_entry_get_next(current)
+        }
+        let devnode = text(udev_device_get_devnode(device))
+        var captureCapable: Bool?
+        if subsystem == "video4linux", properties["ID_V4L_CAPABILITIES"] == nil, let devnode {
+            // No udevd to run v4l_id: ask the driver ourselves.
+            captureCapable = (try? V4L2Camera(path: devnode)).map { camera in
+                camera.close()
+                return true
+            } ?? false
+        }
+        return DeviceClassifier.classify(subsystem: subsystem, sysname: sysname, syspath: syspath, devnode: devnode,
+                                         properties: properties, links: links, captureCapable: captureCapable)
+    }
+}
+
+/// The monitor thread's libudev handles; only that thread touches them after start.
+private struct MonitorHandles: @unchecked Sendable {
+    let udev: OpaquePointer
+    let monitor: OpaquePointer
+}
