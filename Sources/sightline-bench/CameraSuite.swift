@@ -48,18 +48,16 @@ enum CameraSuite {
         let bench = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         let ours = directory + "/ours.json", peer = directory + "/ustreamer.json"
         let lab = Process()
-        lab.executableURL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath + "/scripts/kernel-lab")
+        lab.executableURL = URL(fileURLWithPath: KernelLab.projectRoot + "/scripts/kernel-lab")
         lab.arguments = ["--timeout", "1200", "--module", "vivid n_devs=1", "--",
                          "env", "SIGHTLINE_BENCH_SECONDS=\(seconds)", "sh", "-c", #""$0" camera-guest "$1" && "$0" camera-ustreamer "$2""#,
                          bench, ours, peer]
-        try lab.run()
+        try launch(lab)
         lab.waitUntilExit()
         guard lab.terminationStatus == 0 else { throw TestFailure("kernel lab exited \(lab.terminationStatus)") }
 
         var merged = [("host_jpeg_encode_ms_p50", encodeMS)]
-        merged += try readResults(ours)
-        let peerResults = try readResults(peer)
-        merged += peerResults
+        merged += try readResults(ours) + readResults(peer)
         let values = Dictionary(merged, uniquingKeysWith: { $1 })
         if let ourCPU = values["daemon_cpu_pct_640x480"], let theirCPU = values["ustreamer_cpu_pct"],
            let ourPerFrame = values["daemon_cpu_ms_per_frame_640x480"], let theirPerFrame = values["ustreamer_cpu_ms_per_frame"] {
@@ -68,6 +66,16 @@ enum CameraSuite {
         }
         try? FileManager.default.removeItem(atPath: directory)
         return merged
+    }
+
+    /// Starts `process` with no signal blocked: libdispatch's worker threads block signals and a
+    /// child inherits that mask, so SIGTERM (and Ctrl-C for the lab) would never reach it.
+    static func launch(_ process: Process) throws {
+        var none = sigset_t(), saved = sigset_t()
+        sigemptyset(&none)
+        pthread_sigmask(SIG_SETMASK, &none, &saved)
+        defer { pthread_sigmask(SIG_SETMASK, &saved, nil) }
+        try process.run()
     }
 
     /// Median cost of turning one 1280x720 YUYV colour-bar frame into a JPEG, as the pipeline does.
@@ -85,7 +93,8 @@ enum CameraSuite {
         return Statistics.percentile(times, 50)
     }
 
-    /// The same eight BT.601 bars as the daemon's test pattern (which is internal to the daemon).
+    /// The daemon's test pattern (internal to the daemon): its eight BT.601 colour bars, without
+    /// the moving marker and burnt-in text.
     static func colourBars(width: Int, height: Int) -> [UInt8] {
         let bars: [(y: UInt8, u: UInt8, v: UInt8)] = [
             (235, 128, 128), (210, 16, 146), (170, 166, 16), (145, 54, 34),
@@ -143,7 +152,6 @@ enum CameraSuite {
             throw TestFailure("vivid gave \(session.mode) for \(mode.label)")
         }
         let encoder = try JPEGEncoder()
-        var firstSeq: UInt32 = 0, lastSeq: UInt32 = 0, firstTS = Duration.zero, lastTS = Duration.zero, maxLat = 0.0, maxAt = 0
         let warmUpEnd = ContinuousClock.now + warmUp
         var started: (at: ContinuousClock.Instant, cpu: Double, missed: UInt64, dropped: UInt64)?
         var latencies: [Double] = []
@@ -158,9 +166,6 @@ enum CameraSuite {
                 continue
             }
             latencies.append(latency)
-            if frames == 0 { firstSeq = frame.sequence; firstTS = frame.timestamp }
-            lastSeq = frame.sequence; lastTS = frame.timestamp
-            if latency > maxLat { maxLat = latency; maxAt = frames }
             frames += 1
             if ContinuousClock.now - start.at >= .seconds(seconds) { break }
         }
@@ -171,7 +176,6 @@ enum CameraSuite {
         let wall = StartupSuite.milliseconds(ContinuousClock.now - start.at) / 1_000
         let cpu = cpuSeconds(pid: nil) - start.cpu
         let fps = session.mode.interval.map { String(format: "%.1f", $0.framesPerSecond) } ?? "?"
-        print("DEBUG seq \(firstSeq)...\(lastSeq) ts \(firstTS)...\(lastTS) maxLat \(maxLat) at frame \(maxAt) missed \(counters.missed - start.missed) dropped \(dropped - start.dropped) captured \(counters.captured)")
         print("ours \(mode.label) @ \(fps) fps: \(frames) frames in \(String(format: "%.1f", wall)) s")
         return [
             ("fps_delivered_\(mode.label)", Double(frames) / wall),
@@ -214,32 +218,36 @@ enum CameraSuite {
                               "--host", "127.0.0.1", "--port", String(ustreamerPort)]
         streamer.standardOutput = FileHandle.nullDevice
         streamer.standardError = FileHandle.nullDevice
-        try streamer.run()
+        try launch(streamer)
         defer {
             streamer.terminate()
             streamer.waitUntilExit()
         }
         var online = false
         for _ in 0..<60 where !online {
-            online = (try? CommandLineTool.run("/usr/bin/curl", ["-sf", base + "/state"]))?.stdout.contains("\"online\": true") == true
+            online = (try? CommandLineTool.run("/usr/bin/curl", ["-sf", "--max-time", "5", base + "/state"]))?.stdout.contains("\"online\": true") == true
             if !online { try await Task.sleep(for: .milliseconds(500)) }
         }
         guard online else { throw TestFailure("ustreamer did not come online on \(node)") }
         try await Task.sleep(for: warmUp)
 
         // A client must pull the stream for ustreamer to encode; curl ends itself after the
-        // window, and grep counts the frame headers it received.
+        // window and reports how long it received (spawning it costs time here), grep counts the
+        // frame headers. ustreamer encodes steadily, so its CPU is taken over the whole wall time.
         let cpuStart = cpuSeconds(pid: streamer.processIdentifier), started = ContinuousClock.now
-        let client = try CommandLineTool.run("/bin/sh", ["-c", "curl -s --max-time \(seconds) \(base)/stream | grep -a -c 'Content-Type: image/jpeg'"])
+        let client = try CommandLineTool.run("/bin/sh", ["-c", "curl -s -w '%{stderr}%{time_total}' --max-time \(seconds) \(base)/stream | grep -a -c 'Content-Type: image/jpeg'"])
         let cpu = cpuSeconds(pid: streamer.processIdentifier) - cpuStart
         let wall = StartupSuite.milliseconds(ContinuousClock.now - started) / 1_000
         let frames = Double(client.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
-        guard frames > 0 else { throw TestFailure("the stream client received no frames from ustreamer") }
-        print("ustreamer \(mode.label): \(Int(frames)) frames in \(String(format: "%.1f", wall)) s")
+        guard frames > 0, let received = Double(client.stderr.trimmingCharacters(in: .whitespacesAndNewlines)), received > 0 else {
+            throw TestFailure("the stream client received no frames from ustreamer: \(client.stderr)")
+        }
+        let fps = frames / received, cpuShare = cpu / wall
+        print("ustreamer \(mode.label): \(Int(frames)) frames in \(String(format: "%.1f", received)) s")
         return [
-            ("ustreamer_fps_delivered", frames / wall),
-            ("ustreamer_cpu_pct", cpu / wall * 100),
-            ("ustreamer_cpu_ms_per_frame", cpu * 1_000 / frames),
+            ("ustreamer_fps_delivered", fps),
+            ("ustreamer_cpu_pct", cpuShare * 100),
+            ("ustreamer_cpu_ms_per_frame", cpuShare * 1_000 / fps),
         ]
     }
 }

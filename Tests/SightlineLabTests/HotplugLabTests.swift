@@ -6,134 +6,136 @@ import Testing
 
 /// Hotplug with real uevents: systemd-udevd runs in the guest, vivid is loaded with two
 /// instances and snd-aloop as the sound card.
-@Suite("Hotplug in the kernel lab", .serialized, .enabled(if: KernelLab.insideGuest, Comment(rawValue: KernelLab.notInGuest)))
-struct HotplugLabTests {
-    static let unbind = "/sys/bus/platform/drivers/vivid/unbind"
-    static let bind = "/sys/bus/platform/drivers/vivid/bind"
+extension DeviceLab {
+    @Suite("Hotplug in the kernel lab")
+    struct HotplugLabTests {
+        static let unbind = "/sys/bus/platform/drivers/vivid/unbind"
+        static let bind = "/sys/bus/platform/drivers/vivid/bind"
 
-    func devices(_ client: ControlClient) async throws -> [DeviceStatus] {
-        try await client.get(ControlAPI.devicesPath, as: [DeviceStatus].self)
-    }
+        func devices(_ client: ControlClient) async throws -> [DeviceStatus] {
+            try await client.get(ControlAPI.devicesPath, as: [DeviceStatus].self)
+        }
 
-    func camera(_ client: ControlClient) async throws -> (service: ServiceStatus?, camera: CameraStatus?) {
-        let status = try await client.get(ControlAPI.statusPath, as: DaemonStatus.self)
-        return (status.services.first { $0.name == "camera" }, status.camera)
-    }
+        func camera(_ client: ControlClient) async throws -> (service: ServiceStatus?, camera: CameraStatus?) {
+            let status = try await client.get(ControlAPI.statusPath, as: DaemonStatus.self)
+            return (status.services.first { $0.name == "camera" }, status.camera)
+        }
 
-    func inUse(_ client: ControlClient) async throws -> DeviceStatus? {
-        try await devices(client).first { $0.state == .inUse }
-    }
+        func inUse(_ client: ControlClient) async throws -> DeviceStatus? {
+            try await devices(client).first { $0.state == .inUse }
+        }
 
-    static let first = "path:platform-vivid.0#vivid-000-vid-cap"
-    static let second = "path:platform-vivid.0#vivid-001-vid-cap"
+        static let first = "path:platform-vivid.0#vivid-000-vid-cap"
+        static let second = "path:platform-vivid.0#vivid-001-vid-cap"
 
-    @Test("discovery tells both vivid cameras and the loopback card apart; the preferred camera is used, lost and resumed")
-    func preferenceUnplugAndResume() async throws {
-        let daemon = try DaemonProcess(configuration: """
-            camera:
-              device: auto
-              preference: ["\(Self.second)"]
-              switch_delay_ms: 300
-              width: 640
-              height: 480
-              fps: 25
+        @Test("discovery tells both vivid cameras and the loopback card apart; the preferred camera is used, lost and resumed")
+        func preferenceUnplugAndResume() async throws {
+            let daemon = try DaemonProcess(configuration: """
+                camera:
+                  device: auto
+                  preference: ["\(Self.second)"]
+                  switch_delay_ms: 300
+                  width: 640
+                  height: 480
+                  fps: 25
 
-            """)
-        try daemon.start()
-        try await daemon.waitUntilServing()
-        let client = ControlClient(socketPath: daemon.socketPath)
-        try await eventually { try await inUse(client)?.device.identity == Self.second }
-        let listed = try await devices(client)
-        #expect(Set(listed.filter { $0.device.role == .camera }.map(\.device.identity)) == [Self.first, Self.second])
-        #expect(listed.first { $0.device.identity == Self.first }?.state == .standby)
-        #expect(listed.contains { $0.device.role == .microphone && $0.device.devnode.hasPrefix("/dev/snd/pcmC") })
-        #expect(listed.contains { $0.device.role == .speaker })
-        let text = try CommandLineTool.run("sightctl", ["devices", "--socket", daemon.socketPath])
-        #expect(text.stdout.contains("camera     in-use "), "\(text.stdout)")
+                """)
+            try daemon.start()
+            try await daemon.waitUntilServing()
+            let client = ControlClient(socketPath: daemon.socketPath)
+            try await eventually { try await inUse(client)?.device.identity == Self.second }
+            let listed = try await devices(client)
+            #expect(Set(listed.filter { $0.device.role == .camera }.map(\.device.identity)) == [Self.first, Self.second])
+            #expect(listed.first { $0.device.identity == Self.first }?.state == .standby)
+            #expect(listed.contains { $0.device.role == .microphone && $0.device.devnode.hasPrefix("/dev/snd/pcmC") })
+            #expect(listed.contains { $0.device.role == .speaker })
+            let text = try CommandLineTool.run("sightctl", ["devices", "--socket", daemon.socketPath])
+            #expect(text.stdout.contains("camera     in-use "), "\(text.stdout)")
 
-        // Both vivid cameras hang off one platform device: unbinding it removes both.
-        try KernelLab.writeSysfs(Self.unbind, "vivid.0")
-        try await eventually { try await camera(client).service?.state == .degraded }
-        #expect(try await camera(client).service?.detail.contains("disconnected") == true)
-        #expect(try await inUse(client) == nil)
-        #expect(daemon.process.isRunning)
-
-        try KernelLab.writeSysfs(Self.bind, "vivid.0")
-        try await eventually { try await inUse(client)?.device.identity == Self.second }
-        try await eventually { try await camera(client).camera?.firstFrameAfterAddMs != nil }
-        let firstFrame = try #require(try await camera(client).camera?.firstFrameAfterAddMs)
-        print("re-add to first frame: \(firstFrame) ms")
-        // The product's target is 300 ms on hardware; under full emulation even v4l2-ctl needs
-        // 150-230 ms from open to first frame here, so the lab holds it to the 1 s end-to-end
-        // budget and the hotplug benchmark reports the measured figure.
-        #expect(firstFrame < 1_000, "first frame \(firstFrame) ms after the add event")
-        #expect(try await camera(client).service?.state == .running)
-    }
-
-    @Test("sightctl devices --watch prints events as they happen")
-    func watch() async throws {
-        let daemon = try DaemonProcess(configuration: "camera:\n  device: auto\n  width: 640\n  height: 480\n  fps: 25\n")
-        try daemon.start()
-        try await daemon.waitUntilServing()
-        let watcher = Process()
-        watcher.executableURL = URL(fileURLWithPath: BuiltProducts.path(of: "sightctl"))
-        watcher.arguments = ["devices", "--watch", "--socket", daemon.socketPath]
-        let output = daemon.directory.file("watch.log")
-        _ = FileManager.default.createFile(atPath: output, contents: nil)
-        watcher.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
-        try watcher.run()
-        defer { watcher.terminate() }
-        // The watcher needs a moment to start under emulation: re-plug until it has seen it.
-        let deadline = ContinuousClock.now + .seconds(30)
-        var text = ""
-        while !(text.contains("removed") && text.contains("added")), ContinuousClock.now < deadline {
+            // Both vivid cameras hang off one platform device: unbinding it removes both.
             try KernelLab.writeSysfs(Self.unbind, "vivid.0")
+            try await eventually { try await camera(client).service?.state == .degraded }
+            #expect(try await camera(client).service?.detail.contains("disconnected") == true)
+            #expect(try await inUse(client) == nil)
+            #expect(daemon.process.isRunning)
+
             try KernelLab.writeSysfs(Self.bind, "vivid.0")
-            try await Task.sleep(for: .seconds(2))
-            text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+            try await eventually { try await inUse(client)?.device.identity == Self.second }
+            try await eventually { try await camera(client).camera?.firstFrameAfterAddMs != nil }
+            let firstFrame = try #require(try await camera(client).camera?.firstFrameAfterAddMs)
+            print("re-add to first frame: \(firstFrame) ms")
+            // The product's target is 300 ms on hardware; under full emulation even v4l2-ctl needs
+            // 150-230 ms from open to first frame here, so the lab holds it to the 1 s end-to-end
+            // budget and the hotplug benchmark reports the measured figure.
+            #expect(firstFrame < 1_000, "first frame \(firstFrame) ms after the add event")
+            #expect(try await camera(client).service?.state == .running)
         }
-        #expect(text.contains("removed     camera /dev/video0"), "\(text)")
-        #expect(text.contains("added       camera /dev/video0"), "\(text)")
-    }
 
-    @Test("100 unplug/unload/load cycles of vivid and of snd-aloop: no crash, no leaked descriptor, streaming resumes")
-    func manyCycles() async throws {
-        let daemon = try DaemonProcess(configuration: """
-            camera:
-              device: auto
-              preference: ["ID_PATH=platform-vivid.0,NAME=vivid-000-vid-cap"]
-              fallback_any: false
-              width: 640
-              height: 480
-              fps: 25
-
-            """)
-        try daemon.start()
-        try await daemon.waitUntilServing()
-        let client = ControlClient(socketPath: daemon.socketPath)
-        try await eventually { try await inUse(client) != nil }
-        try await Task.sleep(for: .milliseconds(500))
-        let baseline = daemon.openDescriptorCount()
-        for cycle in 0..<100 {
-            try KernelLab.writeSysfs(Self.unbind, "vivid.0")
-            try await eventually { try await inUse(client) == nil }
-            // The daemon has let go of the device, so the module can go.
-            try await eventually(timeout: .seconds(10)) { try CommandLineTool.run("/usr/sbin/rmmod", ["vivid"]).status == 0 }
-            #expect(try CommandLineTool.run("/usr/sbin/modprobe", ["vivid", "n_devs=2"]).status == 0)
-            try await eventually { try await inUse(client)?.device.identity == Self.first }
-            if cycle % 10 == 0 { #expect(daemon.process.isRunning) }
+        @Test("sightctl devices --watch prints events as they happen")
+        func watch() async throws {
+            let daemon = try DaemonProcess(configuration: "camera:\n  device: auto\n  width: 640\n  height: 480\n  fps: 25\n")
+            try daemon.start()
+            try await daemon.waitUntilServing()
+            let watcher = Process()
+            watcher.executableURL = URL(fileURLWithPath: BuiltProducts.path(of: "sightctl"))
+            watcher.arguments = ["devices", "--watch", "--socket", daemon.socketPath]
+            let output = daemon.directory.file("watch.log")
+            _ = FileManager.default.createFile(atPath: output, contents: nil)
+            watcher.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+            try watcher.run()
+            defer { watcher.terminate() }
+            // The watcher needs a moment to start under emulation: re-plug until it has seen it.
+            let deadline = ContinuousClock.now + .seconds(30)
+            var text = ""
+            while !(text.contains("removed") && text.contains("added")), ContinuousClock.now < deadline {
+                try KernelLab.writeSysfs(Self.unbind, "vivid.0")
+                try KernelLab.writeSysfs(Self.bind, "vivid.0")
+                try await Task.sleep(for: .seconds(2))
+                text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+            }
+            #expect(text.contains("removed     camera /dev/video0"), "\(text)")
+            #expect(text.contains("added       camera /dev/video0"), "\(text)")
         }
-        try await Task.sleep(for: .milliseconds(500))
-        #expect(daemon.openDescriptorCount() == baseline, "descriptors \(baseline) → \(daemon.openDescriptorCount())")
-        #expect(try await camera(client).service?.state == .running)
 
-        for _ in 0..<100 {
-            #expect(try CommandLineTool.run("/usr/sbin/rmmod", ["snd_aloop"]).status == 0)
-            try await eventually { try await devices(client).allSatisfy { $0.device.role != .microphone } }
-            #expect(try CommandLineTool.run("/usr/sbin/modprobe", ["snd-aloop"]).status == 0)
-            try await eventually { try await devices(client).contains { $0.device.role == .microphone } }
+        @Test("100 unplug/unload/load cycles of vivid and of snd-aloop: no crash, no leaked descriptor, streaming resumes")
+        func manyCycles() async throws {
+            let daemon = try DaemonProcess(configuration: """
+                camera:
+                  device: auto
+                  preference: ["ID_PATH=platform-vivid.0,NAME=vivid-000-vid-cap"]
+                  fallback_any: false
+                  width: 640
+                  height: 480
+                  fps: 25
+
+                """)
+            try daemon.start()
+            try await daemon.waitUntilServing()
+            let client = ControlClient(socketPath: daemon.socketPath)
+            try await eventually { try await inUse(client) != nil }
+            try await Task.sleep(for: .milliseconds(500))
+            let baseline = daemon.openDescriptorCount()
+            for cycle in 0..<100 {
+                try KernelLab.writeSysfs(Self.unbind, "vivid.0")
+                try await eventually { try await inUse(client) == nil }
+                // The daemon has let go of the device, so the module can go.
+                try await eventually(timeout: .seconds(10)) { try CommandLineTool.run("/usr/sbin/rmmod", ["vivid"]).status == 0 }
+                #expect(try CommandLineTool.run("/usr/sbin/modprobe", ["vivid", "n_devs=2"]).status == 0)
+                try await eventually { try await inUse(client)?.device.identity == Self.first }
+                if cycle % 10 == 0 { #expect(daemon.process.isRunning) }
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(daemon.openDescriptorCount() == baseline, "descriptors \(baseline) → \(daemon.openDescriptorCount())")
+            #expect(try await camera(client).service?.state == .running)
+
+            for _ in 0..<100 {
+                #expect(try CommandLineTool.run("/usr/sbin/rmmod", ["snd_aloop"]).status == 0)
+                try await eventually { try await devices(client).allSatisfy { $0.device.role != .microphone } }
+                #expect(try CommandLineTool.run("/usr/sbin/modprobe", ["snd-aloop"]).status == 0)
+                try await eventually { try await devices(client).contains { $0.device.role == .microphone } }
+            }
+            #expect(daemon.process.isRunning)
+            #expect(daemon.openDescriptorCount() == baseline)
         }
-        #expect(daemon.process.isRunning)
-        #expect(daemon.openDescriptorCount() == baseline)
     }
 }
