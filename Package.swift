@@ -128,7 +128,7 @@ let package = Package(
         .testTarget(name: "SightlineSystemTests", dependencies: ["SightlineSystem", "SightlineTesting"]),
         .testTarget(
             name: "SightlineDaemonTests",
-            dependencies: ["SightlineDaemon", "SightlineControlClient", "SightlineTesting"]
+            dependencies: ["SightlineDaemon", "SightlineControlClient", "SightlineSystem", "SightlineTesting"]
         ),
     ],
     swiftLanguageModes: [.v6]

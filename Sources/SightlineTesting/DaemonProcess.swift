@@ -81,7 +81,7 @@ public final class DaemonProcess: @unchecked Sendable {
     public func waitUntilServing(timeout: Duration = .seconds(30)) async throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            if UnixSocketProbe.accepts(path: socketPath) { return }
+            if UnixSocket.accepts(path: socketPath) { return }
             if !process.isRunning {
                 throw TestFailure("sightlined exited with \(process.terminationStatus) before serving:\n\(log)")
             }
@@ -117,23 +117,6 @@ public final class DaemonProcess: @unchecked Sendable {
 public struct TestFailure: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
-}
-
-public enum UnixSocketProbe {
-    /// Whether a stream socket at `path` accepts a connection right now.
-    public static func accepts(path: String) -> Bool {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        } == 0
-    }
 }
 
 /// Counts this process's open file descriptors.

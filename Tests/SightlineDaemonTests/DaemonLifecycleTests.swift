@@ -1,6 +1,7 @@
 import Foundation
 import SightlineControlClient
 import SightlineCore
+import SightlineSystem
 import SightlineTesting
 import Testing
 
@@ -17,7 +18,7 @@ struct DaemonLifecycleTests {
             environment: ["NOTIFY_SOCKET": notify.path], directory: directory)
         try daemon.start()
         let ready = try #require(await notify.waitFor("READY=1", timeout: .seconds(30)), "no READY=1; log:\n\(daemon.log)")
-        #expect(UnixSocketProbe.accepts(path: daemon.socketPath), "READY=1 was sent before the control socket accepted")
+        #expect(UnixSocket.accepts(path: daemon.socketPath), "READY=1 was sent before the control socket accepted")
         #expect(ready.text.contains("STATUS="))
         #expect(notify.messages.contains { $0.text.contains("STATUS=starting") }, "no STATUS line while starting")
 
