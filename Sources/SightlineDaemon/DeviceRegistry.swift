@@ -61,6 +61,7 @@ actor DeviceRegistry {
         let device = devices[syspath]
         publish(DeviceEventRecord(event: "failed", role: device?.role, identity: device?.identity, devnode: device?.devnode,
                                   detail: reason, time: Date().timeIntervalSince1970))
+        apply(policy.failed(syspath: syspath, at: .now))
     }
 
     /// When the device was last added, to measure the time to its first frame.

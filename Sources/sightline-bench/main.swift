@@ -19,6 +19,7 @@ struct Bench {
         switch arguments[1] {
         case "startup": results = try await StartupSuite.run()
         case "camera", "camera-guest", "camera-ustreamer": results = try await CameraSuite.run(arguments[1], output: arguments[2])
+        case "hotplug", "hotplug-guest": results = try await HotplugSuite.run(arguments[1], output: arguments[2])
         default:
             FileHandle.standardError.write(Data("unknown suite \(arguments[1]); known: startup, camera\n".utf8))
             exit(64)

@@ -144,4 +144,36 @@ struct CameraPolicyTests {
         _ = byIdentity.added(Self.camera(0), at: start)
         #expect(byIdentity.added(Self.camera(1), at: start) == .use(Self.camera(1)))
     }
+
+    @Test("a camera that fails without going away is passed over for another, and used again once re-added")
+    func failover() {
+        var policy = policy()
+        _ = policy.added(Self.camera(0), at: start)
+        _ = policy.added(Self.camera(1), at: start)
+        #expect(policy.failed(syspath: Self.camera(1).syspath, at: start + .seconds(1)) == .placeholder("camera vivid 1 failed; switching to another one"))
+        #expect(policy.tick(at: start + .seconds(1.5)) == .use(Self.camera(0)))
+        #expect(policy.failed(syspath: Self.camera(1).syspath, at: start + .seconds(2)) == nil)
+        #expect(policy.added(Self.camera(1), at: start + .seconds(3)) == .use(Self.camera(1)))
+    }
+
+    @Test("a failing camera with no alternative stays chosen")
+    func failedAlone() {
+        var policy = policy()
+        _ = policy.added(Self.camera(0), at: start)
+        #expect(policy.failed(syspath: Self.camera(0).syspath, at: start + .seconds(1)) == nil)
+        #expect(policy.decision == .use(Self.camera(0)))
+    }
+
+    @Test("a camera that failed just before its remove event is reported disconnected")
+    func failedThenRemoved() {
+        var policy = policy()
+        _ = policy.added(Self.camera(0), at: start)
+        _ = policy.added(Self.camera(1), at: start)
+        _ = policy.failed(syspath: Self.camera(1).syspath, at: start + .seconds(1))
+        _ = policy.removed(syspath: Self.camera(1).syspath, at: start + .seconds(1.01))
+        #expect(policy.decision == .placeholder("camera vivid 1 disconnected; waiting for it to return"))
+        _ = policy.removed(syspath: Self.camera(0).syspath, at: start + .seconds(1.02))
+        #expect(policy.tick(at: start + .seconds(5)) == nil)
+        #expect(policy.decision == .placeholder("camera vivid 1 disconnected; waiting for it to return"))
+    }
 }

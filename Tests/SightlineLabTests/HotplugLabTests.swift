@@ -71,6 +71,38 @@ extension DeviceLab {
             #expect(try await camera(client).service?.state == .running)
         }
 
+        @Test("the preferred camera fails over to the other when it breaks, and fails back when it returns")
+        func failoverAndFailBack() async throws {
+            let daemon = try DaemonProcess(configuration: """
+                camera:
+                  device: auto
+                  preference: ["\(Self.second)"]
+                  switch_delay_ms: 300
+                  width: 640
+                  height: 480
+                  fps: 25
+
+                """)
+            try daemon.start()
+            try await daemon.waitUntilServing()
+            let client = ControlClient(socketPath: daemon.socketPath)
+            try await eventually { try await inUse(client)?.device.identity == Self.second }
+            let preferred = try #require(try await inUse(client)?.device.devnode)
+            // vivid's Disconnect control breaks the device the way a dying USB camera does,
+            // without a remove event: the daemon must notice and use the other camera.
+            let broken = try CommandLineTool.run("/usr/bin/v4l2-ctl", ["-d", preferred, "-c", "disconnect=1"])
+            #expect(broken.status == 0, "\(broken.stdout)\(broken.stderr)")
+            try await eventually { try await inUse(client)?.device.identity == Self.first }
+            #expect(try await devices(client).first { $0.device.identity == Self.second }?.state == .failed)
+            #expect(try await camera(client).service?.state == .running)
+
+            // Re-plugging brings the preferred camera back, and it is used again.
+            try KernelLab.writeSysfs(Self.unbind, "vivid.0")
+            try KernelLab.writeSysfs(Self.bind, "vivid.0")
+            try await eventually { try await inUse(client)?.device.identity == Self.second }
+            #expect(daemon.process.isRunning)
+        }
+
         @Test("sightctl devices --watch prints events as they happen")
         func watch() async throws {
             let daemon = try DaemonProcess(configuration: "camera:\n  device: auto\n  width: 640\n  height: 480\n  fps: 25\n")

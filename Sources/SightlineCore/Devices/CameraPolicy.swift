@@ -40,6 +40,8 @@ public struct CameraPolicy: Sendable {
     private var lostAt: ContinuousClock.Instant?
     /// Identity of the camera used last: it may return during the switch delay.
     private var lastActive: String?
+    /// Cameras that failed while present (no remove event): passed over until they are added anew.
+    private var failedSyspaths: Set<String> = []
 
     public init(preferences: [Preference], fallbackToAny: Bool, switchDelay: Duration) {
         self.preferences = preferences
@@ -54,17 +56,39 @@ public struct CameraPolicy: Sendable {
         guard device.role == .camera else { return nil }
         available.removeAll { $0.syspath == device.syspath }
         available.append(device)
+        failedSyspaths.remove(device.syspath)
         return reconsider(at: now)
     }
 
+    /// The camera failed without going away (the driver reports it gone, or it stopped
+    /// delivering). With another camera to use, it is passed over (after `switchDelay`) until
+    /// it is added anew; alone, it stays chosen and its user keeps retrying it.
+    public mutating func failed(syspath: String, at now: ContinuousClock.Instant) -> Decision? {
+        guard available.contains(where: { $0.syspath == syspath }), !failedSyspaths.contains(syspath) else { return nil }
+        failedSyspaths.insert(syspath)
+        guard case .use(let active) = decision, active.syspath == syspath, best != nil else { return nil }
+        lostAt = now
+        decision = .placeholder("camera \(active.name) failed; switching to another one")
+        _ = reconsider(at: now)
+        return decision
+    }
+
     public mutating func removed(syspath: String, at now: ContinuousClock.Instant) -> Decision? {
-        guard available.contains(where: { $0.syspath == syspath }) else { return nil }
+        guard let gone = available.first(where: { $0.syspath == syspath }) else { return nil }
         available.removeAll { $0.syspath == syspath }
-        if case .use(let active) = decision, active.syspath == syspath {
-            lostAt = now
-            decision = .placeholder("camera \(active.name) disconnected; waiting for it to return")
+        failedSyspaths.remove(syspath)
+        let wasActive: Bool
+        switch decision {
+        case .use(let active): wasActive = active.syspath == syspath
+        // It may have failed a moment before its remove event: it is gone, not broken.
+        case .placeholder: wasActive = lastActive == gone.identity
+        }
+        if wasActive {
+            let previous = decision
+            lostAt = lostAt ?? now
+            decision = .placeholder("camera \(gone.name) disconnected; waiting for it to return")
             _ = reconsider(at: now)
-            return decision
+            return decision == previous ? nil : decision
         }
         return reconsider(at: now)
     }
@@ -89,6 +113,7 @@ public struct CameraPolicy: Sendable {
 
     private var best: DiscoveredDevice? {
         available.enumerated()
+            .filter { !failedSyspaths.contains($0.element.syspath) }
             .compactMap { entry in rank(entry.element).map { (rank: $0, order: entry.offset, device: entry.element) } }
             .min { ($0.rank, $0.order) < ($1.rank, $1.order) }?.device
     }
