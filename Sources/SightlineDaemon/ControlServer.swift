@@ -52,7 +52,7 @@ struct PeerCredentials: Sendable {
     static func of(_ channel: any Channel) async throws -> PeerCredentials {
         precondition(MemoryLayout<PeerCredentials>.size == 12, "struct ucred is three 32-bit fields")
         guard let provider = channel as? any SocketOptionProvider else {
-            throw ControlError("the control connection is not a socket")
+            throw HTTPError(.forbidden, message: "the control connection is not a socket")
         }
         return try await read(provider)
     }

@@ -26,8 +26,6 @@ public actor DaemonState {
         services[name] = ServiceStatus(name: name, state: state, detail: detail)
     }
 
-    public func service(_ name: String) -> ServiceStatus? { services[name] }
-
     public func updateCamera(_ status: CameraStatus) { camera = status }
 
     /// A main loop joins the watchdog: from now on it must report progress.

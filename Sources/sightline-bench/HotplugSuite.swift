@@ -327,43 +327,51 @@ final class OnlineStateReader: Sendable {
         let request = Array("GET /stream?extra_headers=1 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".utf8)
         guard request.withUnsafeBytes({ send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == request.count else { return }
 
-        let needle = Array("X-UStreamer-Online: ".utf8)
-        let tail = needle.count + 5
-        var pending: [UInt8] = []
+        // Part headers are parsed; the JPEG after each is skipped by its Content-Length.
+        var header: [UInt8] = []
+        var skip = 0
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         while !stopped.load(ordering: .acquiring) {
             let count = chunk.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
             if count < 0, errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { continue }
             guard count > 0 else { return }
             let now = ContinuousClock.now
-            pending += chunk[0..<count]
-            var searchFrom = 0
-            var found: [Frame] = []
-            while let match = Self.find(needle, in: pending, from: searchFrom) {
-                let value = match + needle.count
-                guard pending.count >= value + 5 else { break }
-                if pending[value..<value + 4].elementsEqual("true".utf8) {
-                    found.append(Frame(at: now, online: true))
-                } else if pending[value..<value + 5].elementsEqual("false".utf8) {
-                    found.append(Frame(at: now, online: false))
+            var index = 0
+            while index < count {
+                if skip > 0 {
+                    let skipped = min(skip, count - index)
+                    skip -= skipped
+                    index += skipped
+                    continue
                 }
-                searchFrom = value
+                header.append(chunk[index])
+                index += 1
+                guard header.count >= 4, header[header.count - 4..<header.count].elementsEqual([13, 10, 13, 10]) else {
+                    if header.count > 64 * 1024 { header.removeAll() }
+                    continue
+                }
+                let part = Self.parse(header)
+                header.removeAll(keepingCapacity: true)
+                if let online = part.online { frames.withLock { $0.append(Frame(at: now, online: online)) } }
+                skip = part.length
             }
-            if !found.isEmpty { frames.withLock { $0 += found } }
-            // Keep only what may hold the start of a header cut off by this read.
-            let keepFrom = max(searchFrom, pending.count - tail)
-            if keepFrom > 0 { pending.removeFirst(min(keepFrom, pending.count)) }
         }
     }
 
-    private static func find(_ needle: [UInt8], in haystack: [UInt8], from start: Int) -> Int? {
-        guard haystack.count - start >= needle.count else { return nil }
-        return haystack.withUnsafeBytes { bytes in
-            needle.withUnsafeBytes { pattern in
-                guard let base = bytes.baseAddress,
-                      let hit = memmem(base + start, bytes.count - start, pattern.baseAddress, pattern.count) else { return nil }
-                return base.distance(to: UnsafeRawPointer(hit))
+    /// The online flag and body length of one part header (the HTTP response header has neither).
+    private static func parse(_ block: [UInt8]) -> (online: Bool?, length: Int) {
+        var online: Bool?
+        var length = 0
+        for line in String(decoding: block, as: UTF8.self).split(separator: "\r\n") {
+            let parts = line.split(separator: ":", maxSplits: 1)
+            guard parts.count == 2 else { continue }
+            let value = parts[1].trimmingCharacters(in: .whitespaces)
+            switch parts[0].lowercased() {
+            case "x-ustreamer-online": online = value == "true"
+            case "content-length": length = Int(value) ?? 0
+            default: break
             }
         }
+        return (online, online == nil ? 0 : length)
     }
 }

@@ -110,15 +110,6 @@ public struct HealthReport: Codable, Sendable, Equatable {
     }
 }
 
-/// The body of every non-2xx control API answer.
-public struct ControlError: Codable, Sendable, Equatable, Error {
-    public var error: String
-
-    public init(_ error: String) {
-        self.error = error
-    }
-}
-
 /// Faults the daemon can be told to inject when `debug.fault_injection` is on.
 public struct FaultRequest: Codable, Sendable, Equatable {
     /// `stall-camera`: the capture loop stops making progress, so the watchdog must stop.
