@@ -138,6 +138,9 @@ enum HotplugSuite {
 
         var addToFrame: [Double] = [], wallToFrame: [Double] = []
         var timeouts = 0
+        // This process's own CPU while it polls the status after a re-plug: it competes with the
+        // daemon and udev for the guest's one vCPU.
+        var pollCPU = 0.0, pollWall = 0.0
         for cycle in 0..<cycles {
             try unplug()
             // Gone: nothing in use, and the placeholder has replaced the camera's figures in the
@@ -157,6 +160,8 @@ enum HotplugSuite {
             await hold()
             let bound = ContinuousClock.now
             try replug()
+            // The bind itself (vivid's probe) runs in this process and is not polling.
+            let polling = ContinuousClock.now, cpuAtPoll = CameraSuite.cpuSeconds(pid: nil)
             var measured: Double?
             let streaming = await waitFor(.seconds(20)) {
                 guard let camera = await status()?.camera, camera.source != "test-pattern",
@@ -169,7 +174,10 @@ enum HotplugSuite {
                 print("cycle \(cycle): no first frame within 20 s of the re-plug")
                 continue
             }
-            wallToFrame.append(StartupSuite.milliseconds(ContinuousClock.now - bound))
+            let wall = StartupSuite.milliseconds(ContinuousClock.now - bound)
+            pollCPU += CameraSuite.cpuSeconds(pid: nil) - cpuAtPoll
+            pollWall += StartupSuite.milliseconds(ContinuousClock.now - polling) / 1_000
+            wallToFrame.append(wall)
             addToFrame.append(measured)
             if cycle % 10 == 9 {
                 print("daemon: \(cycle + 1) cycles, last add → first frame \(String(format: "%.1f", measured)) ms")
@@ -189,6 +197,7 @@ enum HotplugSuite {
             ("fd_leaks", crashed ? .nan : Double(descriptorsAfter - descriptorsBefore)),
             ("crashes", crashed ? 1 : 0),
             ("timeouts", Double(timeouts)),
+            ("status_poll_cpu_pct", pollWall > 0 ? pollCPU / pollWall * 100 : .nan),
         ].filter { !$0.1.isNaN }
         return results
     }

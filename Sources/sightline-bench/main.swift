@@ -12,7 +12,7 @@ struct Bench {
     static func main() async throws {
         let arguments = CommandLine.arguments
         guard arguments.count == 3 else {
-            FileHandle.standardError.write(Data("usage: sightline-bench SUITE OUTPUT.json (suites: startup, camera)\n".utf8))
+            FileHandle.standardError.write(Data("usage: sightline-bench SUITE OUTPUT.json (suites: startup, camera, hotplug)\n".utf8))
             exit(64)
         }
         let results: [(String, Double)]
@@ -21,7 +21,7 @@ struct Bench {
         case "camera", "camera-guest", "camera-ustreamer": results = try await CameraSuite.run(arguments[1], output: arguments[2])
         case "hotplug", "hotplug-guest": results = try await HotplugSuite.run(arguments[1], output: arguments[2])
         default:
-            FileHandle.standardError.write(Data("unknown suite \(arguments[1]); known: startup, camera\n".utf8))
+            FileHandle.standardError.write(Data("unknown suite \(arguments[1]); known: startup, camera, hotplug\n".utf8))
             exit(64)
         }
         let width = results.map(\.0.count).max() ?? 0
