@@ -183,6 +183,21 @@ public struct ConfigurationParser: Sendable {
                 return .failure(ValidationFailure("\(Self.show(node)) is not a camera"))
             }
             return .success(.string(text))
+        case .relayURL:
+            guard let url = URLComponents(string: text), let host = url.host, !host.isEmpty,
+                  url.scheme == "wss" || url.scheme == "ws", url.query == nil, url.fragment == nil
+            else {
+                return .failure(ValidationFailure("\(Self.show(node)) is not a ws:// or wss:// URL"))
+            }
+            if url.scheme == "ws", !ListenAddress.isLoopbackHost(host) {
+                return .failure(ValidationFailure("ws:// sends the device token in the clear; use wss:// for \(host)"))
+            }
+            return .success(.string(text))
+        case .optionalAbsolutePath:
+            guard text.isEmpty || (text.hasPrefix("/") && !text.contains("\0") && text.count < 4096) else {
+                return .failure(ValidationFailure("\(Self.show(node)) is not an absolute path"))
+            }
+            return .success(.string(text))
         case .choiceList, .stringList:
             preconditionFailure("handled above")
         }

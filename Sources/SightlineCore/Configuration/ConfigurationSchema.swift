@@ -17,6 +17,11 @@ public enum ConfigValueKind: Sendable, Equatable {
     case cameraDevice
     /// A list of non-empty strings.
     case stringList
+    /// `wss://HOST[:PORT]`, or `ws://` with a loopback host: media keys never depend on the
+    /// transport, but device tokens do.
+    case relayURL
+    /// An absolute path, or empty for "none".
+    case optionalAbsolutePath
 
     /// What an operator may write, for error messages and the configuration reference.
     public var allowed: String {
@@ -31,6 +36,8 @@ public enum ConfigValueKind: Sendable, Equatable {
         case .groupName: "a group name (lowercase letters, digits, _ and -, starting with a letter or _)"
         case .cameraDevice: "auto, test-pattern, or a device path such as /dev/v4l/by-id/usb-Vendor_Cam-video-index0"
         case .stringList: "a list of strings, like [\"ID_SERIAL=Acme_0042\", /dev/v4l/by-id/usb-Acme-video-index0]"
+        case .relayURL: "wss://HOST[:PORT], or ws://HOST:PORT with a loopback host (127.0.0.1, [::1] or localhost)"
+        case .optionalAbsolutePath: "an absolute path, or \"\" for none"
         }
     }
 }
@@ -90,6 +97,20 @@ public enum DaemonConfigSchema {
         ConfigKey("camera.format_preference", .choiceList(videoFormats), default: "[h264, mjpeg, yuyv, nv12]",
                   "Pixel formats in order of preference when the camera offers several."),
         ConfigKey("camera.buffers", .integer(2...32), default: "4", "Number of mmap capture buffers."),
+        ConfigKey("relay.url", .relayURL, default: "ws://127.0.0.1:8443",
+                  "The relay the device dials out to for calls."),
+        ConfigKey("relay.public_url", .string, default: "auto",
+                  "Base URL experts open invite links on; auto derives it from relay.url (ws becomes http, wss becomes https)."),
+        ConfigKey("relay.token_file", .absolutePath, default: "/etc/sightline/relay-token",
+                  "File holding this device's relay token (one line; mode 0600 or 0640, owned by root or the daemon)."),
+        ConfigKey("relay.ca_file", .optionalAbsolutePath, default: "\"\"",
+                  "PEM certificates to trust for the relay's TLS instead of the system store; \"\" uses the system store."),
+        ConfigKey("stream.codec", .choice(["h264", "jpeg"]), default: "h264",
+                  "Codec for live video: h264 (camera H.264 passed through, else OpenH264) or jpeg (camera MJPEG passed through, else libjpeg-turbo)."),
+        ConfigKey("stream.bitrate_kbps", .integer(100...20_000), default: "1200",
+                  "Target video bitrate at the full step of the degradation ladder."),
+        ConfigKey("stream.rekey_seconds", .integer(10...600), default: "600",
+                  "Longest time a media key is used; keys also change whenever an expert joins or leaves."),
         ConfigKey("debug.fault_injection", .boolean, default: "false",
                   "Enables the control API's fault-injection endpoints used by the test suite. Never enable in production."),
     ]

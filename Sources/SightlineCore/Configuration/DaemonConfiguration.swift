@@ -13,7 +13,24 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var shutdownBudgetSeconds: Int
     public var watchdogStallSeconds: Int
     public var camera: CameraConfiguration
+    public var relay: RelayConfiguration
+    public var stream: StreamConfiguration
     public var faultInjection: Bool
+
+    public struct RelayConfiguration: Sendable, Equatable {
+        public var url: String
+        /// Where experts open invite links: `relay.public_url`, or derived from `url`.
+        public var publicURL: String
+        public var tokenFile: String
+        /// Nil: trust the system's certificate store.
+        public var caFile: String?
+    }
+
+    public struct StreamConfiguration: Sendable, Equatable {
+        public var codec: String
+        public var bitrateKbps: Int
+        public var rekeySeconds: Int
+    }
 
     public struct CameraConfiguration: Sendable, Equatable {
         public var device: String
@@ -77,11 +94,32 @@ public struct DaemonConfiguration: Sendable, Equatable {
             fps: reader.integer("camera.fps"),
             formatPreference: reader.list("camera.format_preference"),
             buffers: reader.integer("camera.buffers"))
+        let relayURL = reader.string("relay.url")
+        let publicURL = reader.string("relay.public_url")
+        let caFile = reader.string("relay.ca_file")
+        relay = RelayConfiguration(
+            url: relayURL,
+            publicURL: publicURL == "auto" ? Self.publicURL(forRelay: relayURL) : publicURL,
+            tokenFile: reader.string("relay.token_file"),
+            caFile: caFile.isEmpty ? nil : caFile)
+        stream = StreamConfiguration(
+            codec: reader.string("stream.codec"),
+            bitrateKbps: reader.integer("stream.bitrate_kbps"),
+            rekeySeconds: reader.integer("stream.rekey_seconds"))
         faultInjection = reader.boolean("debug.fault_injection")
         guard let address = ListenAddress(listen) else {
             throw ConfigurationRejected([ConfigurationDiagnostic(file: file, line: nil, key: "metrics.listen", message: "invalid default")])
         }
         metricsListen = address
+    }
+}
+
+extension DaemonConfiguration {
+    /// The relay serves the viewer on the same host and port as its WebSocket endpoint.
+    static func publicURL(forRelay url: String) -> String {
+        if url.hasPrefix("wss://") { return "https://" + url.dropFirst("wss://".count) }
+        if url.hasPrefix("ws://") { return "http://" + url.dropFirst("ws://".count) }
+        return url
     }
 }
 
