@@ -30,6 +30,7 @@ let package = Package(
         .systemLibrary(name: "CPulse", pkgConfig: "libpulse", providers: [.apt(["libpulse-dev"])]),
         .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
         .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
+        .systemLibrary(name: "COpenH264", pkgConfig: "openh264", providers: [.apt(["libopenh264-dev"])]),
         /// Turns V4L2's function-like macros into constants and wraps libv4l2's variadic calls.
         .target(name: "CV4L2", dependencies: ["CLibV4L2"]),
 
@@ -54,6 +55,10 @@ let package = Package(
 
         /// V4L2 camera capture through libv4l2.
         .target(name: "SightlineCamera", dependencies: ["SightlineCore", "CV4L2", "CTurboJPEG"]),
+
+        /// Video encoders behind one protocol: OpenH264, JPEG, and passthrough of camera H.264.
+        /// Depends on SightlineCamera only to reuse its turbojpeg `JPEGEncoder`.
+        .target(name: "SightlineEncoding", dependencies: ["SightlineCore", "SightlineCamera", "COpenH264", "CTurboJPEG"]),
 
         /// Device discovery and hotplug through libudev.
         .target(name: "SightlineDiscovery", dependencies: ["SightlineCore", "SightlineCamera", "CUdev"]),
@@ -123,6 +128,8 @@ let package = Package(
         .target(name: "SightlineTesting", dependencies: ["SightlineCore", "SightlineSystem", "SightlineCamera"]),
         .testTarget(name: "SightlineCoreTests", dependencies: ["SightlineCore"]),
         .testTarget(name: "SightlineCameraTests", dependencies: ["SightlineCamera", "SightlineTesting"]),
+        /// Encodes through the real libraries and decodes the output again (OpenH264, turbojpeg).
+        .testTarget(name: "SightlineEncodingTests", dependencies: ["SightlineEncoding", "COpenH264", "CTurboJPEG"]),
         /// Device tests that run inside the kernel lab (the host suite starts it).
         .testTarget(name: "SightlineLabTests", dependencies: ["SightlineCamera", "SightlineDaemon", "SightlineControlClient", "SightlineTesting"]),
         .testTarget(name: "SightlineSystemTests", dependencies: ["SightlineSystem", "SightlineTesting"]),
