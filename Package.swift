@@ -31,6 +31,8 @@ let package = Package(
         .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
         .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
         .systemLibrary(name: "COpenH264", pkgConfig: "openh264", providers: [.apt(["libopenh264-dev"])]),
+        /// libyuv ships no pkg-config file; the module map links "yuv" and the headers are in /usr/include.
+        .systemLibrary(name: "CYUV", providers: [.apt(["libyuv-dev"])]),
         /// Turns V4L2's function-like macros into constants and wraps libv4l2's variadic calls.
         .target(name: "CV4L2", dependencies: ["CLibV4L2"]),
 
@@ -58,7 +60,7 @@ let package = Package(
 
         /// Video encoders behind one protocol: OpenH264, JPEG, and passthrough of camera H.264.
         /// Depends on SightlineCamera only to reuse its turbojpeg `JPEGEncoder`.
-        .target(name: "SightlineEncoding", dependencies: ["SightlineCore", "SightlineCamera", "COpenH264", "CTurboJPEG"]),
+        .target(name: "SightlineEncoding", dependencies: ["SightlineCore", "SightlineCamera", "COpenH264", "CTurboJPEG", "CYUV"]),
 
         /// Device discovery and hotplug through libudev.
         .target(name: "SightlineDiscovery", dependencies: ["SightlineCore", "SightlineCamera", "CUdev"]),

@@ -220,22 +220,18 @@ struct OpenH264Session: ~Copyable {
     func encode(_ picture: I420Picture, timestamp: Duration) throws(EncoderError) -> (data: [UInt8], isIDR: Bool)? {
         var info = SFrameBSInfo()
         let milliseconds = timestamp.components.seconds * 1000 + timestamp.components.attoseconds / 1_000_000_000_000_000
-        let result = picture.y.withUnsafeBufferPointer { y in
-            picture.u.withUnsafeBufferPointer { u in
-                picture.v.withUnsafeBufferPointer { v in
-                    var source = SSourcePicture()
-                    source.iColorFormat = Int32(videoFormatI420.rawValue)
-                    source.iPicWidth = Int32(picture.width)
-                    source.iPicHeight = Int32(picture.height)
-                    source.iStride = (Int32(picture.width), Int32(picture.chromaWidth), Int32(picture.chromaWidth), 0)
-                    // OpenH264 reads the source only; its C signature is not const-correct.
-                    source.pData = (y.baseAddress.map { UnsafeMutablePointer(mutating: $0) },
-                                    u.baseAddress.map { UnsafeMutablePointer(mutating: $0) },
-                                    v.baseAddress.map { UnsafeMutablePointer(mutating: $0) }, nil)
-                    source.uiTimeStamp = milliseconds
-                    return copenh264_encoder_encode(handle, &source, &info)
-                }
-            }
+        let result = picture.bytes.withUnsafeBufferPointer { planes in
+            // OpenH264 reads the source only; its C signature is not const-correct.
+            let y = planes.baseAddress.map { UnsafeMutablePointer(mutating: $0) }
+            let u = y.map { $0 + picture.lumaByteCount }, v = u.map { $0 + picture.chromaByteCount }
+            var source = SSourcePicture()
+            source.iColorFormat = Int32(videoFormatI420.rawValue)
+            source.iPicWidth = Int32(picture.width)
+            source.iPicHeight = Int32(picture.height)
+            source.iStride = (Int32(picture.width), Int32(picture.chromaWidth), Int32(picture.chromaWidth), 0)
+            source.pData = (y, u, v, nil)
+            source.uiTimeStamp = milliseconds
+            return copenh264_encoder_encode(handle, &source, &info)
         }
         guard result == 0 else { throw .encodeFailed(code: result) }
         guard info.eFrameType != videoFrameTypeSkip, info.eFrameType != videoFrameTypeInvalid else { return nil }

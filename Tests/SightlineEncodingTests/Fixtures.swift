@@ -48,6 +48,43 @@ enum SyntheticFrames {
         return captured(.yuyv, width: width, height: height, frame: frame, bytes: bytes)
     }
 
+    /// NV12: the luma plane, then U and V interleaved at half width and half height.
+    static func nv12(width: Int, height: Int, frame: Int) -> CapturedFrame {
+        var bytes = lumaPlane(width: width, height: height, frame: frame)
+        for y in 0..<(height / 2) {
+            for x in 0..<(width / 2) {
+                bytes.append(chroma(x: 2 * x, y: 2 * y, frame: frame, phase: 0))
+                bytes.append(chroma(x: 2 * x, y: 2 * y, frame: frame, phase: 64))
+            }
+        }
+        return captured(.nv12, width: width, height: height, frame: frame, bytes: bytes)
+    }
+
+    /// The 4:2:0 chroma plane a YUYV frame converts to: each pair of rows averaged, rounding up
+    /// (what libyuv's `YUY2ToI420` computes). `phase` 0 is U, 64 is V.
+    static func yuyvChroma420(width: Int, height: Int, frame: Int, phase: Int) -> [UInt8] {
+        var plane: [UInt8] = []
+        plane.reserveCapacity(width / 2 * height / 2)
+        for y in 0..<(height / 2) {
+            for x in 0..<(width / 2) {
+                let top = Int(chroma(x: 2 * x, y: 2 * y, frame: frame, phase: phase))
+                let bottom = Int(chroma(x: 2 * x, y: 2 * y + 1, frame: frame, phase: phase))
+                plane.append(UInt8((top + bottom + 1) / 2))
+            }
+        }
+        return plane
+    }
+
+    /// The chroma plane of `i420` and `nv12` frames. `phase` 0 is U, 64 is V.
+    static func chroma420(width: Int, height: Int, frame: Int, phase: Int) -> [UInt8] {
+        var plane: [UInt8] = []
+        plane.reserveCapacity(width / 2 * height / 2)
+        for y in 0..<(height / 2) {
+            for x in 0..<(width / 2) { plane.append(chroma(x: 2 * x, y: 2 * y, frame: frame, phase: phase)) }
+        }
+        return plane
+    }
+
     static func captured(_ fourCC: FourCC, width: Int, height: Int, frame: Int, bytes: [UInt8]) -> CapturedFrame {
         CapturedFrame(mode: CameraMode(fourCC: fourCC, size: FrameSize(width: width, height: height),
                                        interval: FrameInterval(numerator: 1, denominator: 30)),
@@ -67,7 +104,8 @@ func meanAbsoluteDifference(_ a: [UInt8], _ b: [UInt8]) -> Double {
 /// has to accept the encoder's bitstream, which proves it valid beyond the NAL headers.
 final class H264TestDecoder {
     struct Failure: Error, CustomStringConvertible { let description: String }
-    struct Picture { let width: Int; let height: Int; let luma: [UInt8] }
+    /// Tightly packed planes; `u` and `v` are (width / 2) x (height / 2).
+    struct Picture { let width: Int; let height: Int; let luma: [UInt8]; let u: [UInt8]; let v: [UInt8] }
 
     private let handle: UnsafeMutablePointer<ISVCDecoder?>
 
@@ -96,13 +134,20 @@ final class H264TestDecoder {
             copenh264_decoder_decode(handle, buffer.baseAddress, Int32(buffer.count), &planes, &info)
         }
         guard state == dsErrorFree else { throw Failure(description: "DecodeFrameNoDelay: state \(state.rawValue)") }
-        guard info.iBufferStatus == 1, let luma = planes[0] else { return nil }
+        guard info.iBufferStatus == 1, let luma = planes[0], let u = planes[1], let v = planes[2] else { return nil }
         let width = Int(info.UsrData.sSystemBuffer.iWidth), height = Int(info.UsrData.sSystemBuffer.iHeight)
-        let stride = Int(info.UsrData.sSystemBuffer.iStride.0)
-        var plane: [UInt8] = []
-        plane.reserveCapacity(width * height)
-        for row in 0..<height { plane.append(contentsOf: UnsafeBufferPointer(start: luma + row * stride, count: width)) }
-        return Picture(width: width, height: height, luma: plane)
+        let lumaStride = Int(info.UsrData.sSystemBuffer.iStride.0), chromaStride = Int(info.UsrData.sSystemBuffer.iStride.1)
+        return Picture(width: width, height: height,
+                       luma: Self.packed(luma, stride: lumaStride, width: width, height: height),
+                       u: Self.packed(u, stride: chromaStride, width: width / 2, height: height / 2),
+                       v: Self.packed(v, stride: chromaStride, width: width / 2, height: height / 2))
+    }
+
+    private static func packed(_ plane: UnsafeMutablePointer<UInt8>, stride: Int, width: Int, height: Int) -> [UInt8] {
+        var output: [UInt8] = []
+        output.reserveCapacity(width * height)
+        for row in 0..<height { output.append(contentsOf: UnsafeBufferPointer(start: plane + row * stride, count: width)) }
+        return output
     }
 }
 
