@@ -139,6 +139,20 @@ let package = Package(
             name: "SightlineDaemonTests",
             dependencies: ["SightlineDaemon", "SightlineControlClient", "SightlineSystem", "SightlineTesting"]
         ),
+        /// The browser viewer in headless Chromium (chromium-driver) against the Swift core: SFrame,
+        /// key exchange, WebCodecs, and the page itself against a scripted relay and device.
+        .testTarget(
+            name: "SightlineViewerTests",
+            dependencies: [
+                "SightlineCore", "SightlineCamera", "SightlineTesting",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            resources: [.copy("Pages"), .copy("Fixtures")]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
