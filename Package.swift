@@ -71,8 +71,12 @@ let package = Package(
         .target(
             name: "SightlineDaemon",
             dependencies: [
-                "SightlineCore", "SightlineSystem", "SightlineCamera", "SightlineDiscovery",
+                "SightlineCore", "SightlineSystem", "SightlineCamera", "SightlineDiscovery", "SightlineEncoding",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -141,7 +145,14 @@ let package = Package(
         ),
 
         // MARK: Tests
-        .target(name: "SightlineTesting", dependencies: ["SightlineCore", "SightlineSystem", "SightlineCamera"]),
+        .target(
+            name: "SightlineTesting",
+            dependencies: [
+                "SightlineCore", "SightlineSystem", "SightlineCamera",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+            ]
+        ),
         .testTarget(name: "SightlineCoreTests", dependencies: ["SightlineCore"]),
         .testTarget(name: "SightlineCameraTests", dependencies: ["SightlineCamera", "SightlineTesting"]),
         /// Encodes through the real libraries and decodes the output again (OpenH264, turbojpeg).
@@ -151,7 +162,7 @@ let package = Package(
         .testTarget(name: "SightlineSystemTests", dependencies: ["SightlineSystem", "SightlineTesting"]),
         .testTarget(
             name: "SightlineDaemonTests",
-            dependencies: ["SightlineDaemon", "SightlineControlClient", "SightlineSystem", "SightlineTesting"]
+            dependencies: ["SightlineDaemon", "SightlineControlClient", "SightlineEncoding", "SightlineSystem", "SightlineTesting"]
         ),
         /// The relay in-process on loopback, driven by real WebSocket clients (plain and TLS).
         .testTarget(

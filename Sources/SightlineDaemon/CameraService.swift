@@ -20,6 +20,8 @@ public final class CameraService: Service, Sendable {
     private let registry: DeviceRegistry
     private let logger: Logger
     private let latest = Mutex<CapturedFrame?>(nil)
+    /// The live stream's tap: newest frame wins, so a slow encoder never holds capture back.
+    private let subscriber = Mutex<NewestFrameStream<CapturedFrame>?>(nil)
     private let device = Mutex<V4L2Camera?>(nil)
     private let stalled = Atomic<Bool>(false)
     private let frameCounter = Counter(label: "sightline_camera_frames_total")
@@ -152,6 +154,7 @@ public final class CameraService: Service, Sendable {
     private func deliver(_ frame: CapturedFrame) async {
         guard !stalled.load(ordering: .acquiring) else { return }
         latest.withLock { $0 = frame }
+        subscriber.withLock { $0 }?.offer(frame)
         frameCounter.increment()
         await state.progress(Self.loopName)
     }
@@ -192,18 +195,42 @@ public final class CameraService: Service, Sendable {
         }
     }
 
-    // MARK: Snapshots and controls
+    // MARK: Live frames, snapshots and controls
+
+    /// Frames from now on, for one consumer (the call's media sender); a new subscription
+    /// ends the previous one.
+    func subscribeFrames() -> NewestFrameStream<CapturedFrame> {
+        let stream = NewestFrameStream<CapturedFrame>()
+        subscriber.withLock { current in
+            current?.finish()
+            current = stream
+        }
+        return stream
+    }
+
+    func unsubscribeFrames(_ stream: NewestFrameStream<CapturedFrame>) {
+        stream.finish()
+        subscriber.withLock { current in
+            if current === stream { current = nil }
+        }
+    }
 
     /// Writes the newest frame as a full-resolution JPEG into the evidence area and returns
     /// its path. JPEG work runs off the capture path.
     func snapshot() async throws -> SnapshotInfo {
+        try await takeSnapshot().info
+    }
+
+    /// The snapshot with its JPEG bytes and capture time, for sending to an expert as well.
+    func takeSnapshot() async throws -> (info: SnapshotInfo, jpeg: [UInt8], capturedAt: Duration) {
         guard let frame = latest.withLock({ $0 }) else {
             throw HTTPError(.conflict, message: "no frame captured yet: is the camera streaming? (sightctl status)")
         }
         let jpeg = try SnapshotEncoder.jpeg(from: frame, encoder: try JPEGEncoder())
         let path = try evidence.store(jpeg, kind: "photo", extension: "jpg", sequence: frame.sequence)
-        return SnapshotInfo(path: path, width: frame.mode.size.width, height: frame.mode.size.height,
-                            sourceFormat: frame.mode.fourCC.description, bytes: jpeg.count)
+        let info = SnapshotInfo(path: path, width: frame.mode.size.width, height: frame.mode.size.height,
+                                sourceFormat: frame.mode.fourCC.description, bytes: jpeg.count)
+        return (info, Array(jpeg), frame.timestamp)
     }
 
     func controls() throws -> [CameraControl] {

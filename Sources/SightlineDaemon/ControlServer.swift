@@ -69,6 +69,7 @@ enum ControlServer {
         let state: DaemonState
         let configuration: DaemonConfiguration
         let camera: CameraService
+        let calls: CallService
         let registry: DeviceRegistry
         let notifier: SystemdNotifier
         let logger: Logger
@@ -108,6 +109,16 @@ enum ControlServer {
             }
         }
 
+        router.get(RouterPath(ControlAPI.callPath)) { _, _ in
+            try jsonResponse(dependencies.calls.status())
+        }
+        router.post(RouterPath(ControlAPI.callPath)) { _, _ in
+            try jsonResponse(try await dependencies.calls.startCall())
+        }
+        router.post(RouterPath(ControlAPI.callEndPath)) { _, _ in
+            _ = dependencies.calls.endCall()
+            return try jsonResponse(dependencies.calls.status())
+        }
         router.post(RouterPath(ControlAPI.snapshotPath)) { _, _ in
             try jsonResponse(try await dependencies.camera.snapshot())
         }

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Hummingbird
 import Logging
@@ -51,11 +52,12 @@ public enum SightlineDaemon {
 
         notifier.status("starting: loading device identity")
         let identity: IdentityInfo
+        let identityKey: Curve25519.Signing.PrivateKey
         do {
             try SecureFiles.ensurePrivateDirectory(configuration.stateDirectory)
             let store = DeviceIdentityStore(stateDirectory: configuration.stateDirectory)
-            let key = try store.loadOrCreate()
-            identity = DeviceIdentityStore.info(for: key, keyPath: store.keyPath)
+            identityKey = try store.loadOrCreate()
+            identity = DeviceIdentityStore.info(for: identityKey, keyPath: store.keyPath)
         } catch let error as DeviceIdentityStore.Failure {
             throw StartupFailure(status: exitStateError, description: error.description)
         } catch {
@@ -81,10 +83,13 @@ public enum SightlineDaemon {
         let camera = CameraService(configuration: configuration.camera,
                                    evidence: EvidenceDirectory(stateDirectory: configuration.stateDirectory),
                                    state: state, registry: devices, logger: logger)
+        let calls = CallService(configuration: configuration, identity: identityKey, camera: camera, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: ControlServer.makeApplication(.init(
-                state: state, configuration: configuration, camera: camera, registry: devices, notifier: notifier, logger: logger)),
+                state: state, configuration: configuration, camera: camera, calls: calls, registry: devices,
+                notifier: notifier, logger: logger)),
                   serviceName: "control"),
+            .init(service: calls, serviceName: "calls"),
             .init(service: DiscoveryService(registry: devices, state: state, logger: logger), serviceName: "discovery"),
             .init(service: camera, serviceName: "camera"),
             .init(service: WatchdogService(state: state, notifier: notifier, logger: logger, unsupervisedCheckInterval: .seconds(1)),

@@ -82,9 +82,35 @@ enum DigitFont {
         " ": [0, 0, 0, 0, 0, 0, 0],
     ]
 
+    static func scale(height: Int) -> Int { max(1, height / 160) }
+
+    /// Reads back the first `count` characters `draw` burned in, from the top-left corner of a
+    /// luma plane (one byte per pixel, `width` bytes per row) of a `frameHeight`-high frame as a
+    /// viewer decoded it; nil where a glyph is not recognisable. Each glyph pixel is sampled at
+    /// its centre, so blocking from lossy coding does not matter.
+    static func read(count: Int, luma: [UInt8], width: Int, frameHeight: Int) -> String? {
+        let scale = scale(height: frameHeight)
+        let height = luma.count / max(width, 1)
+        var text = ""
+        for index in 0..<count {
+            var rows = [UInt8](repeating: 0, count: 7)
+            for row in 0..<7 {
+                for column in 0..<5 {
+                    let x = scale + index * 6 * scale + column * scale + scale / 2
+                    let y = scale + row * scale + scale / 2
+                    guard x < width, y < height, y * width + x < luma.count else { return nil }
+                    if luma[y * width + x] > 128 { rows[row] |= 0x10 >> UInt8(column) }
+                }
+            }
+            guard let character = glyphs.first(where: { $0.value == rows })?.key else { return nil }
+            text.append(character)
+        }
+        return text
+    }
+
     /// Draws `text` white on a black box at the top left, scaled to about 1/24 of the height.
     static func draw(_ text: String, into frame: inout [UInt8], width: Int, height: Int) {
-        let scale = max(1, height / 160)
+        let scale = scale(height: height)
         let advance = 6 * scale
         let boxWidth = min(width, text.count * advance + 2 * scale)
         let boxHeight = min(height, 9 * scale)

@@ -9,7 +9,7 @@ struct Sightctl: AsyncParsableCommand {
         commandName: "sightctl",
         abstract: "Operate a Sightline device: status, identity, configuration.",
         version: SightlineVersion.current,
-        subcommands: [Status.self, Version.self, Identity.self, Config.self, Snapshot.self, Camera.self, Devices.self])
+        subcommands: [Status.self, Version.self, Identity.self, Config.self, Snapshot.self, Camera.self, Devices.self, Call.self])
 }
 
 /// Options every command that talks to the daemon shares.
@@ -268,6 +268,68 @@ struct Devices: AsyncParsableCommand {
             line += "\(device.stableLink ?? device.devnode)  \(device.name)  [\(device.identity)]"
             if let reason = entry.reason { line += "  failed: \(reason)" }
             print(line)
+        }
+    }
+}
+
+struct Call: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Call a remote expert: start a call and print its invite link, show it, or hang up.",
+        subcommands: [Start.self, Status.self, End.self], defaultSubcommand: Start.self)
+
+    static func describe(_ call: CallStatus) -> String {
+        var lines = ["state:    \(call.state)"]
+        if let invite = call.invite {
+            lines.append("invite:   \(invite)")
+            lines.append("          (the part after # is the call key: send the link only to the expert)")
+        }
+        lines.append("relay:    \(call.relay)")
+        lines.append("experts:  \(call.verifiedExperts.isEmpty ? "none verified yet" : call.verifiedExperts.map(String.init).joined(separator: ", "))")
+        if call.state != "idle" {
+            lines.append("key:      epoch \(call.epoch)")
+            lines.append("video:    \(call.step), \(call.framesSent) frames (\(call.keyframesSent) keyframes), \(call.bytesSent / 1024) KiB sent"
+                + (call.lastEncodeMs.map { String(format: ", encode %.1f ms", $0) } ?? ""))
+        }
+        if let error = call.lastError { lines.append("problem:  \(error)") }
+        return lines.joined(separator: "\n")
+    }
+
+    struct Start: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Start a call (or show the running one) and print the invite link.")
+        @OptionGroup var options: DaemonOptions
+
+        func run() async throws {
+            let call = try await request { () async throws(ControlClient.Failure) in
+                try await options.client.post(ControlAPI.callPath, json: [String: String](), as: CallStatus.self)
+            }
+            if options.json { return try printJSON(call) }
+            print(Call.describe(call))
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the running call.")
+        @OptionGroup var options: DaemonOptions
+
+        func run() async throws {
+            let call = try await request { () async throws(ControlClient.Failure) in
+                try await options.client.get(ControlAPI.callPath, as: CallStatus.self)
+            }
+            if options.json { return try printJSON(call) }
+            print(Call.describe(call))
+        }
+    }
+
+    struct End: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Hang up.")
+        @OptionGroup var options: DaemonOptions
+
+        func run() async throws {
+            let call = try await request { () async throws(ControlClient.Failure) in
+                try await options.client.post(ControlAPI.callEndPath, json: [String: String](), as: CallStatus.self)
+            }
+            if options.json { return try printJSON(call) }
+            print("call ended")
         }
     }
 }

@@ -27,6 +27,18 @@ struct TestPatternTests {
         #expect(differing.allSatisfy { $0 / 320 < 20 }, "pixels outside the text box changed")
     }
 
+    @Test("the burned-in counter reads back from the luma plane, and nothing is read where none is drawn")
+    func counterReadsBack() {
+        var pattern = TestPattern(width: 1280, height: 720, fps: 30)
+        _ = pattern.nextFrame()
+        let frame = pattern.nextFrame()
+        let luma = stride(from: 0, to: frame.bytes.count, by: 2).map { frame.bytes[$0] }
+        #expect(DigitFont.read(count: 7, luma: luma, width: 1280, frameHeight: 720) == "0000001")
+        let bars = TestPattern.colourBars(width: 1280, height: 720)
+        let barsLuma = stride(from: 0, to: bars.count, by: 2).map { bars[$0] }
+        #expect(DigitFont.read(count: 7, luma: barsLuma, width: 1280, frameHeight: 720) == nil)
+    }
+
     @Test("sizes and rates from the configuration are honoured", arguments: [(160, 120, 5), (1280, 720, 30), (1921, 1080, 60)])
     func anySize(width: Int, height: Int, fps: Int) {
         var pattern = TestPattern(width: width, height: height, fps: fps)

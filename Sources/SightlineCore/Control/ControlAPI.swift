@@ -197,3 +197,48 @@ public struct DeviceEventRecord: Codable, Sendable, Equatable {
         self.time = time
     }
 }
+
+// MARK: Calls
+
+extension ControlAPI {
+    /// `GET` the call's status, `POST` to start one (or get the running one).
+    public static let callPath = "/v1/call"
+    /// `POST` to hang up.
+    public static let callEndPath = "/v1/call/end"
+}
+
+/// A call as the control API reports it. `invite` holds the call secret in its fragment:
+/// it is shown only on the local control socket, to root and the control group.
+public struct CallStatus: Codable, Sendable, Equatable {
+    /// `idle`, `connecting`, `live`, `reconnecting` or `failed`.
+    public var state: String
+    public var session: String?
+    public var invite: String?
+    public var relay: String
+    /// Experts that completed the key exchange.
+    public var verifiedExperts: [UInt32]
+    public var epoch: UInt32
+    /// Degradation step: `full`, `low` or `stills`.
+    public var step: String
+    public var framesSent: UInt64
+    public var keyframesSent: UInt64
+    public var bytesSent: UInt64
+    public var lastEncodeMs: Double?
+    public var lastError: String?
+
+    public init(state: String, session: String?, invite: String?, relay: String, verifiedExperts: [UInt32], epoch: UInt32,
+                step: String, framesSent: UInt64, keyframesSent: UInt64, bytesSent: UInt64, lastEncodeMs: Double?, lastError: String?) {
+        self.state = state
+        self.session = session
+        self.invite = invite
+        self.relay = relay
+        self.verifiedExperts = verifiedExperts
+        self.epoch = epoch
+        self.step = step
+        self.framesSent = framesSent
+        self.keyframesSent = keyframesSent
+        self.bytesSent = bytesSent
+        self.lastEncodeMs = lastEncodeMs
+        self.lastError = lastError
+    }
+}

@@ -1,0 +1,88 @@
+import Crypto
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import SightlineCore
+import SightlineEncoding
+import Synchronization
+
+/// Starts and ends calls to a remote expert. One call at a time; it lives until hung up or
+/// the daemon stops, riding out network drops.
+final class CallService: Service, Sendable {
+    private let configuration: DaemonConfiguration
+    private let identity: Curve25519.Signing.PrivateKey
+    private let camera: CameraService
+    private let logger: Logger
+    private let current = Mutex<(link: RelayLink, task: Task<Void, Never>)?>(nil)
+
+    init(configuration: DaemonConfiguration, identity: Curve25519.Signing.PrivateKey, camera: CameraService, logger: Logger) {
+        self.configuration = configuration
+        self.identity = identity
+        self.camera = camera
+        self.logger = logger
+    }
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        _ = endCall()
+    }
+
+    /// Opens a session on the relay and returns the invite; a running call is returned as is.
+    func startCall() async throws -> CallStatus {
+        if let running = current.withLock({ $0?.link }), running.snapshot.phase != .failed {
+            return status()
+        }
+        let credentials: RelayCredentials
+        do {
+            credentials = try RelayCredentials.load(configuration.relay)
+        } catch {
+            throw HTTPError(.serviceUnavailable, message: error.description)
+        }
+        let camera = configuration.camera
+        let settings = EncoderSettings(width: camera.width, height: camera.height, fps: Double(camera.fps),
+                                       bitrateKbps: configuration.stream.bitrateKbps,
+                                       keyframeInterval: camera.fps * 10)
+        let media = MediaSender(camera: self.camera, codec: configuration.stream.codec == "jpeg" ? .jpeg : .h264,
+                                settings: settings, logger: logger)
+        let link = RelayLink(credentials: credentials, identity: identity,
+                             rekeyInterval: .seconds(configuration.stream.rekeySeconds),
+                             camera: self.camera, media: media, logger: logger)
+        let task = Task { await link.run() }
+        current.withLock { previous in
+            previous?.task.cancel()
+            previous = (link, task)
+        }
+        guard await link.waitForSession(timeout: .seconds(10)) != nil else {
+            let reason = link.snapshot.lastError ?? "the relay did not open a session within 10 s"
+            _ = endCall()
+            throw HTTPError(.badGateway, message: "call not started: \(reason)")
+        }
+        logger.info("call: invite ready", metadata: ["session": "\(link.snapshot.session ?? "")"])
+        return status()
+    }
+
+    /// Hangs up; false when no call was running.
+    func endCall() -> Bool {
+        guard let running = current.withLock({ current in defer { current = nil }; return current }) else { return false }
+        running.task.cancel()
+        logger.info("call: ended")
+        return true
+    }
+
+    func status() -> CallStatus {
+        let relay = configuration.relay
+        guard let link = current.withLock({ $0?.link }) else {
+            return CallStatus(state: "idle", session: nil, invite: nil, relay: relay.url, verifiedExperts: [], epoch: 0, step: "full",
+                              framesSent: 0, keyframesSent: 0, bytesSent: 0, lastEncodeMs: nil, lastError: nil)
+        }
+        let snapshot = link.snapshot
+        let telemetry = link.media.telemetry.withLock { $0 }
+        return CallStatus(
+            state: snapshot.phase.rawValue, session: snapshot.session,
+            invite: snapshot.session.map { link.secret.inviteLink(relayURL: relay.publicURL, session: $0) },
+            relay: relay.url, verifiedExperts: snapshot.verifiedExperts, epoch: snapshot.epoch, step: link.media.currentStep.rawValue,
+            framesSent: telemetry.framesSent, keyframesSent: telemetry.keyframesSent, bytesSent: telemetry.bytesSent,
+            lastEncodeMs: telemetry.lastEncodeMs, lastError: snapshot.lastError)
+    }
+}

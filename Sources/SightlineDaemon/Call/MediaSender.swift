@@ -1,0 +1,208 @@
+import Crypto
+import Foundation
+import Logging
+import NIOCore
+import SightlineCamera
+import SightlineCore
+import SightlineEncoding
+import Synchronization
+import HummingbirdWSClient
+
+/// Encodes, seals and sends the camera's frames while at least one verified expert listens.
+/// It owns the encoder and the SFrame sealer: the only place where a counter is drawn, so
+/// frames and stills share one counter sequence per KID.
+final class MediaSender: Sendable {
+    struct Telemetry: Sendable {
+        var framesSent: UInt64 = 0
+        var keyframesSent: UInt64 = 0
+        var bytesSent: UInt64 = 0
+        var lastEncodeMs: Double?
+        var lastSendDelayMs: Double?
+        /// Since the ladder last looked.
+        var framesThisSecond = 0
+        var worstSendDelayThisSecond = Duration.zero
+    }
+
+    /// A full-resolution still waiting to go out as a kind-3 message.
+    struct Still: Sendable {
+        let jpeg: [UInt8]
+        let width: Int
+        let height: Int
+        let capturedAt: Duration
+    }
+
+    private let camera: CameraService
+    private let codec: VideoCodec
+    private let logger: Logger
+    private let epoch = Mutex<(kid: UInt64, key: SymmetricKey)?>(nil)
+    private let audience = Atomic<Bool>(false)
+    private let keyframeWanted = Atomic<Bool>(true)
+    private let settings: Mutex<EncoderSettings>
+    private let step = Mutex(DegradationLadder.Step.full)
+    private let stills = Mutex<[Still]>([])
+    let telemetry = Mutex(Telemetry())
+
+    init(camera: CameraService, codec: VideoCodec, settings: EncoderSettings, logger: Logger) {
+        self.camera = camera
+        self.codec = codec
+        self.settings = Mutex(settings)
+        self.logger = logger
+    }
+
+    func startEpoch(kid: UInt64, key: SymmetricKey) { epoch.withLock { $0 = (kid, key) } }
+    /// Someone verified is listening; a new audience starts with a keyframe.
+    func setAudience(_ present: Bool) {
+        let before = audience.exchange(present, ordering: .acquiringAndReleasing)
+        if present && !before { requestKeyframe() }
+    }
+    var hasAudience: Bool { audience.load(ordering: .acquiring) }
+    func requestKeyframe() { keyframeWanted.store(true, ordering: .releasing) }
+    func queueStill(_ still: Still) { stills.withLock { $0.append(still) } }
+    func setStep(_ new: DegradationLadder.Step) { step.withLock { $0 = new } }
+    var currentStep: DegradationLadder.Step { step.withLock { $0 } }
+
+    /// Frames sent and the worst send delay since the last call, for the ladder.
+    func takeSecond() -> (frames: Int, worstDelay: Duration) {
+        telemetry.withLock { telemetry in
+            defer { telemetry.framesThisSecond = 0; telemetry.worstSendDelayThisSecond = .zero }
+            return (telemetry.framesThisSecond, telemetry.worstSendDelayThisSecond)
+        }
+    }
+
+    /// What the encoder aims for on each rung: the low rung halves the size, caps the rate at
+    /// 15 fps and quarters the bitrate (about 300 kbit/s from the 1.2 Mbit/s default).
+    static func settings(for step: DegradationLadder.Step, full: EncoderSettings) -> EncoderSettings {
+        guard step == .low else { return full }
+        var low = full
+        low.width = max(16, full.width / 2) & ~1
+        low.height = max(16, full.height / 2) & ~1
+        low.fps = min(full.fps, 15)
+        low.bitrateKbps = max(100, full.bitrateKbps / 4)
+        return low
+    }
+
+    /// The `stream-state` experts are told about.
+    func streamState(privacy: Bool = false) -> CallMessage.StreamState {
+        let step = currentStep
+        let wanted = Self.settings(for: step, full: settings.withLock { $0 })
+        return CallMessage.StreamState(
+            step: step.rawValue, codec: codec == .h264 ? "h264" : "jpeg", width: wanted.width, height: wanted.height,
+            fps: Int(wanted.fps), bitrateKbps: wanted.bitrateKbps, privacy: privacy)
+    }
+
+    /// Runs until cancelled or the socket fails.
+    func run(_ outbound: WebSocketOutboundWriter) async throws {
+        let frames = camera.subscribeFrames()
+        defer { camera.unsubscribeFrames(frames) }
+        var sealer: SFrameSealer?
+        let worker = EncodingWorker(codec: codec)
+        var lastSent: Duration?
+        for await frame in frames {
+            try Task.checkCancellation()
+            guard audience.load(ordering: .acquiring), let current = epoch.withLock({ $0 }) else { continue }
+            if sealer?.kid != current.kid {
+                sealer = SFrameSealer(kid: current.kid, baseKey: current.key)
+            }
+            for still in stills.withLock({ queued in defer { queued = [] }; return queued }) {
+                try await send(kind: .still, keyframe: true, codec: .jpeg, width: still.width, height: still.height,
+                               capturedAt: still.capturedAt, data: still.jpeg, sealer: &sealer, outbound)
+            }
+            let step = currentStep
+            guard step != .stills else { continue }
+            var full = settings.withLock { $0 }
+            full.width = frame.mode.size.width
+            full.height = frame.mode.size.height
+            let wanted = Self.settings(for: step, full: full)
+            // Pace to the rung's frame rate by capture time, skipping frames in between.
+            if let lastSent, frame.timestamp - lastSent < .seconds(0.9 / wanted.fps) { continue }
+            lastSent = frame.timestamp
+            let force = keyframeWanted.exchange(false, ordering: .acquiringAndReleasing)
+            let encoded: EncodedFrame?
+            do {
+                encoded = try await worker.encode(frame, settings: wanted, forceKeyframe: force)
+            } catch {
+                logger.error("stream: \(error)")
+                requestKeyframe()
+                continue
+            }
+            telemetry.withLock { $0.lastEncodeMs = worker.lastEncodeDuration.map(Self.milliseconds) }
+            guard let encoded else { continue }
+            try await send(kind: .video, keyframe: encoded.isKeyframe, codec: encoded.codec, width: encoded.width,
+                           height: encoded.height, capturedAt: encoded.captureTimestamp, data: encoded.data, sealer: &sealer, outbound)
+        }
+    }
+
+    private func send(kind: MediaEnvelope.Kind, keyframe: Bool, codec: VideoCodec, width: Int, height: Int,
+                      capturedAt: Duration, data: [UInt8], sealer: inout SFrameSealer?, _ outbound: WebSocketOutboundWriter) async throws {
+        let header = MediaPayloadHeader(
+            codec: codec == .h264 ? .h264 : .jpeg, width: UInt16(clamping: width), height: UInt16(clamping: height),
+            captureMicroseconds: CaptureClock.unixMicroseconds(ofMonotonic: capturedAt))
+        let envelope = MediaEnvelope(kind: kind, isKeyframe: keyframe).bytes
+        guard let sealed = try sealer?.seal(header.bytes + data, metadata: envelope) else { return }
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(envelope.count + sealed.count)
+        buffer.writeBytes(envelope)
+        buffer.writeBytes(sealed)
+        let started = ContinuousClock.now
+        try await outbound.writeBinaryMessage(buffer)
+        let delay = ContinuousClock.now - started
+        telemetry.withLock { telemetry in
+            if kind == .video { telemetry.framesSent += 1; telemetry.framesThisSecond += 1 }
+            telemetry.worstSendDelayThisSecond = max(telemetry.worstSendDelayThisSecond, delay)
+            if kind == .video && keyframe { telemetry.keyframesSent += 1 }
+            telemetry.bytesSent += UInt64(buffer.readableBytes)
+            telemetry.lastSendDelayMs = Self.milliseconds(delay)
+        }
+    }
+
+    static func milliseconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
+    }
+}
+
+/// Owns the encoder and makes every call to it on one serial queue: an encode blocks in C for
+/// several milliseconds, which must not hold one of the few cooperative threads the relay
+/// link and the control API share. The queue confines the non-Sendable encoder, hence
+/// `@unchecked Sendable`: nothing touches `encoder` or `mode` off the queue.
+final class EncodingWorker: @unchecked Sendable {
+    private let queue = DispatchQueue(label: "sightline.encoder", qos: .userInteractive)
+    private let codec: VideoCodec
+    private var encoder: (any VideoEncoder)?
+    private var mode: CameraMode?
+    private let lastDuration = Mutex<Duration?>(nil)
+
+    init(codec: VideoCodec) {
+        self.codec = codec
+    }
+
+    var lastEncodeDuration: Duration? { lastDuration.withLock { $0 } }
+
+    /// Encodes with `settings`, starting a new encoder (and stream, with a keyframe) when the
+    /// camera's mode changed.
+    func encode(_ frame: CapturedFrame, settings: EncoderSettings, forceKeyframe: Bool) async throws -> EncodedFrame? {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async {
+                continuation.resume(with: Result { try self.encodeOnQueue(frame, settings: settings, forceKeyframe: forceKeyframe) })
+            }
+        }
+    }
+
+    private func encodeOnQueue(_ frame: CapturedFrame, settings: EncoderSettings, forceKeyframe: Bool) throws -> EncodedFrame? {
+        var force = forceKeyframe
+        if encoder == nil || mode != frame.mode {
+            guard let format = VideoFormat.allCases.first(where: { $0.fourCCs.contains(frame.mode.fourCC) }) else {
+                throw EncoderError.unsupportedInput(frame.mode.fourCC, codec: codec)
+            }
+            encoder = try VideoEncoders.make(for: format, preferred: codec, settings: settings)
+            mode = frame.mode
+            force = true
+        }
+        guard let encoder else { return nil }
+        if encoder.settings != settings {
+            encoder.update(settings)
+        }
+        let encoded = try encoder.encode(frame, forceKeyframe: force)
+        lastDuration.withLock { $0 = encoder.lastEncodeDuration }
+        return encoded
+    }
+}

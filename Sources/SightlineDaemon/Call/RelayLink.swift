@@ -1,0 +1,240 @@
+import Crypto
+import Foundation
+import HTTPTypes
+import Logging
+import NIOCore
+import NIOWebSocket
+import SightlineCore
+import Synchronization
+import HummingbirdWSClient
+
+/// One call's connection to the relay: opens the session, keeps it through network drops
+/// (resuming the same session), runs the call state machine and the media sender.
+final class RelayLink: Sendable {
+    enum Phase: String, Sendable {
+        case connecting, live, reconnecting, failed, ended
+    }
+
+    struct Snapshot: Sendable {
+        var phase: Phase = .connecting
+        var session: String?
+        var verifiedExperts: [UInt32] = []
+        var epoch: UInt32 = 0
+        var lastError: String?
+    }
+
+    let secret = CallSecret()
+    let media: MediaSender
+    private let credentials: RelayCredentials
+    private let identity: Curve25519.Signing.PrivateKey
+    private let rekeyInterval: Duration
+    private let camera: CameraService
+    private let logger: Logger
+    private let state = Mutex(Snapshot())
+    private let sessionWaiters = Mutex<[CheckedContinuation<String?, Never>]>([])
+    /// The call's state machine; nil until the relay names the session.
+    private let call = Mutex<DeviceCallState?>(nil)
+    private let ladder = Mutex(DegradationLadder())
+    /// The most any receiver had dropped since the ladder last looked (relay reports).
+    private let droppedThisSecond = Mutex(0)
+
+    init(credentials: RelayCredentials, identity: Curve25519.Signing.PrivateKey, rekeyInterval: Duration,
+         camera: CameraService, media: MediaSender, logger: Logger) {
+        self.credentials = credentials
+        self.identity = identity
+        self.rekeyInterval = rekeyInterval
+        self.camera = camera
+        self.media = media
+        self.logger = logger
+    }
+
+    var snapshot: Snapshot { state.withLock { $0 } }
+
+    /// Waits until the relay names the session, or the link fails; nil on failure or timeout.
+    func waitForSession(timeout: Duration) async -> String? {
+        let timer = Task { [weak self] in
+            try? await Task.sleep(for: timeout)
+            self?.resolveWaiters(nil)
+        }
+        defer { timer.cancel() }
+        return await withCheckedContinuation { continuation in
+            let ready: String?? = state.withLock { state in
+                if let session = state.session { return .some(session) }
+                if state.phase == .failed || state.phase == .ended { return .some(nil) }
+                return nil
+            }
+            if let ready {
+                continuation.resume(returning: ready)
+            } else {
+                sessionWaiters.withLock { $0.append(continuation) }
+            }
+        }
+    }
+
+    private func resolveWaiters(_ session: String?) {
+        for waiter in sessionWaiters.withLock({ waiters in defer { waiters = [] }; return waiters }) {
+            waiter.resume(returning: session)
+        }
+    }
+
+    /// Connects, and reconnects with backoff, until cancelled or the relay refuses us for good.
+    func run() async {
+        var backoff = Duration.milliseconds(250)
+        while !Task.isCancelled {
+            var configuration = WebSocketClientConfiguration()
+            configuration.maxFrameSize = 1 << 16
+            configuration.additionalHeaders[.authorization] = "Bearer \(credentials.token)"
+            configuration.autoPing = .enabled(timePeriod: .seconds(15))
+            do {
+                let close = try await WebSocketClient.connect(
+                    url: credentials.url + "/v1/device", configuration: configuration, tlsConfiguration: credentials.tls,
+                    logger: logger
+                ) { inbound, outbound, _ in
+                    try await self.serve(inbound: inbound, outbound: outbound)
+                }
+                if let close, Self.isPermanent(close.closeCode) {
+                    fail("relay closed the call: \(close.reason ?? "\(close.closeCode)")")
+                    return
+                }
+                backoff = .milliseconds(250)
+            } catch is CancellationError {
+                break
+            } catch {
+                let message = "relay \(credentials.url) unreachable or refused the device (\(error)); check relay.url and relay.token_file"
+                if state.withLock({ $0.session == nil }), backoff >= .seconds(2) {
+                    // Never connected: report instead of waiting forever.
+                    fail(message)
+                    return
+                }
+                state.withLock { $0.lastError = message }
+                logger.warning("call: \(message)")
+            }
+            call.withLock { $0?.relayDisconnected() }
+            media.setAudience(false)
+            state.withLock { $0.phase = .reconnecting; $0.verifiedExperts = [] }
+            try? await Task.sleep(for: backoff)
+            backoff = min(backoff * 2, .seconds(5))
+        }
+        state.withLock { $0.phase = .ended }
+        resolveWaiters(nil)
+    }
+
+    private func fail(_ message: String) {
+        logger.error("call: \(message)")
+        state.withLock { $0.phase = .failed; $0.lastError = message }
+        resolveWaiters(nil)
+    }
+
+    /// Bad token, bad join token, or session gone: retrying cannot help.
+    private static func isPermanent(_ code: WebSocketErrorCode) -> Bool {
+        if case .unknown(let raw) = code { return [4401, 4404, 4409].contains(raw) }
+        return false
+    }
+
+    private func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
+        let resume = state.withLock { $0.session }
+        try await send(.deviceHello(joinToken: secret.joinToken, resumeSession: resume), outbound)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.media.run(outbound) }
+            group.addTask {
+                while true {
+                    try await Task.sleep(for: .seconds(1))
+                    let actions = self.call.withLock { $0?.rekeyIfDue(now: .now) } ?? []
+                    try await self.perform(actions, outbound)
+                    try await self.climbLadder(outbound)
+                }
+            }
+            for try await message in inbound.messages(maxSize: 1 << 16) {
+                guard case .text(let text) = message else { continue }  // expert audio arrives with the voice channel
+                let decoded: CallMessage
+                do {
+                    decoded = try CallMessage.decode(Data(text.utf8))
+                } catch {
+                    logger.warning("call: ignoring a malformed message from the relay: \(error)")
+                    continue
+                }
+                try await handle(decoded, outbound)
+            }
+            group.cancelAll()
+        }
+    }
+
+    private func handle(_ message: CallMessage, _ outbound: WebSocketOutboundWriter) async throws {
+        if case .session(let id) = message {
+            let fresh = call.withLock { call in
+                guard call?.session != id else { return false }
+                call = DeviceCallState(session: id, secret: secret, identity: identity, rekeyInterval: rekeyInterval)
+                return true
+            }
+            state.withLock { $0.session = id; $0.phase = .live; $0.lastError = nil }
+            let streamState = media.streamState()
+            call.withLock { $0?.streamState = streamState }
+            if fresh { logger.info("call: session open", metadata: ["session": "\(id)"]) }
+            resolveWaiters(id)
+            return
+        }
+        if case .error(let code, let text) = message {
+            logger.warning("call: relay error \(code): \(text)")
+            state.withLock { $0.lastError = "relay: \(text)" }
+            return
+        }
+        let actions = call.withLock { $0?.handle(message, now: .now) } ?? []
+        try await perform(actions, outbound)
+        let (experts, epoch) = call.withLock { ($0?.verifiedExperts ?? [], $0?.epoch ?? 0) }
+        state.withLock { $0.verifiedExperts = experts; $0.epoch = epoch }
+        media.setAudience(!experts.isEmpty)
+    }
+
+    private func perform(_ actions: [DeviceCallState.Action], _ outbound: WebSocketOutboundWriter) async throws {
+        for action in actions {
+            switch action {
+            case .send(let message):
+                try await send(message, outbound)
+            case .startEpoch(let kid, let key):
+                media.startEpoch(kid: kid, key: key)
+                logger.info("call: new media key", metadata: ["epoch": "\(MediaKeyID(kid).epoch)"])
+            case .forceKeyframe:
+                media.requestKeyframe()
+            case .congestion(let report):
+                droppedThisSecond.withLock { $0 = max($0, report.droppedFrames) }
+                logger.debug("call: relay dropped frames", metadata: ["peer": "\(report.peer)", "dropped": "\(report.droppedFrames)"])
+            case .takeSnapshot(let expert, let id):
+                try await takeSnapshot(for: expert, id: id, outbound)
+            case .receiverReport:
+                break
+            }
+        }
+    }
+
+    /// Once a second: feeds the ladder and, on a change of step, tells the sender and experts.
+    private func climbLadder(_ outbound: WebSocketOutboundWriter) async throws {
+        guard media.hasAudience else { return }
+        let (frames, worstDelay) = media.takeSecond()
+        let dropped = droppedThisSecond.withLock { dropped in defer { dropped = 0 }; return dropped }
+        let second = DegradationLadder.Second(framesSent: frames, framesDropped: dropped, worstSendDelay: worstDelay)
+        guard let step = ladder.withLock({ $0.record(second) }) else { return }
+        media.setStep(step)
+        let streamState = media.streamState()
+        call.withLock { $0?.streamState = streamState }
+        logger.notice("call: video now \(step.rawValue)", metadata: ["dropped": "\(dropped)", "worstSendDelay": "\(worstDelay)"])
+        try await send(.streamState(to: .experts, streamState), outbound)
+    }
+
+    /// Files a still as evidence on the device and queues it, sealed, for the expert.
+    private func takeSnapshot(for expert: UInt32, id: String, _ outbound: WebSocketOutboundWriter) async throws {
+        do {
+            let (info, jpeg, capturedAt) = try await camera.takeSnapshot()
+            media.queueStill(.init(jpeg: jpeg, width: info.width, height: info.height, capturedAt: capturedAt))
+            let name = URL(fileURLWithPath: info.path).lastPathComponent
+            try await send(.snapshotTaken(to: expert, id: id, evidence: name, width: info.width, height: info.height), outbound)
+        } catch let error as CancellationError {
+            throw error
+        } catch {
+            try await send(.snapshotFailed(to: expert, id: id, reason: "\(error)"), outbound)
+        }
+    }
+
+    private func send(_ message: CallMessage, _ outbound: WebSocketOutboundWriter) async throws {
+        try await outbound.writeTextMessage(String(decoding: message.encoded, as: UTF8.self))
+    }
+}

@@ -1,0 +1,63 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// `sightline-relay` on a free 127.0.0.1 port with one provisioned device token, for tests and
+/// benchmarks that need the real relay.
+public final class RelayProcess: @unchecked Sendable {
+    public let directory: TemporaryDirectory
+    public let process = Process()
+    public let port: Int
+    public let deviceToken: String
+    /// The token file to give the daemon (`relay.token_file`).
+    public let deviceTokenFile: String
+    public let logPath: String
+
+    public var webSocketURL: String { "ws://127.0.0.1:\(port)" }
+    public var httpURL: String { "http://127.0.0.1:\(port)" }
+    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    public init(extraArguments: [String] = []) throws {
+        directory = try TemporaryDirectory(prefix: "sightline-relay")
+        port = try LoopbackPort.free()
+        deviceToken = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        deviceTokenFile = directory.file("relay-token")
+        let tokens = directory.file("device-tokens")
+        logPath = directory.file("relay.log")
+        let previous = umask(0o077)
+        defer { umask(previous) }
+        try "test-device \(deviceToken)\n".write(toFile: tokens, atomically: false, encoding: .utf8)
+        try "\(deviceToken)\n".write(toFile: deviceTokenFile, atomically: false, encoding: .utf8)
+        process.executableURL = URL(fileURLWithPath: BuiltProducts.path(of: "sightline-relay"))
+        process.arguments = ["--listen", "127.0.0.1:\(port)", "--device-tokens", tokens] + extraArguments
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        process.standardOutput = log
+        process.standardError = log
+    }
+
+    /// Starts the relay and waits until `/health` answers.
+    public func start(timeout: Duration = .seconds(30)) async throws {
+        try process.run()
+        let deadline = ContinuousClock.now + timeout
+        let session = URLSession(configuration: .ephemeral)
+        while ContinuousClock.now < deadline {
+            if !process.isRunning { throw TestFailure("sightline-relay exited with \(process.terminationStatus):\n\(log)") }
+            if let url = URL(string: "\(httpURL)/health"),
+               let (_, response) = try? await session.data(from: url), (response as? HTTPURLResponse)?.statusCode == 200 {
+                return
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestFailure("sightline-relay did not answer /health within \(timeout):\n\(log)")
+    }
+
+    public func stop() {
+        guard process.isRunning else { return }
+        process.terminate()
+        process.waitUntilExit()
+    }
+
+    deinit { stop() }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import SightlineControlClient
+import SightlineCore
+import SightlineEncoding
+import SightlineTesting
+import Testing
+
+/// The real daemon (test-pattern camera, OpenH264) and the real relay on loopback, with an
+/// expert written in Swift against docs/PROTOCOL.md. The browser viewer has its own tests.
+@Suite("Live call through the relay", .serialized)
+struct LiveCallTests {
+    /// A relay, a daemon configured for it, and a started call.
+    struct Rig {
+        let relay: RelayProcess
+        let daemon: DaemonProcess
+        let client: ControlClient
+
+        init(codec: String = "h264", width: Int = 640, height: Int = 360) async throws {
+            relay = try RelayProcess()
+            try await relay.start()
+            daemon = try DaemonProcess(configuration: """
+                camera:
+                  device: test-pattern
+                  width: \(width)
+                  height: \(height)
+                  fps: 30
+                relay:
+                  url: \(relay.webSocketURL)
+                  token_file: \(relay.deviceTokenFile)
+                stream:
+                  codec: \(codec)
+                  bitrate_kbps: 800
+
+                """)
+            try daemon.start()
+            try await daemon.waitUntilServing()
+            client = ControlClient(socketPath: daemon.socketPath)
+        }
+
+        func startCall() async throws -> ExpertClient.Invite {
+            let call = try await client.post(ControlAPI.callPath, json: [String: String](), as: CallStatus.self)
+            let link = try #require(call.invite, "no invite in \(call)")
+            #expect(link.hasPrefix("\(relay.httpURL)/v/"))
+            return try #require(ExpertClient.Invite(link), "unparseable invite \(link)")
+        }
+    }
+
+    @Test("an expert with the invite gets keys from a verified device and opens H.264 from a keyframe on")
+    func expertSeesTheStream() async throws {
+        let rig = try await Rig()
+        let invite = try await rig.startCall()
+        let report = try await ExpertClient.run(invite, frames: 45, timeout: .seconds(60))
+        #expect(report.framesOpened >= 45, "opened \(report.framesOpened) of \(report.framesReceived); daemon log:\n\(rig.daemon.log)")
+        #expect(report.openFailures == 0)
+        #expect(report.firstOpenedWasKeyframe == true)
+        let identity = try await rig.client.get(ControlAPI.identityPath, as: IdentityInfo.self)
+        #expect(report.fingerprint == identity.fingerprint)
+        let header = try #require(report.headers.first)
+        #expect((header.codec, header.width, header.height) == (.h264, 640, 360))
+        let keyframe = try #require(report.keyframePayloads.first)
+        let types = AnnexB.nalUnits(in: keyframe).map(\.type)
+        #expect(types.contains(AnnexB.NALType.sps) && types.contains(AnnexB.NALType.pps) && types.contains(AnnexB.NALType.idrSlice))
+        // Capture times are real: the frames arrived within a second of capture.
+        let latencies = report.latenciesMs.sorted()
+        #expect(latencies[latencies.count / 2] < 1000, "median capture→open \(latencies[latencies.count / 2]) ms")
+
+        let status = try await rig.client.get(ControlAPI.callPath, as: CallStatus.self)
+        #expect(status.state == "live")
+        #expect(status.framesSent >= 45)
+        #expect(status.epoch >= 1)
+        let ended = try await rig.client.post(ControlAPI.callEndPath, json: [String: String](), as: CallStatus.self)
+        #expect(ended.state == "idle")
+    }
+
+    /// The relay knows the session and the join token; so does this party. Without the call
+    /// secret it gets no key, and the frames the relay fans out to it stay sealed.
+    @Test("a party with the join token but not the secret gets no key and cannot open a single frame")
+    func withoutTheSecretNothingOpens() async throws {
+        let rig = try await Rig()
+        let invite = try await rig.startCall()
+        let impostor = Task { try await ExpertClient.run(invite, secret: CallSecret(), frames: 1, timeout: .seconds(8)) }
+        let expert = try await ExpertClient.run(invite, frames: 60, timeout: .seconds(60))
+        let stolen = try await impostor.value
+        #expect(expert.framesOpened >= 60)
+        #expect(stolen.keyExchangeFailed)
+        #expect(stolen.kids.isEmpty)
+        #expect(stolen.framesReceived > 0, "the relay fans out to every joined expert, so sealed frames did reach the impostor")
+        #expect(stolen.framesOpened == 0)
+        let status = try await rig.client.get(ControlAPI.callPath, as: CallStatus.self)
+        #expect(status.verifiedExperts.count <= 1)
+    }
+
+    @Test("sightctl call prints the invite link; a wrong device token is reported with advice")
+    func sightctlCallAndBadToken() async throws {
+        let rig = try await Rig()
+        let socket = ["--socket", rig.daemon.socketPath]
+        let started = try CommandLineTool.run("sightctl", ["call"] + socket)
+        #expect(started.status == 0, "\(started.stderr)")
+        #expect(started.stdout.contains("invite:   \(rig.relay.httpURL)/v/"))
+        let status = try CommandLineTool.run("sightctl", ["call", "status", "--json"] + socket)
+        #expect(status.stdout.contains("\"state\" : \"live\""))
+        #expect(try CommandLineTool.run("sightctl", ["call", "end"] + socket).stdout == "call ended\n")
+
+        try "0000wrong\n".write(toFile: rig.relay.deviceTokenFile, atomically: false, encoding: .utf8)
+        let refused = try CommandLineTool.run("sightctl", ["call"] + socket)
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("relay.token_file"), "\(refused.stderr)")
+        // The daemon keeps running and reports.
+        #expect(rig.daemon.process.isRunning)
+    }
+}
