@@ -120,11 +120,13 @@ struct ControlAPITests {
             daemonAfter = daemon.openDescriptorCount()
         }
         #expect(daemonAfter == daemonBefore, "daemon descriptors \(daemonBefore) → \(daemonAfter)")
+        // Other suites run in this process at the same time (relays, browsers, daemons), so the
+        // client's own count moves by their descriptors too; a leak per request would add ~1,000.
         var selfAfter = openDescriptorCountOfThisProcess()
-        for _ in 0..<50 where selfAfter != selfBefore {
+        for _ in 0..<50 where selfAfter > selfBefore {
             try await Task.sleep(for: .milliseconds(100))
             selfAfter = openDescriptorCountOfThisProcess()
         }
-        #expect(selfAfter == selfBefore, "client descriptors \(selfBefore) → \(selfAfter)")
+        #expect(selfAfter < selfBefore + 100, "client descriptors \(selfBefore) → \(selfAfter)")
     }
 }
