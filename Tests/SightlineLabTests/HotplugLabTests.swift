@@ -117,16 +117,22 @@ extension DeviceLab {
             try watcher.run()
             defer { watcher.terminate() }
             // The watcher needs a moment to start under emulation: re-plug until it has seen it.
-            let deadline = ContinuousClock.now + .seconds(30)
+            // Buttons report too, so wait for camera lines; a re-bound camera may get another node
+            // number while the old one is still held open.
+            let removed = "removed     camera /dev/video", added = "added       camera /dev/video"
+            let deadline = ContinuousClock.now + .seconds(45)
             var text = ""
-            while !(text.contains("removed") && text.contains("added")), ContinuousClock.now < deadline {
+            while !(text.contains(removed) && text.contains(added)), ContinuousClock.now < deadline {
                 try KernelLab.writeSysfs(Self.unbind, "vivid.0")
                 try KernelLab.writeSysfs(Self.bind, "vivid.0")
-                try await Task.sleep(for: .seconds(2))
-                text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+                for _ in 0..<20 {
+                    try await Task.sleep(for: .milliseconds(500))
+                    text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+                    if text.contains(removed) && text.contains(added) { break }
+                }
             }
-            #expect(text.contains("removed     camera /dev/video0"), "\(text)")
-            #expect(text.contains("added       camera /dev/video0"), "\(text)")
+            #expect(text.contains(removed), "\(text)")
+            #expect(text.contains(added), "\(text)")
         }
 
         @Test("100 unplug/unload/load cycles of vivid and of snd-aloop: no crash, no leaked descriptor, streaming resumes")
