@@ -141,7 +141,12 @@ let package = Package(
         /// Benchmark driver behind `bench/run SUITE`.
         .executableTarget(
             name: "sightline-bench",
-            dependencies: ["SightlineCore", "SightlineControlClient", "SightlineTesting"]
+            dependencies: [
+                "SightlineCore", "SightlineControlClient", "SightlineEncoding", "SightlineTesting",
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
         ),
 
         // MARK: Tests

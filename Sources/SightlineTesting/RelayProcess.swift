@@ -10,6 +10,9 @@ public final class RelayProcess: @unchecked Sendable {
     public let process = Process()
     public let port: Int
     public let deviceToken: String
+    /// Tokens of further provisioned devices (`load-device-N`), for load tests that need more
+    /// sessions than one device may hold.
+    public let extraDeviceTokens: [String]
     /// The token file to give the daemon (`relay.token_file`).
     public let deviceTokenFile: String
     public let logPath: String
@@ -18,16 +21,19 @@ public final class RelayProcess: @unchecked Sendable {
     public var httpURL: String { "http://127.0.0.1:\(port)" }
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
-    public init(extraArguments: [String] = []) throws {
+    public init(extraArguments: [String] = [], extraDevices: Int = 0) throws {
         directory = try TemporaryDirectory(prefix: "sightline-relay")
         port = try LoopbackPort.free()
-        deviceToken = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        func randomToken() -> String { (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined() }
+        deviceToken = randomToken()
+        extraDeviceTokens = (0..<extraDevices).map { _ in randomToken() }
         deviceTokenFile = directory.file("relay-token")
         let tokens = directory.file("device-tokens")
         logPath = directory.file("relay.log")
         let previous = umask(0o077)
         defer { umask(previous) }
-        try "test-device \(deviceToken)\n".write(toFile: tokens, atomically: false, encoding: .utf8)
+        let extraLines = extraDeviceTokens.enumerated().map { "load-device-\($0.offset) \($0.element)\n" }.joined()
+        try ("test-device \(deviceToken)\n" + extraLines).write(toFile: tokens, atomically: false, encoding: .utf8)
         try "\(deviceToken)\n".write(toFile: deviceTokenFile, atomically: false, encoding: .utf8)
         process.executableURL = URL(fileURLWithPath: BuiltProducts.path(of: "sightline-relay"))
         process.arguments = ["--listen", "127.0.0.1:\(port)", "--device-tokens", tokens] + extraArguments

@@ -12,7 +12,7 @@ struct Bench {
     static func main() async throws {
         let arguments = CommandLine.arguments
         guard arguments.count == 3 else {
-            FileHandle.standardError.write(Data("usage: sightline-bench SUITE OUTPUT.json (suites: startup, camera, hotplug)\n".utf8))
+            FileHandle.standardError.write(Data("usage: sightline-bench SUITE OUTPUT.json (suites: startup, camera, hotplug, stream)\n".utf8))
             exit(64)
         }
         let results: [(String, Double)]
@@ -20,8 +20,9 @@ struct Bench {
         case "startup": results = try await StartupSuite.run()
         case "camera", "camera-guest", "camera-ustreamer": results = try await CameraSuite.run(arguments[1], output: arguments[2])
         case "hotplug", "hotplug-guest": results = try await HotplugSuite.run(arguments[1], output: arguments[2])
+        case "stream": results = try await StreamSuite.run()
         default:
-            FileHandle.standardError.write(Data("unknown suite \(arguments[1]); known: startup, camera, hotplug\n".utf8))
+            FileHandle.standardError.write(Data("unknown suite \(arguments[1]); known: startup, camera, hotplug, stream\n".utf8))
             exit(64)
         }
         let width = results.map(\.0.count).max() ?? 0
@@ -29,12 +30,16 @@ struct Bench {
         for (key, value) in results {
             print("  \(key.padding(toLength: width, withPad: " ", startingAt: 0))  \(String(format: "%.3f", value))")
         }
-        let json = "{\n" + results.map { "  \"\($0.0)\": \($0.1)" }.joined(separator: ",\n") + "\n}\n"
+        let json = "{\n" + results.map { "  \"\($0.0)\": \($0.1.isFinite ? "\($0.1)" : "null")" }.joined(separator: ",\n") + "\n}\n"
         try json.write(toFile: arguments[2], atomically: true, encoding: .utf8)
     }
 }
 
 enum Statistics {
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
     static func percentile(_ values: [Double], _ p: Double) -> Double {
         let sorted = values.sorted()
         guard !sorted.isEmpty else { return .nan }
