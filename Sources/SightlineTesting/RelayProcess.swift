@@ -17,13 +17,21 @@ public final class RelayProcess: @unchecked Sendable {
     public let deviceTokenFile: String
     public let logPath: String
 
-    public var webSocketURL: String { "ws://127.0.0.1:\(port)" }
-    public var httpURL: String { "http://127.0.0.1:\(port)" }
+    /// TLS from a certificate and key the test made; nil for plain WebSocket on loopback.
+    public let tls: (certificate: String, key: String)?
+
+    public var webSocketURL: String { "\(tls == nil ? "ws" : "wss")://127.0.0.1:\(port)" }
+    public var httpURL: String { "\(tls == nil ? "http" : "https")://127.0.0.1:\(port)" }
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
-    public init(extraArguments: [String] = [], extraDevices: Int = 0) throws {
+    /// - Parameters:
+    ///   - listenAddress: where to listen; anything but loopback needs `tls`.
+    ///   - port: the port; a free one by default.
+    public init(extraArguments: [String] = [], extraDevices: Int = 0, listenAddress: String = "127.0.0.1", port: Int? = nil,
+                tls: (certificate: String, key: String)? = nil) throws {
         directory = try TemporaryDirectory(prefix: "sightline-relay")
-        port = try LoopbackPort.free()
+        self.port = try port ?? LoopbackPort.free()
+        self.tls = tls
         func randomToken() -> String { (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined() }
         deviceToken = randomToken()
         extraDeviceTokens = (0..<extraDevices).map { _ in randomToken() }
@@ -36,21 +44,24 @@ public final class RelayProcess: @unchecked Sendable {
         try ("test-device \(deviceToken)\n" + extraLines).write(toFile: tokens, atomically: false, encoding: .utf8)
         try "\(deviceToken)\n".write(toFile: deviceTokenFile, atomically: false, encoding: .utf8)
         process.executableURL = URL(fileURLWithPath: BuiltProducts.path(of: "sightline-relay"))
-        process.arguments = ["--listen", "127.0.0.1:\(port)", "--device-tokens", tokens] + extraArguments
+        let tlsArguments = tls.map { ["--tls-certificate", $0.certificate, "--tls-key", $0.key] } ?? []
+        process.arguments = ["--listen", "\(listenAddress):\(self.port)", "--device-tokens", tokens] + tlsArguments + extraArguments
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = log
         process.standardError = log
     }
 
-    /// Starts the relay and waits until `/health` answers.
+    /// Starts the relay and waits until `/health` answers (with TLS: until it logs that it is ready).
     public func start(timeout: Duration = .seconds(30)) async throws {
         try process.run()
         let deadline = ContinuousClock.now + timeout
         let session = URLSession(configuration: .ephemeral)
         while ContinuousClock.now < deadline {
             if !process.isRunning { throw TestFailure("sightline-relay exited with \(process.terminationStatus):\n\(log)") }
-            if let url = URL(string: "\(httpURL)/health"),
+            if tls != nil {
+                if log.contains("relay ready") { return }
+            } else if let url = URL(string: "\(httpURL)/health"),
                let (_, response) = try? await session.data(from: url), (response as? HTTPURLResponse)?.statusCode == 200 {
                 return
             }

@@ -5,7 +5,7 @@ import Testing
 /// Boots the kernel lab once and runs every device test inside it (the SightlineLabTests
 /// target) against the real vivid and snd-aloop drivers. In CI it always runs; elsewhere it is
 /// skipped, with the reason printed, when the lab's packages are missing.
-@Suite("Kernel lab")
+@Suite("Kernel lab", .serialized)
 struct KernelLabTests {
     static let script = KernelLab.projectRoot + "/scripts/kernel-lab"
     static let inCI = ProcessInfo.processInfo.environment["CI"] == "true"
@@ -33,5 +33,95 @@ struct KernelLabTests {
         #expect(summary.contains("passed"), "no passing summary from the lab: \(summary)")
         let count = summary.split(separator: " ").compactMap { Int($0) }.first ?? 0
         #expect(count >= 7, "only \(count) device tests ran in the lab")
+    }
+
+    @Test("the expert's browser on the host shows vivid from the guest's daemon, through the guest's relay and a port forward on 127.0.0.1",
+          .enabled(if: inCI || labAvailable, "kernel lab packages missing: run scripts/install-deps lab (CI installs them)"),
+          .enabled(if: HeadlessChromium.unavailableReason == nil, "\(HeadlessChromium.unavailableReason ?? ""); scripts/install-deps test installs it"),
+          .timeLimit(.minutes(12)))
+    func viewerThroughLab() async throws {
+        // The exchange directory sits in the work tree, which the guest shares read-write.
+        let exchange = KernelLab.projectRoot + "/.build/lab-exchange-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: exchange, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: exchange) }
+        let certificate = try TestCertificate(directory: exchange)
+        let port = try LoopbackPort.free()
+        let output = exchange + "/lab.log"
+        _ = FileManager.default.createFile(atPath: output, contents: nil)
+        let lab = Process()
+        lab.executableURL = URL(fileURLWithPath: Self.script)
+        lab.arguments = [
+            "--timeout", "600", "--module", "vivid", "--forward", "\(port):\(port)", "--",
+            "env", "\(KernelLab.guestVariable)=1", "SIGHTLINE_LAB_EXCHANGE=\(exchange)", "SIGHTLINE_LAB_PORT=\(port)",
+            CommandLine.arguments[0], "--testing-library", "swift-testing", "--filter", "ViewerLabTests",
+        ]
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+        lab.standardOutput = log
+        lab.standardError = log
+        try lab.run()
+        defer { if lab.isRunning { lab.terminate() } }
+        func labLog() -> String { (try? String(contentsOfFile: output, encoding: .utf8)) ?? "" }
+
+        var invite: String?
+        let booted = ContinuousClock.now + .seconds(400)
+        while invite == nil, lab.isRunning, ContinuousClock.now < booted {
+            invite = try? String(contentsOfFile: exchange + "/invite", encoding: .utf8)
+            if invite == nil { try await Task.sleep(for: .milliseconds(500)) }
+        }
+        let link = try #require(invite, "the guest published no invite:\n\(labLog())")
+        #expect(link.hasPrefix("https://127.0.0.1:\(port)/v/"))
+
+        // Chromium trusts the relay's key and nothing else; the page is a secure context over TLS.
+        let browser = try await HeadlessChromium.start(extraArguments: ["--ignore-certificate-errors-spki-list=\(certificate.spkiSHA256)"])
+        do {
+            try await browser.open(link)
+            var stats = LiveViewerTests.Stats(verified: false, framesDecoded: 0, decryptFailures: 0, decodeErrors: 0)
+            let deadline = ContinuousClock.now + .seconds(180)
+            while stats.framesDecoded < 30, ContinuousClock.now < deadline {
+                if let current = try? await browser.evaluate("return window.sightlineViewer ? window.sightlineViewer.stats : null;")
+                    .decode(LiveViewerTests.Stats.self) { stats = current }
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            let browserLog = try await browser.browserLog().joined(separator: "\n")
+            #expect(stats.framesDecoded >= 30, "viewer \(stats)\nbrowser:\n\(browserLog)\nlab:\n\(labLog())")
+            #expect(stats.verified)
+            #expect(stats.decryptFailures == 0)
+            #expect(stats.decodeErrors == 0)
+            // vivid stamps the time into its picture, so a live stream changes between samples.
+            let first = try await canvasDigest(browser)
+            try await Task.sleep(for: .seconds(2))
+            let second = try await canvasDigest(browser)
+            #expect(first != second, "the picture did not change in 2 s")
+            let png = try await browser.screenshot()
+            try png.write(to: URL(fileURLWithPath: try LiveViewerTests.artifactPath("viewer-lab-vivid.png")))
+        } catch {
+            await browser.quit()
+            try? Data().write(to: URL(fileURLWithPath: exchange + "/done"))
+            throw error
+        }
+        await browser.quit()
+        try Data().write(to: URL(fileURLWithPath: exchange + "/done"))
+
+        let finished = ContinuousClock.now + .seconds(120)
+        while lab.isRunning, ContinuousClock.now < finished { try await Task.sleep(for: .milliseconds(500)) }
+        #expect(!lab.isRunning && lab.terminationStatus == 0, "kernel lab:\n\(labLog())")
+        let summary = labLog().split(separator: "\n").last { $0.contains("Test run with") }.map(String.init) ?? ""
+        #expect(summary.contains("1 test") && summary.contains("passed"), "guest summary: \(summary)")
+        print("viewer through the kernel lab: \(stats(exchange))")
+    }
+
+    private func stats(_ exchange: String) -> String {
+        ((try? String(contentsOfFile: exchange + "/guest-status", encoding: .utf8)) ?? "no guest status").trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// A digest of the canvas's pixels, to tell whether the picture moved.
+    private func canvasDigest(_ browser: HeadlessChromium) async throws -> Int? {
+        try await browser.evaluate("""
+            const canvas = document.getElementById('video');
+            const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+            let hash = 0;
+            for (let i = 0; i < data.length; i += 7) hash = (hash * 31 + data[i]) | 0;
+            return hash;
+            """).int
     }
 }

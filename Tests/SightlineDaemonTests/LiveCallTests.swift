@@ -108,4 +108,39 @@ struct LiveCallTests {
         // The daemon keeps running and reports.
         #expect(rig.daemon.process.isRunning)
     }
+
+    @Test("a relay addressed by IP over TLS: the device trusts exactly relay.ca_file, and without it says so")
+    func relayByAddressOverTLS() async throws {
+        let files = try TemporaryDirectory(prefix: "sightline-tls")
+        let certificate = try TestCertificate(directory: files.path)
+        let relay = try RelayProcess(tls: (certificate.certificatePath, certificate.keyPath))
+        try await relay.start()
+        #expect(relay.webSocketURL.hasPrefix("wss://127.0.0.1:"))
+        for caFile in [certificate.certificatePath, nil] {
+            let daemon = try DaemonProcess(configuration: """
+                camera:
+                  device: test-pattern
+                  width: 320
+                  height: 240
+                relay:
+                  url: \(relay.webSocketURL)
+                  token_file: \(relay.deviceTokenFile)
+                \(caFile.map { "  ca_file: \($0)" } ?? "")
+
+                """)
+            try daemon.start()
+            try await daemon.waitUntilServing()
+            let call = try CommandLineTool.run("sightctl", ["call", "--socket", daemon.socketPath])
+            if caFile != nil {
+                #expect(call.status == 0, "\(call.stderr)\n\(daemon.log)")
+                #expect(call.stdout.contains("invite:   https://127.0.0.1:\(relay.port)/v/"))
+            } else {
+                #expect(call.status != 0)
+                #expect(call.stderr.contains("relay.ca_file"), "\(call.stderr)")
+            }
+            daemon.signal(SIGTERM)
+            _ = await daemon.waitForExit(timeout: .seconds(15))
+        }
+        relay.stop()
+    }
 }

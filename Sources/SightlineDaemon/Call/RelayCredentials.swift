@@ -7,6 +7,9 @@ struct RelayCredentials: Sendable {
     let url: String
     let token: String
     let tls: TLSConfiguration?
+    /// The name sent in TLS's SNI. Only set for a relay addressed by IP, where SNI may not
+    /// carry the address; any name does, since that relay's own certificate is the trust root.
+    var sniHostname: String? = nil
 
     struct Failure: Error, CustomStringConvertible {
         let description: String
@@ -38,10 +41,27 @@ struct RelayCredentials: Sendable {
                 }
                 configuration.trustRoots = .certificates(certificates)
             }
+            if let host = URLComponents(string: relay.url)?.host, isIPAddress(host) {
+                // TLS names no IP address in SNI, and a public CA's certificate for an address
+                // proves little: trust exactly the relay's certificate from relay.ca_file.
+                guard relay.caFile != nil else {
+                    throw Failure(description: "relay.url \(relay.url) names the relay by IP address: set relay.ca_file to the relay's own certificate, or use its DNS name")
+                }
+                configuration.certificateVerification = .noHostnameVerification
+                tls = configuration
+                return RelayCredentials(url: relay.url, token: token, tls: tls, sniHostname: "sightline-relay")
+            }
             tls = configuration
         }
         return RelayCredentials(url: relay.url, token: token, tls: tls)
     }
+}
+
+/// An IPv4 or IPv6 literal (URLComponents keeps IPv6's brackets).
+func isIPAddress(_ host: String) -> Bool {
+    let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+    var v4 = in_addr(), v6 = in6_addr()
+    return inet_pton(AF_INET, bare, &v4) == 1 || inet_pton(AF_INET6, bare, &v6) == 1
 }
 
 /// Driver timestamps are CLOCK_MONOTONIC; the wire carries wall-clock time so a viewer on

@@ -85,6 +85,7 @@ final class RelayLink: Sendable {
             configuration.maxFrameSize = 1 << 16
             configuration.additionalHeaders[.authorization] = "Bearer \(credentials.token)"
             configuration.autoPing = .enabled(timePeriod: .seconds(15))
+            configuration.sniHostname = credentials.sniHostname
             do {
                 let close = try await WebSocketClient.connect(
                     url: credentials.url + "/v1/device", configuration: configuration, tlsConfiguration: credentials.tls,
