@@ -1,0 +1,47 @@
+import Foundation
+
+/// RMS and peak of a block of samples in dBFS (0 dBFS = full scale; a full-scale sine has an RMS
+/// of -3.01 dBFS). Silence reports `AudioLevel.floor` rather than -infinity so the value stays
+/// printable and encodable as JSON.
+public struct AudioLevel: Sendable, Equatable, Codable {
+    public static let floor = -120.0
+
+    public let rmsDBFS: Double
+    public let peakDBFS: Double
+
+    public init(rmsDBFS: Double, peakDBFS: Double) {
+        self.rmsDBFS = rmsDBFS
+        self.peakDBFS = peakDBFS
+    }
+
+    /// Level of 16-bit samples, full scale 32768.
+    public init(samples: some Collection<Int16>) {
+        var sumOfSquares = 0.0
+        var peak = 0
+        for sample in samples {
+            let value = Double(sample)
+            sumOfSquares += value * value
+            peak = max(peak, abs(Int(sample)))
+        }
+        let count = Double(max(1, samples.count))
+        self.init(rmsDBFS: Self.decibels((sumOfSquares / count).squareRoot() / 32768),
+                  peakDBFS: Self.decibels(Double(peak) / 32768))
+    }
+
+    /// Level of float samples, full scale 1.0.
+    public init(samples: some Collection<Float>) {
+        var sumOfSquares = 0.0
+        var peak: Float = 0
+        for sample in samples {
+            sumOfSquares += Double(sample) * Double(sample)
+            peak = max(peak, abs(sample))
+        }
+        let count = Double(max(1, samples.count))
+        self.init(rmsDBFS: Self.decibels((sumOfSquares / count).squareRoot()), peakDBFS: Self.decibels(Double(peak)))
+    }
+
+    /// 20·log10 of an amplitude ratio, never below `floor`.
+    public static func decibels(_ amplitude: Double) -> Double {
+        amplitude > 0 ? max(floor, 20 * log10(amplitude)) : floor
+    }
+}
