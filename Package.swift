@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", exact: "7.10.0"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation.git", exact: "0.9.20"),
     ],
     targets: [
         // MARK: C system libraries (Debian's -dev packages)
@@ -66,6 +68,18 @@ let package = Package(
 
         /// Device discovery and hotplug through libudev.
         .target(name: "SightlineDiscovery", dependencies: ["SightlineCore", "SightlineCamera", "CUdev"]),
+
+        /// The evidence archive: case metadata in SQLite (GRDB), encrypted content-addressed blobs,
+        /// the per-case journal on disk, verification and the signed export.
+        .target(
+            name: "SightlineArchive",
+            dependencies: [
+                "SightlineCore", "SightlineSystem",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+            ]
+        ),
 
         // MARK: The daemon's services
         .target(
@@ -149,6 +163,10 @@ let package = Package(
             ]
         ),
 
+        /// Test helper: files evidence into an archive as fast as it can and prints each acknowledged
+        /// item, so a test can SIGKILL it at random moments and check what survived.
+        .executableTarget(name: "sightline-archive-writer", dependencies: ["SightlineArchive", "SightlineCore", "SightlineSystem"]),
+
         // MARK: Tests
         .target(
             name: "SightlineTesting",
@@ -158,13 +176,24 @@ let package = Package(
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
             ]
         ),
-        .testTarget(name: "SightlineCoreTests", dependencies: ["SightlineCore"]),
+        .testTarget(name: "SightlineCoreTests", dependencies: ["SightlineCore", "SightlineTesting"]),
         .testTarget(name: "SightlineCameraTests", dependencies: ["SightlineCamera", "SightlineTesting"]),
         /// Encodes through the real libraries and decodes the output again (OpenH264, turbojpeg).
         .testTarget(name: "SightlineEncodingTests", dependencies: ["SightlineEncoding", "COpenH264", "CTurboJPEG"]),
         /// Device tests that run inside the kernel lab (the host suite starts it).
         .testTarget(name: "SightlineLabTests", dependencies: ["SightlineCamera", "SightlineDaemon", "SightlineControlClient", "SightlineTesting"]),
         .testTarget(name: "SightlineSystemTests", dependencies: ["SightlineSystem", "SightlineTesting"]),
+        /// The archive on real SQLite and files: corruption detection, SIGKILL survival, export checked
+        /// by an independent Python checker.
+        .testTarget(
+            name: "SightlineArchiveTests",
+            dependencies: [
+                "SightlineArchive", "SightlineTesting",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+            ]
+        ),
         .testTarget(
             name: "SightlineDaemonTests",
             dependencies: ["SightlineDaemon", "SightlineControlClient", "SightlineEncoding", "SightlineSystem", "SightlineTesting"]

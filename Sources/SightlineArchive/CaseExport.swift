@@ -1,0 +1,205 @@
+import Crypto
+import Foundation
+import SightlineCore
+import SightlineSystem
+import ZIPFoundation
+
+/// What `export` wrote.
+public struct CaseExportSummary: Sendable, Codable {
+    public var path: String
+    public var files: Int
+    public var evidenceBytes: UInt64
+    public var manifestSHA256: String
+}
+
+/// manifest.json (docs/ARCHIVE.md, "Export"): every other file of the ZIP with its SHA-256,
+/// signed as a whole by the device key in manifest.json.sig.
+struct ExportManifest: Codable {
+    struct File: Codable {
+        var path: String
+        var sha256: String
+        var size: UInt64
+        var itemID: String?
+
+        enum CodingKeys: String, CodingKey {
+            case path, sha256, size
+            case itemID = "item_id"
+        }
+    }
+
+    struct Journal: Codable {
+        var entries: UInt64
+        var headHash: String
+
+        enum CodingKeys: String, CodingKey {
+            case entries
+            case headHash = "head_hash"
+        }
+    }
+
+    var format = "sightline-case-export"
+    var version = 1
+    var caseID: String
+    var reference: String
+    var exportedAt: EpochMilliseconds
+    var devicePublicKey: String
+    var deviceFingerprint: String
+    var journal: Journal
+    var files: [File]
+
+    enum CodingKeys: String, CodingKey {
+        case format, version, reference, journal, files
+        case caseID = "case_id"
+        case exportedAt = "exported_at"
+        case devicePublicKey = "device_public_key"
+        case deviceFingerprint = "device_fingerprint"
+    }
+}
+
+/// One line of journal/entries.jsonl.
+struct ExportedEntry: Codable {
+    var sequence: UInt64
+    var hash: String
+    var canonical: String
+}
+
+/// One line of journal/checkpoints.jsonl.
+struct ExportedCheckpoint: Codable {
+    var caseID: String
+    var sequence: UInt64
+    var entryHash: String
+    var signedAt: EpochMilliseconds
+    var publicKey: String
+    var signature: String
+
+    enum CodingKeys: String, CodingKey {
+        case sequence, signature
+        case caseID = "case_id"
+        case entryHash = "entry_hash"
+        case signedAt = "signed_at"
+        case publicKey = "public_key"
+    }
+}
+
+extension EvidenceArchive {
+    /// Writes a verified case as a ZIP: report.html, evidence/ (decrypted, streamed one chunk at
+    /// a time), journal/, device-public-key.pem, manifest.json and its detached Ed25519
+    /// signature. A case that does not verify is not exported: the report would vouch for it.
+    public func export(_ caseID: String, to path: String) throws(ArchiveError) -> CaseExportSummary {
+        let projection: CaseProjection
+        switch verify(caseID) {
+        case .success(let verified): projection = verified
+        case .failure(let link): throw .rejected(caseID: caseID, reason: "it does not verify (\(link)); export refused")
+        }
+        let stored = try journal(caseID)
+        let key = try dataKey(for: caseID)
+        let temporary = "\(path).part-\(getpid())"
+        unlink(temporary)
+        var files: [ExportManifest.File] = []
+        var evidenceBytes: UInt64 = 0
+        let manifestBytes: [UInt8]
+        do {
+            let zip = try Archive(url: URL(fileURLWithPath: temporary), accessMode: .create)
+            chmod(temporary, 0o600)
+            func addText(_ name: String, _ bytes: [UInt8]) throws {
+                try zip.addEntry(with: name, type: .file, uncompressedSize: Int64(bytes.count), compressionMethod: .deflate) { position, size in
+                    Data(bytes[Int(position)..<min(bytes.count, Int(position) + size)])
+                }
+                files.append(.init(path: name, sha256: SHA256.hash(data: bytes).hexString, size: UInt64(bytes.count)))
+            }
+            var evidenceNames: [String: String] = [:]
+            for (_, item) in projection.items {
+                guard let blob = item.blob else { continue }
+                let name = "evidence/\(item.id)\(Self.fileExtension(item.mediaType))"
+                let reader = try BlobReader(path: blobPath(caseID: caseID, sha256: blob.hex), key: key)
+                var pending: [UInt8] = []
+                var hasher = SHA256()
+                try zip.addEntry(with: name, type: .file, uncompressedSize: Int64(blob.size), compressionMethod: .none) { _, size in
+                    while pending.count < size, let chunk = try reader.next() {
+                        hasher.update(data: chunk)
+                        pending += chunk
+                    }
+                    let out = Data(pending.prefix(size))
+                    pending.removeFirst(min(size, pending.count))
+                    return out
+                }
+                guard Array(hasher.finalize()) == blob.sha256 else {
+                    throw ArchiveError.blob(caseID: caseID, sha256: blob.hex, reason: "changed while it was being exported")
+                }
+                files.append(.init(path: name, sha256: blob.hex, size: blob.size, itemID: item.id))
+                evidenceNames[item.id] = name
+                evidenceBytes += blob.size
+            }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            let entryLines = try stored.entries.map {
+                String(decoding: try encoder.encode(ExportedEntry(sequence: $0.sequence, hash: $0.hash.hexString,
+                                                                  canonical: Data($0.canonical).base64EncodedString())), as: UTF8.self)
+            }
+            try addText("journal/entries.jsonl", Array((entryLines.joined(separator: "\n") + "\n").utf8))
+            let checkpointLines = try stored.checkpoints.map {
+                String(decoding: try encoder.encode(ExportedCheckpoint(
+                    caseID: $0.caseID, sequence: $0.sequence, entryHash: $0.entryHash.hexString, signedAt: $0.signedAt,
+                    publicKey: Data($0.publicKey).base64EncodedString(), signature: Data($0.signature).base64EncodedString())), as: UTF8.self)
+            }
+            try addText("journal/checkpoints.jsonl", Array((checkpointLines.joined(separator: "\n") + "\n").utf8))
+            try addText("device-public-key.pem", Array(Self.publicKeyPEM(devicePublicKey).utf8))
+            let entries = try stored.entries.map { try JournalEntry(canonical: $0.canonical) }
+            try addText("report.html", Array(CaseReport.html(projection: projection, entries: entries, evidence: evidenceNames,
+                                                             fingerprint: DeviceIdentityEncoding.fingerprint(of: devicePublicKey)).utf8))
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+            let manifest = ExportManifest(
+                caseID: caseID, reference: projection.details.reference, exportedAt: Self.systemClock(),
+                devicePublicKey: devicePublicKey.rawRepresentation.base64EncodedString(),
+                deviceFingerprint: DeviceIdentityEncoding.fingerprint(of: devicePublicKey),
+                journal: .init(entries: projection.entryCount, headHash: projection.headHash.hexString), files: files)
+            manifestBytes = Array(try encoder.encode(manifest)) + [0x0A]
+            try zip.addEntry(with: "manifest.json", type: .file, uncompressedSize: Int64(manifestBytes.count), compressionMethod: .deflate) { _, _ in
+                Data(manifestBytes)
+            }
+            let signature = Array(try signManifest(manifestBytes))
+            try zip.addEntry(with: "manifest.json.sig", type: .file, uncompressedSize: Int64(signature.count)) { _, _ in Data(signature) }
+        } catch let error as ArchiveError {
+            unlink(temporary)
+            throw error
+        } catch {
+            unlink(temporary)
+            throw .storage(SystemError("write export \(error)", path: temporary, errno: (error as? POSIXError)?.code.rawValue ?? EIO))
+        }
+        // The ZIP is closed (its Archive went out of scope): make it durable under its name.
+        do throws(SystemError) {
+            let fd = open(temporary, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw SystemError("open", path: temporary, errno: errno) }
+            let synced = fsync(fd)
+            let syncErrno = errno
+            closeDescriptor(fd)
+            guard synced == 0 else { throw SystemError("fsync", path: temporary, errno: syncErrno) }
+            guard rename(temporary, path) == 0 else { throw SystemError("rename", path: path, errno: errno) }
+            try SecureFiles.syncDirectory((path as NSString).deletingLastPathComponent)
+        } catch {
+            unlink(temporary)
+            throw .storage(error)
+        }
+        return CaseExportSummary(path: path, files: files.count + 2, evidenceBytes: evidenceBytes,
+                                 manifestSHA256: SHA256.hash(data: manifestBytes).hexString)
+    }
+
+    static func fileExtension(_ mediaType: String?) -> String {
+        switch mediaType {
+        case "image/jpeg": ".jpg"
+        case "image/png": ".png"
+        case "video/mp4": ".mp4"
+        case "video/h264": ".h264"
+        case "audio/ogg", "audio/opus": ".ogg"
+        case "audio/wav", "audio/x-wav": ".wav"
+        case "text/plain": ".txt"
+        default: ".bin"
+        }
+    }
+
+    /// SubjectPublicKeyInfo (RFC 8410) in PEM, so `openssl pkeyutl -verify` can check the signature.
+    static func publicKeyPEM(_ key: Curve25519.Signing.PublicKey) -> String {
+        let der: [UInt8] = [0x30, 0x2A, 0x30, 0x05, 0x06, 0x03, 0x2B, 0x65, 0x70, 0x03, 0x21, 0x00] + Array(key.rawRepresentation)
+        return "-----BEGIN PUBLIC KEY-----\n\(Data(der).base64EncodedString())\n-----END PUBLIC KEY-----\n"
+    }
+}
