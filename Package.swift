@@ -85,7 +85,7 @@ let package = Package(
         .target(
             name: "SightlineDaemon",
             dependencies: [
-                "SightlineCore", "SightlineSystem", "SightlineCamera", "SightlineDiscovery", "SightlineEncoding",
+                "SightlineCore", "SightlineSystem", "SightlineCamera", "SightlineDiscovery", "SightlineEncoding", "SightlineArchive",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),

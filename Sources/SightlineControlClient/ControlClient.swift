@@ -102,6 +102,50 @@ public struct ControlClient: Sendable {
         }
     }
 
+    /// POSTs to `path` and streams the answer into the file `destination` (mode 0600): written
+    /// under a temporary name and renamed only once complete, so a cut connection never leaves
+    /// a file that looks whole. Returns the number of bytes written.
+    public func download(_ path: String, to destination: String) async throws(Failure) -> UInt64 {
+        try preflight()
+        guard let url = URL(httpURLWithSocketPath: socketPath, uri: path) else {
+            throw Failure(description: "control socket path \(socketPath) cannot be used in a URL", exitStatus: 1)
+        }
+        let temporary = "\(destination).part-\(getpid())"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw Failure(description: "cannot create \(temporary): \(String(cString: strerror(errno))); choose another --out", exitStatus: 73)
+        }
+        let file = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        var written: UInt64 = 0
+        do {
+            var request = HTTPClientRequest(url: url.absoluteString)
+            request.method = .POST
+            request.headers.add(name: "Connection", value: "close")
+            let response = try await HTTPClient.shared.execute(request, timeout: .hours(24))
+            guard response.status.code == 200 else {
+                let data = Data((try await response.body.collect(upTo: 1 << 20)).readableBytesView)
+                let message = (try? JSONDecoder().decode(ErrorBody.self, from: data))?.error.message ?? String(decoding: data, as: UTF8.self)
+                throw Failure(description: "daemon refused: \(message)", exitStatus: response.status.code == 403 ? 77 : 1)
+            }
+            for try await chunk in response.body {
+                try file.write(contentsOf: Data(chunk.readableBytesView))
+                written += UInt64(chunk.readableBytes)
+            }
+            try file.synchronize()
+            try file.close()
+            guard rename(temporary, destination) == 0 else {
+                throw Failure(description: "cannot rename \(temporary) to \(destination): \(String(cString: strerror(errno)))", exitStatus: 73)
+            }
+            return written
+        } catch let failure as Failure {
+            unlink(temporary)
+            throw failure
+        } catch {
+            unlink(temporary)
+            throw Failure(description: "download from the daemon failed after \(written) bytes (\(error)); nothing was kept", exitStatus: 1)
+        }
+    }
+
     /// Checks the socket file before connecting, to give the precise reason a connection
     /// would fail.
     private func preflight() throws(Failure) {

@@ -70,6 +70,7 @@ enum ControlServer {
         let configuration: DaemonConfiguration
         let camera: CameraService
         let calls: CallService
+        let cases: CaseService
         let registry: DeviceRegistry
         let notifier: SystemdNotifier
         let logger: Logger
@@ -119,6 +120,7 @@ enum ControlServer {
             _ = dependencies.calls.endCall()
             return try jsonResponse(dependencies.calls.status())
         }
+        addCaseRoutes(router, cases: dependencies.cases)
         router.post(RouterPath(ControlAPI.snapshotPath)) { _, _ in
             try jsonResponse(try await dependencies.camera.snapshot())
         }

@@ -84,9 +84,11 @@ public enum SightlineDaemon {
                                    evidence: EvidenceDirectory(stateDirectory: configuration.stateDirectory),
                                    state: state, registry: devices, logger: logger)
         let calls = CallService(configuration: configuration, identity: identityKey, camera: camera, logger: logger)
+        let cases = CaseService(stateDirectory: configuration.stateDirectory, identity: identityKey, logger: logger)
+        await state.set("archive", cases.unavailableReason == nil ? .running : .failed, cases.unavailableReason ?? "evidence archive open")
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: ControlServer.makeApplication(.init(
-                state: state, configuration: configuration, camera: camera, calls: calls, registry: devices,
+                state: state, configuration: configuration, camera: camera, calls: calls, cases: cases, registry: devices,
                 notifier: notifier, logger: logger)),
                   serviceName: "control"),
             .init(service: calls, serviceName: "calls"),

@@ -9,7 +9,7 @@ struct Sightctl: AsyncParsableCommand {
         commandName: "sightctl",
         abstract: "Operate a Sightline device: status, identity, configuration.",
         version: SightlineVersion.current,
-        subcommands: [Status.self, Version.self, Identity.self, Config.self, Snapshot.self, Camera.self, Devices.self, Call.self])
+        subcommands: [Status.self, Version.self, Identity.self, Config.self, Snapshot.self, Camera.self, Devices.self, Call.self, Case.self])
 }
 
 /// Options every command that talks to the daemon shares.
@@ -330,6 +330,161 @@ struct Call: AsyncParsableCommand {
             }
             if options.json { return try printJSON(call) }
             print("call ended")
+        }
+    }
+}
+
+/// `sightctl case …`: service cases and their evidence archive.
+struct Case: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Service cases: open, close, list, show, verify and export the evidence archive.",
+        subcommands: [Open.self, Close.self, Reopen.self, List.self, Show.self, Verify.self, Export.self])
+
+    static func time(_ milliseconds: Int64) -> String {
+        Date(timeIntervalSince1970: Double(milliseconds) / 1000).formatted(.iso8601)
+    }
+
+    static func line(_ summary: CaseSummary) -> String {
+        let label = [summary.reference, summary.asset, summary.title].compactMap { $0 }.joined(separator: " · ")
+        return "\(summary.id)  \(summary.state.padding(toLength: 8, withPad: " ", startingAt: 0))  \(time(summary.openedAt))  "
+            + "\(summary.items) items  \(label)"
+    }
+
+    /// `close` or `reopen`, which differ only in the endpoint.
+    static func changeState(_ id: String, _ action: String, reason: String?, _ options: DaemonOptions) async throws {
+        let summary = try await request { () async throws(ControlClient.Failure) in
+            try await options.client.post(ControlAPI.casePath(id, action), json: CaseStateRequest(reason: reason), as: CaseSummary.self)
+        }
+        if options.json { return try printJSON(summary) }
+        print(Case.line(summary))
+    }
+
+    struct Open: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Open a case for a ticket or work order and print its id.")
+        @Argument(help: "The external reference: ticket or work-order number.") var reference: String
+        @Option(help: "The asset (machine, serial number) the case is about.") var asset: String?
+        @Option(help: "Where the asset is.") var site: String?
+        @Option(help: "A short title.") var title: String?
+        @OptionGroup var options: DaemonOptions
+
+        func run() async throws {
+            let body = CaseOpenRequest(reference: reference, asset: asset, site: site, title: title)
+            let summary = try await request { () async throws(ControlClient.Failure) in
+                try await options.client.post(ControlAPI.casesPath, json: body, as: CaseSummary.self)
+            }
+            if options.json { return try printJSON(summary) }
+            print(summary.id)
+        }
+    }
+
+    struct Close: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Close a case: it takes no more evidence until reopened.")
+        @Argument(help: "The case id.") var id: String
+        @Option(help: "Why, for the journal.") var reason: String?
+        @OptionGroup var options: DaemonOptions
+
+        func run() async throws { try await Case.changeState(id, "close", reason: reason, options) }
+    }
+
+    struct Reopen: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Reopen a closed case.")
+        @Argument(help: "The case id.") var id: String
+        @Option(help: "Why, for the journal.") var reason: String?
+        @OptionGroup var options: DaemonOptions
+
+        func run() async throws { try await Case.changeState(id, "reopen", reason: reason, options) }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the cases.")
+        @OptionGroup var options: DaemonOptions
+
+        func run() async throws {
+            let cases = try await request { () async throws(ControlClient.Failure) in
+                try await options.client.get(ControlAPI.casesPath, as: [CaseSummary].self)
+            }
+            if options.json { return try printJSON(cases) }
+            if cases.isEmpty { print("no cases yet: open one with sightctl case open REFERENCE") }
+            for summary in cases { print(Case.line(summary)) }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a case: data, participants, consents and evidence.")
+        @Argument(help: "The case id.") var id: String
+        @OptionGroup var options: DaemonOptions
+
+        func run() async throws {
+            let detail = try await request { () async throws(ControlClient.Failure) in
+                try await options.client.get(ControlAPI.casePath(id), as: CaseDetail.self)
+            }
+            if options.json { return try printJSON(detail) }
+            let summary = detail.summary
+            print("case:      \(summary.id)")
+            print("reference: \(summary.reference)")
+            if let asset = summary.asset { print("asset:     \(asset)") }
+            if let site = summary.site { print("site:      \(site)") }
+            if let title = summary.title { print("title:     \(title)") }
+            print("state:     \(summary.state)\(summary.unassigned ? " (unassigned evidence)" : "")")
+            print("opened:    \(Case.time(summary.openedAt))")
+            print("journal:   \(summary.entries) entries, head \(detail.headHash)")
+            for participant in detail.participants { print("participant: \(participant.participantId) \(participant.name) (\(participant.role))") }
+            for consent in detail.consents {
+                print("consent:   \(consent.participantId) \(consent.granted ? "granted" : "refused") \(consent.scope) at \(Case.time(consent.givenAt))"
+                      + (consent.callId.map { " for call \($0)" } ?? ""))
+            }
+            for item in detail.items {
+                var text = "item:      \(item.itemId) \(item.kind) \(Case.time(item.capturedAt))"
+                if let size = item.size { text += " \(size) bytes" }
+                if let note = item.text { text += " \"\(note)\"" }
+                if let corrected = item.corrects { text += " corrects \(corrected)" }
+                if let target = item.refiledToCaseId { text += " → re-filed to \(target)" }
+                print(text)
+            }
+        }
+    }
+
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Recompute a case's hash chain, signatures, blobs and rows; name the first broken link. Exit 1 if any case is broken.")
+        @Argument(help: "The case id.") var id: String?
+        @Flag(help: "Verify every case.") var all = false
+        @OptionGroup var options: DaemonOptions
+
+        func validate() throws {
+            guard (id != nil) != all else { throw ValidationError("give a case id or --all") }
+        }
+
+        func run() async throws {
+            let target = all ? ControlAPI.allCases : id ?? ControlAPI.allCases
+            let results = try await request { () async throws(ControlClient.Failure) in
+                try await options.client.get(ControlAPI.casePath(target, "verify"), as: [CaseVerification].self)
+            }
+            if options.json {
+                try printJSON(results)
+            } else {
+                for result in results {
+                    print(result.intact ? "ok      \(result.caseId): \(result.entries ?? 0) entries, \(result.items ?? 0) items"
+                                        : "BROKEN  \(result.problem ?? result.caseId)")
+                }
+            }
+            if results.contains(where: { !$0.intact }) { throw ExitCode(1) }
+        }
+    }
+
+    struct Export: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Export a case as a ZIP: report, decrypted evidence, journal and a signed manifest (docs/ARCHIVE.md).")
+        @Argument(help: "The case id.") var id: String
+        @Option(help: ArgumentHelp("Where to write the ZIP (default: case-ID.zip here).", valueName: "FILE")) var out: String?
+        @OptionGroup var options: DaemonOptions
+
+        func run() async throws {
+            let destination = out ?? "case-\(id).zip"
+            let bytes = try await request { () async throws(ControlClient.Failure) in
+                try await options.client.download(ControlAPI.casePath(id, "export"), to: destination)
+            }
+            print("\(destination): \(bytes) bytes")
         }
     }
 }

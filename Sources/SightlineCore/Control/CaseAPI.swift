@@ -1,0 +1,141 @@
+// MARK: Service cases
+
+extension ControlAPI {
+    /// `GET` lists the cases, `POST` (a `CaseOpenRequest`) opens one.
+    public static let casesPath = "/v1/cases"
+
+    /// `GET /v1/cases/ID` shows a case; `POST …/close`, `…/reopen` (a `CaseStateRequest`) change
+    /// its state; `GET …/verify` checks it (`ID` = `all` checks every case); `POST …/export`
+    /// answers with the case's export ZIP.
+    public static func casePath(_ id: String, _ action: String? = nil) -> String {
+        "/v1/cases/\(id)" + (action.map { "/\($0)" } ?? "")
+    }
+
+    /// The case id that stands for every case in `verify`.
+    public static let allCases = "all"
+}
+
+public struct CaseOpenRequest: Codable, Sendable, Equatable {
+    public var reference: String
+    public var asset: String?
+    public var site: String?
+    public var title: String?
+
+    public init(reference: String, asset: String? = nil, site: String? = nil, title: String? = nil) {
+        self.reference = reference
+        self.asset = asset
+        self.site = site
+        self.title = title
+    }
+}
+
+public struct CaseStateRequest: Codable, Sendable, Equatable {
+    public var reason: String?
+    public init(reason: String? = nil) { self.reason = reason }
+}
+
+/// One line of `sightctl case list`. Ids are spelled `Id` so that the API's snake_case keys
+/// (`case_id`) map back to the same names.
+public struct CaseSummary: Codable, Sendable, Equatable {
+    public var id: String
+    public var reference: String
+    public var asset: String?
+    public var site: String?
+    public var title: String?
+    /// `open`, `closed` or `reopened`.
+    public var state: String
+    public var unassigned: Bool
+    /// Milliseconds since the Unix epoch.
+    public var openedAt: Int64
+    public var entries: UInt64
+    public var items: Int
+
+    public init(projection: CaseProjection) {
+        id = projection.caseID
+        reference = projection.details.reference
+        asset = projection.details.asset
+        site = projection.details.site
+        title = projection.details.title
+        state = projection.state.rawValue
+        unassigned = projection.details.unassigned
+        openedAt = projection.openedAt
+        entries = projection.entryCount
+        items = projection.items.count
+    }
+}
+
+public struct CaseParticipantInfo: Codable, Sendable, Equatable {
+    public var participantId: String
+    public var name: String
+    public var role: String
+}
+
+public struct CaseConsentInfo: Codable, Sendable, Equatable {
+    public var participantId: String
+    public var scope: String
+    public var granted: Bool
+    public var givenAt: Int64
+    public var callId: String?
+}
+
+public struct CaseItemInfo: Codable, Sendable, Equatable {
+    public var itemId: String
+    public var kind: String
+    public var capturedAt: Int64
+    public var mediaType: String?
+    public var sha256: String?
+    public var size: UInt64?
+    public var text: String?
+    public var corrects: String?
+    public var callId: String?
+    public var refiledFromCaseId: String?
+    public var refiledToCaseId: String?
+}
+
+/// `sightctl case show`.
+public struct CaseDetail: Codable, Sendable, Equatable {
+    public var summary: CaseSummary
+    public var headHash: String
+    public var participants: [CaseParticipantInfo]
+    public var consents: [CaseConsentInfo]
+    public var items: [CaseItemInfo]
+
+    public init(projection: CaseProjection) {
+        summary = CaseSummary(projection: projection)
+        headHash = projection.headHash.hexString
+        participants = projection.participants.map { CaseParticipantInfo(participantId: $0.id, name: $0.name, role: $0.role.rawValue) }
+        consents = projection.consents.map {
+            CaseConsentInfo(participantId: $0.participantID, scope: $0.scope.rawValue, granted: $0.granted, givenAt: $0.givenAt, callId: $0.callID)
+        }
+        items = projection.items.map { _, item in
+            CaseItemInfo(itemId: item.id, kind: item.kind.rawValue, capturedAt: item.capturedAt, mediaType: item.mediaType,
+                         sha256: item.blob?.hex, size: item.blob?.size, text: item.text, corrects: item.corrects, callId: item.call?.callID,
+                         refiledFromCaseId: item.refiledFrom?.caseID, refiledToCaseId: projection.refiled[item.id])
+        }
+    }
+}
+
+/// The outcome of `sightctl case verify` for one case.
+public struct CaseVerification: Codable, Sendable, Equatable {
+    public var caseId: String
+    public var intact: Bool
+    /// The first broken entry, when the fault lies in one.
+    public var sequence: UInt64?
+    public var problem: String?
+    public var entries: UInt64?
+    public var items: Int?
+
+    public init(_ result: Result<CaseProjection, BrokenLink>, caseID: String) {
+        caseId = caseID
+        switch result {
+        case .success(let projection):
+            intact = true
+            entries = projection.entryCount
+            items = projection.items.count
+        case .failure(let link):
+            intact = false
+            sequence = link.sequence
+            problem = link.description
+        }
+    }
+}

@@ -1,0 +1,151 @@
+import Crypto
+import Dispatch
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import SightlineArchive
+import SightlineCore
+import SightlineSystem
+
+/// The daemon's side of the evidence archive (`STATE/archive`). SQLite commits and fsyncs
+/// block, so every archive call runs on one serial queue of its own, never on the cooperative
+/// pool. An archive that cannot be opened leaves the rest of the daemon running and answers
+/// case requests with the reason.
+final class CaseService: Sendable {
+    private let archive: Result<EvidenceArchive, ArchiveFailure>
+    private let queue = DispatchQueue(label: "sightline.archive")
+
+    struct ArchiveFailure: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    init(stateDirectory: String, identity: Curve25519.Signing.PrivateKey, logger: Logger) {
+        let keys = ArchiveKeyStore(keyFilePath: (stateDirectory as NSString).appendingPathComponent("archive.key"))
+        do {
+            let key = try keys.loadOrCreate()
+            archive = .success(try EvidenceArchive(directory: (stateDirectory as NSString).appendingPathComponent("archive"),
+                                                   archiveKey: key, signingKey: identity))
+            logger.info("evidence archive ready", metadata: ["key": "\(keys.source())"])
+        } catch {
+            logger.error("evidence archive unavailable", metadata: ["error": "\(error)"])
+            archive = .failure(ArchiveFailure(description: "the evidence archive is unavailable: \(error)"))
+        }
+    }
+
+    var unavailableReason: String? {
+        if case .failure(let failure) = archive { return failure.description }
+        return nil
+    }
+
+    /// Runs `body` on the archive queue; archive errors become HTTP errors with their advice.
+    func perform<Value: Sendable>(_ body: @escaping @Sendable (EvidenceArchive) throws -> Value) async throws -> Value {
+        let archive: EvidenceArchive
+        switch self.archive {
+        case .success(let opened): archive = opened
+        case .failure(let failure): throw HTTPError(.serviceUnavailable, message: failure.description)
+        }
+        let result: Result<Value, any Error> = await withCheckedContinuation { continuation in
+            queue.async { continuation.resume(returning: Result { try body(archive) }) }
+        }
+        do {
+            return try result.get()
+        } catch let error as ArchiveError {
+            switch error {
+            case .unknownCase: throw HTTPError(.notFound, message: error.description)
+            case .rejected: throw HTTPError(.conflict, message: error.description)
+            case .storage(let system) where system.errno == ENOSPC || system.errno == EDQUOT:
+                throw HTTPError(.init(code: 507, reasonPhrase: "Insufficient Storage"), message: error.description)
+            default: throw HTTPError(.internalServerError, message: error.description)
+            }
+        }
+    }
+
+    /// Exports a case into the archive's scratch directory and streams the ZIP as the response,
+    /// removing the file once sent (or once the client goes away).
+    func exportResponse(_ caseID: String) async throws -> Response {
+        let (path, size) = try await perform { archive -> (String, Int) in
+            let path = (archive.directory as NSString).appendingPathComponent("tmp/export-\(UUID().uuidString).zip")
+            _ = try archive.export(caseID, to: path)
+            var info = stat()
+            guard stat(path, &info) == 0 else { throw ArchiveError.storage(SystemError("stat", path: path, errno: errno)) }
+            return (path, Int(info.st_size))
+        }
+        var headers = HTTPFields()
+        headers[.contentType] = "application/zip"
+        return Response(status: .ok, headers: headers, body: ResponseBody(contentLength: size) { writer in
+            defer { unlink(path) }
+            guard let handle = FileHandle(forReadingAtPath: path) else {
+                throw HTTPError(.internalServerError, message: "export \(path) vanished before it was sent")
+            }
+            defer { try? handle.close() }
+            while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+                try await writer.write(ByteBuffer(bytes: chunk))
+            }
+            try await writer.finish(nil)
+        })
+    }
+}
+
+extension ControlServer {
+    /// `/v1/cases…`: open, list, show, close, reopen, verify, export.
+    static func addCaseRoutes(_ router: Router<ControlRequestContext>, cases: CaseService) {
+        router.get(RouterPath(ControlAPI.casesPath)) { _, _ in
+            try jsonResponse(try await cases.perform { archive in
+                try archive.caseIDs().map { CaseSummary(projection: try archive.projection($0)) }
+            })
+        }
+        router.post(RouterPath(ControlAPI.casesPath)) { request, context in
+            let open = try await request.decode(as: CaseOpenRequest.self, context: context)
+            guard !open.reference.trimmingCharacters(in: .whitespaces).isEmpty else {
+                throw HTTPError(.badRequest, message: "a case needs its external reference (ticket or work order number)")
+            }
+            let summary = try await cases.perform { archive in
+                let id = try archive.openCase(CaseDetails(reference: open.reference, asset: open.asset, site: open.site, title: open.title))
+                return CaseSummary(projection: try archive.projection(id))
+            }
+            context.logger.notice("case opened", metadata: ["case": "\(summary.id)", "reference": "\(summary.reference)"])
+            return try jsonResponse(summary, status: .created)
+        }
+        router.get(RouterPath(ControlAPI.casePath("{id}"))) { _, context in
+            let id = try context.parameters.require("id")
+            return try jsonResponse(try await cases.perform { archive in CaseDetail(projection: try archive.projection(id)) })
+        }
+        for action in ["close", "reopen"] {
+            router.post(RouterPath(ControlAPI.casePath("{id}", action))) { request, context in
+                let id = try context.parameters.require("id")
+                let change = try await request.decode(as: CaseStateRequest.self, context: context)
+                let summary = try await cases.perform { archive in
+                    if action == "close" { try archive.close(id, reason: change.reason) } else { try archive.reopen(id, reason: change.reason) }
+                    return CaseSummary(projection: try archive.projection(id))
+                }
+                context.logger.notice("case \(action == "close" ? "closed" : "reopened")", metadata: ["case": "\(id)"])
+                return try jsonResponse(summary)
+            }
+        }
+        router.get(RouterPath(ControlAPI.casePath("{id}", "verify"))) { _, context in
+            let id = try context.parameters.require("id")
+            let results = try await cases.perform { archive -> [CaseVerification] in
+                if id == ControlAPI.allCases {
+                    return try archive.verifyAll().map { result in
+                        switch result {
+                        case .success(let projection): CaseVerification(result, caseID: projection.caseID)
+                        case .failure(let link): CaseVerification(result, caseID: link.caseID)
+                        }
+                    }
+                }
+                guard try archive.caseIDs().contains(id) else { throw ArchiveError.unknownCase(id) }
+                return [CaseVerification(archive.verify(id), caseID: id)]
+            }
+            for failure in results where !failure.intact {
+                context.logger.error("case does not verify", metadata: ["case": "\(failure.caseId)", "problem": "\(failure.problem ?? "")"])
+            }
+            return try jsonResponse(results)
+        }
+        router.post(RouterPath(ControlAPI.casePath("{id}", "export"))) { _, context in
+            let id = try context.parameters.require("id")
+            context.logger.notice("case exported", metadata: ["case": "\(id)"])
+            return try await cases.exportResponse(id)
+        }
+    }
+}

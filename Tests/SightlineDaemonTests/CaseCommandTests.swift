@@ -1,0 +1,66 @@
+import Foundation
+import SightlineControlClient
+import SightlineCore
+import SightlineTesting
+import Testing
+
+@Suite("Case commands", .serialized)
+struct CaseCommandTests {
+    static let checker = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("scripts/verify-case-export").path
+
+    @Test("sightctl case open, list, show, close, verify and export against the real daemon")
+    func caseLifecycle() async throws {
+        let daemon = try DaemonProcess()
+        try daemon.start()
+        try await daemon.waitUntilServing()
+        let socket = ["--socket", daemon.socketPath]
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+
+        #expect(try CommandLineTool.run("sightctl", ["case", "list"] + socket).stdout.hasPrefix("no cases yet"))
+        let opened = try CommandLineTool.run("sightctl", ["case", "open", "WO-77", "--asset", "Pumpe P-3", "--title", "Leck", "--json"] + socket)
+        #expect(opened.status == 0, "\(opened.stderr)")
+        let summary = try decoder.decode(CaseSummary.self, from: Data(opened.stdout.utf8))
+        #expect(summary.reference == "WO-77" && summary.asset == "Pumpe P-3" && summary.state == "open" && summary.entries == 1)
+        let id = summary.id
+
+        let list = try CommandLineTool.run("sightctl", ["case", "list", "--json"] + socket)
+        #expect(try decoder.decode([CaseSummary].self, from: Data(list.stdout.utf8)).map(\.id) == [id])
+        let show = try CommandLineTool.run("sightctl", ["case", "show", id] + socket)
+        #expect(show.stdout.contains("reference: WO-77") && show.stdout.contains("journal:   1 entries"), "\(show.stdout)")
+
+        let closed = try CommandLineTool.run("sightctl", ["case", "close", id, "--reason", "repaired"] + socket)
+        #expect(closed.status == 0 && closed.stdout.contains("closed"), "\(closed.stderr)")
+        let again = try CommandLineTool.run("sightctl", ["case", "close", id] + socket)
+        #expect(again.status == 1 && again.stderr.contains("already closed"), "\(again.stderr)")
+        let unknown = try CommandLineTool.run("sightctl", ["case", "show", "no-such-case"] + socket)
+        #expect(unknown.status == 1 && unknown.stderr.contains("no case no-such-case"), "\(unknown.stderr)")
+
+        let verify = try CommandLineTool.run("sightctl", ["case", "verify", id] + socket)
+        #expect(verify.status == 0 && verify.stdout.hasPrefix("ok      \(id): 2 entries"), "\(verify.stdout)\(verify.stderr)")
+
+        let out = daemon.directory.file("export.zip")
+        let export = try CommandLineTool.run("sightctl", ["case", "export", id, "--out", out] + socket)
+        #expect(export.status == 0, "\(export.stderr)")
+        let identity = try await ControlClient(socketPath: daemon.socketPath).get(ControlAPI.identityPath, as: IdentityInfo.self)
+        let check = try CommandLineTool.run("/usr/bin/python3", [Self.checker, out, "--fingerprint", identity.fingerprint])
+        #expect(check.status == 0 && check.stdout.hasPrefix("OK case \(id): 2 entries"), "\(check.stdout)")
+
+        // A changed row is named by `verify` and stops an export.
+        let database = "\(daemon.stateDirectory)/archive/archive.sqlite"
+        let tamper = try CommandLineTool.run("/usr/bin/python3", ["-c", """
+            import sqlite3, sys
+            db = sqlite3.connect(sys.argv[1]); db.execute("UPDATE cases SET asset = 'Pumpe P-4'"); db.commit()
+            """, database])
+        #expect(tamper.status == 0, "\(tamper.stderr)")
+        let broken = try CommandLineTool.run("sightctl", ["case", "verify", "--all"] + socket)
+        #expect(broken.status == 1 && broken.stdout.contains("BROKEN") && broken.stdout.contains("column asset"), "\(broken.stdout)")
+        let refused = try CommandLineTool.run("sightctl", ["case", "export", id, "--out", daemon.directory.file("bad.zip")] + socket)
+        #expect(refused.status == 1 && refused.stderr.contains("does not verify"), "\(refused.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: daemon.directory.file("bad.zip")))
+
+        daemon.signal(SIGTERM)
+        #expect(await daemon.waitForExit(timeout: .seconds(15)) == 0)
+    }
+}
