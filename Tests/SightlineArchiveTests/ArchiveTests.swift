@@ -350,3 +350,59 @@ struct ScratchArchive {
         #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.directory.path).filter { $0.contains(".part-") }.isEmpty)
     }
 }
+
+@Suite struct ArchiveResourceTests {
+    /// A 256 MB recording is filed, verified and exported one chunk at a time: the helper's
+    /// peak resident memory stays far below the recording's size (the issue's bound: 100 MB).
+    @Test func aLargeRecordingNeedsBoundedMemory() throws {
+        let directory = try TemporaryDirectory(prefix: "sightline-archive-ingest")
+        var random = SeededGenerator(seed: 1)
+        let block = Data(randomBytes(1 << 20, &random))
+        let recording = directory.file("recording.bin")
+        FileManager.default.createFile(atPath: recording, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: recording))
+        for _ in 0..<256 { try handle.write(contentsOf: block) }
+        try handle.close()
+        let result = try CommandLineTool.run("sightline-archive-writer", ["--ingest", directory.path, recording])
+        #expect(result.status == 0, "\(result.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Double])
+        #expect(try #require(report["rss_mb_peak"]) < 100, "\(result.stdout)")
+        #expect(try #require(report["rss_mb_peak"]) > 1)
+        print("archive ingest: \(result.stdout)", terminator: "")
+    }
+
+    /// On a small tmpfs (in a private mount namespace) the writer fills the disk: it stops with
+    /// the archive's disk-full message, everything it acknowledged verifies, and once the file
+    /// system grows it files again (and survives a SIGKILL doing so).
+    @Test func aFullDiskIsRefusedCleanlyAndRecovers() throws {
+        let directory = try TemporaryDirectory(prefix: "sightline-archive-full")
+        let mountPoint = directory.file("mnt")
+        mkdir(mountPoint, 0o700)
+        let script = """
+            set -u
+            dir=$1 out=$2 writer=$3
+            mount -t tmpfs -o size=4m,mode=0700 tmpfs "$dir" || exit 77
+            "$writer" "$dir" 1 > "$out/acks1" 2> "$out/err1"; echo $? > "$out/status1"
+            "$writer" --verify "$dir" "$out/acks1" > "$out/verify1"
+            mount -o remount,size=32m "$dir"
+            timeout -s KILL 2 "$writer" "$dir" 2 > "$out/acks2" 2> "$out/err2"
+            "$writer" --verify "$dir" "$out/acks1" "$out/acks2" > "$out/verify2"
+            """
+        let run = try CommandLineTool.run("/usr/bin/unshare", ["--mount", "sh", "-c", script, "sh", mountPoint, directory.path,
+                                                                BuiltProducts.path(of: "sightline-archive-writer")])
+        if run.status == 77 || run.stderr.contains("unshare failed") || run.stderr.contains("Operation not permitted") {
+            print("skipped the full-disk test: this environment cannot mount a tmpfs in a private namespace (\(run.stderr))")
+            return
+        }
+        func read(_ name: String) -> String { (try? String(contentsOfFile: directory.file(name), encoding: .utf8)) ?? "" }
+        #expect(read("status1").trimmingCharacters(in: .whitespacesAndNewlines) == "1")
+        #expect(read("err1").contains("disk is full"), "\(read("err1"))")
+        let firstAcks = read("acks1").split(separator: "\n").filter { $0.hasPrefix("ack ") }.count
+        let secondAcks = read("acks2").split(separator: "\n").filter { $0.hasPrefix("ack ") }.count
+        #expect(firstAcks > 5)
+        #expect(read("verify1").hasPrefix("intact"), "\(read("verify1"))")
+        #expect(secondAcks > 5, "no recovery after the file system grew: \(read("err2"))")
+        #expect(read("verify2").hasPrefix("intact"), "\(read("verify2"))")
+        print("disk full: \(firstAcks) items before ENOSPC, \(secondAcks) after growing the file system; \(read("verify2"))", terminator: "")
+    }
+}
