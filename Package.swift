@@ -37,6 +37,8 @@ let package = Package(
         .systemLibrary(name: "COpenH264", pkgConfig: "openh264", providers: [.apt(["libopenh264-dev"])]),
         /// libyuv ships no pkg-config file; the module map links "yuv" and the headers are in /usr/include.
         .systemLibrary(name: "CYUV", providers: [.apt(["libyuv-dev"])]),
+        /// PocketSphinx 5prealpha; its pkg-config file pulls in sphinxbase.
+        .systemLibrary(name: "CPocketSphinx", pkgConfig: "pocketsphinx", providers: [.apt(["libpocketsphinx-dev", "libsphinxbase-dev"])]),
         /// Turns V4L2's function-like macros into constants and wraps libv4l2's variadic calls.
         .target(name: "CV4L2", dependencies: ["CLibV4L2"]),
 
@@ -65,6 +67,9 @@ let package = Package(
         /// Video encoders behind one protocol: OpenH264, JPEG, and passthrough of camera H.264.
         /// Depends on SightlineCamera only to reuse its turbojpeg `JPEGEncoder`.
         .target(name: "SightlineEncoding", dependencies: ["SightlineCore", "SightlineCamera", "COpenH264", "CTurboJPEG", "CYUV"]),
+
+        /// Voice commands: a PocketSphinx grammar decoder checked by an all-phone decoder, on its own thread.
+        .target(name: "SightlineVoice", dependencies: ["SightlineCore", "CPocketSphinx"]),
 
         /// Device discovery and hotplug through libudev.
         .target(name: "SightlineDiscovery", dependencies: ["SightlineCore", "SightlineCamera", "CUdev"]),
@@ -140,7 +145,7 @@ let package = Package(
         .executableTarget(
             name: "sightctl",
             dependencies: [
-                "SightlineCore", "SightlineControlClient",
+                "SightlineCore", "SightlineControlClient", "SightlineVoice",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -182,6 +187,8 @@ let package = Package(
         .testTarget(name: "SightlineEncodingTests", dependencies: ["SightlineEncoding", "COpenH264", "CTurboJPEG"]),
         /// Device tests that run inside the kernel lab (the host suite starts it).
         .testTarget(name: "SightlineLabTests", dependencies: ["SightlineCamera", "SightlineDaemon", "SightlineControlClient", "SightlineTesting"]),
+        /// The real PocketSphinx decoders on speech that flite synthesises at test time.
+        .testTarget(name: "SightlineVoiceTests", dependencies: ["SightlineVoice", "SightlineTesting"]),
         .testTarget(name: "SightlineSystemTests", dependencies: ["SightlineSystem", "SightlineTesting"]),
         /// The archive on real SQLite and files: corruption detection, SIGKILL survival, export checked
         /// by an independent Python checker.

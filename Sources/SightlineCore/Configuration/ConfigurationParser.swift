@@ -116,6 +116,24 @@ public struct ConfigurationParser: Sendable {
             }
             return .success(.list(items))
         }
+        if case .voicePhrases = kind {
+            guard case .sequence(let sequence) = node else {
+                return .failure(ValidationFailure("expected a list like [\"take a picture=take_photo\"]"))
+            }
+            var entries: [String] = []
+            for item in sequence {
+                guard case .scalar(let scalar) = item else {
+                    return .failure(ValidationFailure("\(Self.show(item)) is not a PHRASE=ACTION string"))
+                }
+                entries.append(scalar.string)
+            }
+            do {
+                _ = try VoiceVocabulary(entries: entries)
+            } catch {
+                return .failure(ValidationFailure(error.description))
+            }
+            return .success(.list(entries))
+        }
         if case .choiceList(let choices) = kind {
             guard case .sequence(let sequence) = node else {
                 return .failure(ValidationFailure("expected a list like [a, b]"))
@@ -198,7 +216,7 @@ public struct ConfigurationParser: Sendable {
                 return .failure(ValidationFailure("\(Self.show(node)) is not an absolute path"))
             }
             return .success(.string(text))
-        case .choiceList, .stringList:
+        case .choiceList, .stringList, .voicePhrases:
             preconditionFailure("handled above")
         }
     }

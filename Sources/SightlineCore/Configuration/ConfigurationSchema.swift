@@ -22,6 +22,8 @@ public enum ConfigValueKind: Sendable, Equatable {
     case relayURL
     /// An absolute path, or empty for "none".
     case optionalAbsolutePath
+    /// A list of `PHRASE=ACTION` voice commands (`VoicePhrase`); empty means the built-in phrases.
+    case voicePhrases
 
     /// What an operator may write, for error messages and the configuration reference.
     public var allowed: String {
@@ -38,6 +40,7 @@ public enum ConfigValueKind: Sendable, Equatable {
         case .stringList: "a list of strings, like [\"ID_SERIAL=Acme_0042\", /dev/v4l/by-id/usb-Acme-video-index0]"
         case .relayURL: "wss://HOST[:PORT], or ws://HOST:PORT with a loopback host (127.0.0.1, [::1] or localhost)"
         case .optionalAbsolutePath: "an absolute path, or \"\" for none"
+        case .voicePhrases: "a list of \"PHRASE=ACTION\" entries with distinct phrases, like [\"take a picture=take_photo\"]; actions: \(VoiceAction.names)"
         }
     }
 }
@@ -111,6 +114,16 @@ public enum DaemonConfigSchema {
                   "Target video bitrate at the full step of the degradation ladder."),
         ConfigKey("stream.rekey_seconds", .integer(10...600), default: "600",
                   "Longest time a media key is used; keys also change whenever an expert joins or leaves."),
+        ConfigKey("voice.model_directory", .absolutePath, default: "/usr/share/pocketsphinx/model/en-us",
+                  "PocketSphinx model: the acoustic model in en-us/, cmudict-en-us.dict and en-us-phone.lm.bin (Debian's pocketsphinx-en-us)."),
+        ConfigKey("voice.phrases", .voicePhrases, default: "[]",
+                  "Voice commands as PHRASE=ACTION entries; they replace the built-in phrases, [] keeps those (sightctl voice list shows them)."),
+        ConfigKey("voice.min_margin", .integer(-5000...5000), default: "-200",
+                  "How far the command grammar's score per second of speech may trail the all-phone decoder's and still count as a command; higher rejects more."),
+        ConfigKey("voice.max_command_ms", .integer(500...10_000), default: "1500",
+                  "Longest utterance that can be a command; longer speech is never one."),
+        ConfigKey("voice.end_silence_ms", .integer(100...2000), default: "300",
+                  "Silence that ends an utterance; shorter reacts sooner but may cut phrases at a pause."),
         ConfigKey("debug.fault_injection", .boolean, default: "false",
                   "Enables the control API's fault-injection endpoints used by the test suite. Never enable in production."),
     ]

@@ -15,6 +15,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var camera: CameraConfiguration
     public var relay: RelayConfiguration
     public var stream: StreamConfiguration
+    public var voice: VoiceConfiguration
     public var faultInjection: Bool
 
     public struct RelayConfiguration: Sendable, Equatable {
@@ -30,6 +31,12 @@ public struct DaemonConfiguration: Sendable, Equatable {
         public var codec: String
         public var bitrateKbps: Int
         public var rekeySeconds: Int
+    }
+
+    public struct VoiceConfiguration: Sendable, Equatable {
+        public var modelDirectory: String
+        public var vocabulary: VoiceVocabulary
+        public var thresholds: VoiceThresholds
     }
 
     public struct CameraConfiguration: Sendable, Equatable {
@@ -106,6 +113,19 @@ public struct DaemonConfiguration: Sendable, Equatable {
             codec: reader.string("stream.codec"),
             bitrateKbps: reader.integer("stream.bitrate_kbps"),
             rekeySeconds: reader.integer("stream.rekey_seconds"))
+        let vocabulary: VoiceVocabulary
+        do {
+            vocabulary = try VoiceVocabulary(entries: reader.list("voice.phrases"))
+        } catch {
+            throw ConfigurationRejected([ConfigurationDiagnostic(file: file, line: nil, key: "voice.phrases", message: error.description)])
+        }
+        voice = VoiceConfiguration(
+            modelDirectory: reader.string("voice.model_directory"),
+            vocabulary: vocabulary,
+            thresholds: VoiceThresholds(
+                minimumMargin: reader.integer("voice.min_margin"),
+                maximumCommandMilliseconds: reader.integer("voice.max_command_ms"),
+                endSilenceMilliseconds: reader.integer("voice.end_silence_ms")))
         faultInjection = reader.boolean("debug.fault_injection")
         guard let address = ListenAddress(listen) else {
             throw ConfigurationRejected([ConfigurationDiagnostic(file: file, line: nil, key: "metrics.listen", message: "invalid default")])

@@ -1,0 +1,121 @@
+/// When a grammar hypothesis counts as a command. A closed grammar always answers with one of its
+/// phrases, whatever was said; the rejection test compares its path score with an all-phone
+/// decoder's on the same audio. The all-phone decoder may follow any phone sequence, so it fits
+/// real speech at least as well as any phrase: for a spoken command the two scores are close, for
+/// other speech the grammar falls far behind. Long utterances are rejected outright, because a
+/// command is a short phrase and long speech eventually contains something command-like.
+public struct VoiceThresholds: Sendable, Equatable {
+    /// Lowest (grammar − all-phone) score per second of speech that is still a command, in the
+    /// decoder's log units (negative: the grammar may trail the all-phone decoder by this much).
+    public var minimumMargin: Int
+    /// Longest speech, from the first to the last phone of the utterance, that can be a command.
+    public var maximumCommandMilliseconds: Int
+    /// Silence that ends an utterance; shorter answers faster, too short splits phrases at pauses.
+    public var endSilenceMilliseconds: Int
+
+    public init(minimumMargin: Int, maximumCommandMilliseconds: Int, endSilenceMilliseconds: Int) {
+        self.minimumMargin = minimumMargin
+        self.maximumCommandMilliseconds = maximumCommandMilliseconds
+        self.endSilenceMilliseconds = endSilenceMilliseconds
+    }
+}
+
+/// What both decoders said about one utterance, with times in seconds of the audio stream.
+public struct UtteranceScores: Sendable, Equatable {
+    /// The grammar decoder's best phrase; empty when it found none.
+    public var hypothesis: String
+    public var grammarScore: Int
+    public var allPhoneScore: Int
+    /// First and last phone that the all-phone decoder did not take for silence: the speech.
+    public var speechStart: Double
+    public var speechEnd: Double
+    /// The phrase's first and last word in the grammar decoder's alignment.
+    public var phraseStart: Double
+    public var phraseEnd: Double
+    /// When the voice-activity detector closed the utterance.
+    public var decidedAt: Double
+
+    public init(hypothesis: String, grammarScore: Int, allPhoneScore: Int, speechStart: Double, speechEnd: Double,
+                phraseStart: Double, phraseEnd: Double, decidedAt: Double) {
+        self.hypothesis = hypothesis
+        self.grammarScore = grammarScore
+        self.allPhoneScore = allPhoneScore
+        self.speechStart = speechStart
+        self.speechEnd = speechEnd
+        self.phraseStart = phraseStart
+        self.phraseEnd = phraseEnd
+        self.decidedAt = decidedAt
+    }
+}
+
+/// The verdict on one utterance: accepted as a command, or rejected with the reason (kept so that
+/// `sightctl voice test --all` can show integrators how close other speech came).
+public struct UtteranceDecision: Sendable, Equatable, Codable {
+    public enum Rejection: String, Sendable, Codable {
+        case noPhrase = "no_phrase"
+        case tooLong = "too_long"
+        case lowMargin = "low_margin"
+    }
+
+    public let phrase: String
+    public let action: VoiceAction?
+    /// Stream time of the phrase's start and end, in seconds.
+    public let startSeconds: Double
+    public let endSeconds: Double
+    /// The grammar decoder's path score (log units; closer to 0 is better).
+    public let score: Int
+    /// (grammar − all-phone) score per second of speech.
+    public let margin: Int
+    /// Length of the speech in the utterance, as the all-phone decoder delimits it.
+    public let speechSeconds: Double
+    /// Stream time at which the end silence was complete and the verdict could be given.
+    public let decidedAtSeconds: Double
+    public let rejection: Rejection?
+
+    public var accepted: Bool { rejection == nil }
+
+    public var command: RecognizedCommand? {
+        guard rejection == nil, let action else { return nil }
+        return RecognizedCommand(phrase: phrase, action: action, startSeconds: startSeconds, endSeconds: endSeconds,
+                                 score: score, margin: margin, decidedAtSeconds: decidedAtSeconds)
+    }
+
+    public static func judge(_ scores: UtteranceScores, vocabulary: VoiceVocabulary, thresholds: VoiceThresholds) -> UtteranceDecision {
+        let speech = max(0.01, scores.speechEnd - scores.speechStart)
+        let margin = Int((Double(scores.grammarScore - scores.allPhoneScore) / speech).rounded())
+        let action = vocabulary.action(forHypothesis: scores.hypothesis)
+        let rejection: Rejection? =
+            if action == nil { .noPhrase }
+            else if speech * 1000 > Double(thresholds.maximumCommandMilliseconds) { .tooLong }
+            else if margin < thresholds.minimumMargin { .lowMargin }
+            else { nil }
+        return UtteranceDecision(
+            phrase: scores.hypothesis, action: action, startSeconds: scores.phraseStart, endSeconds: scores.phraseEnd,
+            score: scores.grammarScore, margin: margin, speechSeconds: speech, decidedAtSeconds: scores.decidedAt,
+            rejection: rejection)
+    }
+}
+
+/// A phrase the recognizer accepted as a command.
+public struct RecognizedCommand: Sendable, Equatable, Codable {
+    public let phrase: String
+    public let action: VoiceAction
+    /// Stream time of the phrase's start and end, in seconds.
+    public let startSeconds: Double
+    public let endSeconds: Double
+    public let score: Int
+    public let margin: Int
+    /// Stream time when the recognizer decided; minus `endSeconds` it is the wait for end of speech.
+    public let decidedAtSeconds: Double
+
+    public init(phrase: String, action: VoiceAction, startSeconds: Double, endSeconds: Double, score: Int, margin: Int,
+                decidedAtSeconds: Double) {
+        self.phrase = phrase
+        self.action = action
+        self.startSeconds = startSeconds
+        self.endSeconds = endSeconds
+        self.score = score
+        self.margin = margin
+        self.decidedAtSeconds = decidedAtSeconds
+    }
+}

@@ -1,0 +1,120 @@
+import Foundation
+import SightlineCore
+
+/// Recognizes voice commands in 16 kHz mono audio: a grammar decoder that can only say one of the
+/// phrases, with end-of-speech detection, and an all-phone decoder scoring the same audio as the
+/// yardstick for rejection (`UtteranceDecision.judge`). Both decoders see every sample, so their
+/// voice-activity detectors open and close together.
+///
+/// Not thread-safe and blocking (model loading, decoding): use it on one dedicated thread, as
+/// `VoiceCommandListener` and `CommandRecognizer.decide` do, never on the cooperative pool.
+public struct CommandRecognizer: ~Copyable {
+    public static let sampleRate = 16000
+    /// Audio is fed in 20 ms pieces, so that utterance edges are known to 20 ms.
+    static let pieceSamples = 320
+    /// An utterance this many times longer than the longest command is cut off and rejected, so
+    /// endless noise cannot grow the decoders' lattices without bound.
+    static let runawayFactor = 3
+
+    public let vocabulary: VoiceVocabulary
+    public let thresholds: VoiceThresholds
+    private let grammar: SphinxDecoder
+    private let allPhone: SphinxDecoder
+    /// Samples consumed since the start: the stream clock.
+    private var position = 0
+    /// Where the voice-activity detector opened the current utterance.
+    private var utteranceStart: Int?
+
+    /// Loads the model twice (about a second each) and checks every phrase word against the dictionary.
+    public init(modelDirectory: String, vocabulary: VoiceVocabulary, thresholds: VoiceThresholds) throws(VoiceRecognizerError) {
+        let directory = URL(fileURLWithPath: modelDirectory)
+        let acoustic = directory.appendingPathComponent("en-us").path
+        let dictionary = directory.appendingPathComponent("cmudict-en-us.dict").path
+        let phones = directory.appendingPathComponent("en-us-phone.lm.bin").path
+        for path in [acoustic + "/mdef", dictionary, phones] where !FileManager.default.fileExists(atPath: path) {
+            throw .modelMissing(path: path)
+        }
+        let endSilenceFrames = String(max(1, thresholds.endSilenceMilliseconds / 10))
+        let common = ["-hmm", acoustic, "-dict", dictionary, "-vad_postspeech", endSilenceFrames]
+        let grammar = try SphinxDecoder(role: "grammar", arguments: common)
+        var missing: [String] = []
+        for word in vocabulary.words where grammar.pronunciation(of: word) == nil { missing.append(word) }
+        guard missing.isEmpty else { throw .wordsNotInDictionary(missing, dictionary: dictionary) }
+        try grammar.useGrammar(vocabulary.grammar)
+        // Wide beams keep the phone loop cheap (about 0.03 of real time); context-independent
+        // phones are enough for a yardstick.
+        let allPhone = try SphinxDecoder(role: "all-phone", arguments: common + [
+            "-allphone", phones, "-allphone_ci", "yes", "-beam", "1e-20", "-pbeam", "1e-20", "-lw", "2.0",
+        ])
+        try grammar.startUtterance()
+        try allPhone.startUtterance()
+        self.grammar = grammar
+        self.allPhone = allPhone
+        self.vocabulary = vocabulary
+        self.thresholds = thresholds
+    }
+
+    /// Stream time of the next sample, in seconds.
+    public var streamSeconds: Double { Double(position) / Double(Self.sampleRate) }
+
+    /// Decodes the next samples and returns a decision for every utterance that ended in them.
+    public mutating func process(_ samples: [Int16]) throws(VoiceRecognizerError) -> [UtteranceDecision] {
+        var decisions: [UtteranceDecision] = []
+        var offset = 0
+        while offset < samples.count {
+            let count = min(Self.pieceSamples, samples.count - offset)
+            let result: Result<Void, VoiceRecognizerError> = samples.withUnsafeBufferPointer { all in
+                let piece = UnsafeBufferPointer(rebasing: all[offset..<offset + count])
+                do throws(VoiceRecognizerError) {
+                    try grammar.process(piece)
+                    try allPhone.process(piece)
+                    return .success(())
+                } catch {
+                    return .failure(error)
+                }
+            }
+            try result.get()
+            offset += count
+            position += count
+            let speaking = grammar.inSpeech
+            if speaking, utteranceStart == nil {
+                utteranceStart = position - count
+            } else if let start = utteranceStart {
+                let runaway = position - start > Self.runawayFactor * thresholds.maximumCommandMilliseconds * Self.sampleRate / 1000
+                if !speaking || runaway { decisions.append(try closeUtterance(startedAt: start)) }
+            }
+        }
+        return decisions
+    }
+
+    /// Ends the stream: an utterance still open is judged as it stands.
+    public mutating func finish() throws(VoiceRecognizerError) -> [UtteranceDecision] {
+        guard let start = utteranceStart else { return [] }
+        return [try closeUtterance(startedAt: start)]
+    }
+
+    private static func seconds(_ frames: ClosedRange<Int>) -> (Double, Double) {
+        (Double(frames.lowerBound) / 100, Double(frames.upperBound + 1) / 100)
+    }
+
+    private mutating func closeUtterance(startedAt start: Int) throws(VoiceRecognizerError) -> UtteranceDecision {
+        utteranceStart = nil
+        try grammar.endUtterance()
+        try allPhone.endUtterance()
+        let best = grammar.hypothesis()
+        let yardstick = allPhone.hypothesis()
+        let rate = Double(Self.sampleRate)
+        let utterance = (Double(start) / rate, Double(position) / rate)
+        let words = grammar.wordFrames().map(Self.seconds) ?? utterance
+        // The phones (not silences) the all-phone decoder found: the speech in the utterance, whatever
+        // the voice-activity detector added around it (it opens early while it learns the noise floor).
+        let speech = allPhone.wordFrames().map(Self.seconds) ?? utterance
+        try grammar.startUtterance()
+        try allPhone.startUtterance()
+        return UtteranceDecision.judge(
+            UtteranceScores(hypothesis: best.text, grammarScore: best.score, allPhoneScore: yardstick.score,
+                            speechStart: speech.0, speechEnd: speech.1, phraseStart: words.0, phraseEnd: words.1,
+                            decidedAt: utterance.1),
+            vocabulary: vocabulary, thresholds: thresholds)
+    }
+}

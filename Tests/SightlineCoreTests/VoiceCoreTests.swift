@@ -1,0 +1,162 @@
+import Foundation
+import Testing
+@testable import SightlineCore
+
+@Suite("Voice vocabulary and decisions")
+struct VoiceVocabularyTests {
+    @Test("the built-in vocabulary has one phrase for every action and a grammar of exactly those phrases")
+    func builtIn() throws {
+        let vocabulary = VoiceVocabulary.builtIn
+        #expect(Set(vocabulary.phrases.map(\.action)) == Set(VoiceAction.allCases))
+        #expect(vocabulary.phrases.count == VoiceAction.allCases.count)
+        let grammar = vocabulary.grammar
+        #expect(grammar.hasPrefix("#JSGF V1.0;"))
+        for phrase in vocabulary.phrases { #expect(grammar.contains(phrase.phrase)) }
+        #expect(vocabulary.action(forHypothesis: "take  a picture") == .takePhoto)
+        #expect(vocabulary.action(forHypothesis: "take a photo") == nil)
+        #expect(vocabulary.action(forHypothesis: "") == nil)
+    }
+
+    @Test("phrase entries parse, normalise and refuse what a grammar cannot hold")
+    func entries() throws {
+        let phrase = try VoicePhrase(entry: "  Snap  The Picture =take_photo")
+        #expect(phrase.phrase == "snap the picture")
+        #expect(phrase.action == .takePhoto)
+        #expect(phrase.entry == "snap the picture=take_photo")
+        #expect(throws: VoiceVocabularyError.unknownAction("take_pic")) { try VoicePhrase(entry: "snap=take_pic") }
+        #expect(throws: VoiceVocabularyError.notAnEntry("snap")) { try VoicePhrase(entry: "snap") }
+        #expect(throws: VoiceVocabularyError.emptyPhrase) { try VoicePhrase(entry: " =take_photo") }
+        #expect(throws: VoiceVocabularyError.badWord("2", phrase: "zoom 2")) { try VoicePhrase(entry: "zoom 2=zoom_in") }
+        #expect(throws: VoiceVocabularyError.badWord("<x>|", phrase: "a <x>|")) { try VoicePhrase(entry: "a <x>|=zoom_in") }
+        #expect(throws: VoiceVocabularyError.duplicatePhrase("zoom in")) {
+            try VoiceVocabulary(entries: ["zoom in=zoom_in", "Zoom  in=zoom_out"])
+        }
+        #expect(try VoiceVocabulary(entries: []) == .builtIn)
+    }
+
+    @Test("a command is accepted only with a phrase, a short utterance and enough margin")
+    func judgement() {
+        let vocabulary = VoiceVocabulary.builtIn
+        let thresholds = VoiceThresholds(minimumMargin: -200, maximumCommandMilliseconds: 1500, endSilenceMilliseconds: 300)
+        func judge(_ hypothesis: String, grammar: Int, allPhone: Int, speech: Double) -> UtteranceDecision {
+            UtteranceDecision.judge(
+                UtteranceScores(hypothesis: hypothesis, grammarScore: grammar, allPhoneScore: allPhone, speechStart: 2,
+                                speechEnd: 2 + speech, phraseStart: 2.1, phraseEnd: 1.9 + speech, decidedAt: 2.3 + speech),
+                vocabulary: vocabulary, thresholds: thresholds)
+        }
+        let good = judge("call the expert", grammar: -3000, allPhone: -3100, speech: 1.0)
+        #expect(good.accepted)
+        #expect(good.margin == 100)
+        #expect(good.command?.action == .callExpert)
+        #expect(good.command?.decidedAtSeconds == 3.3)
+        // 200 per second of speech behind the all-phone decoder is still in; 201 is out.
+        #expect(judge("call the expert", grammar: -3300, allPhone: -3100, speech: 1.0).accepted)
+        #expect(judge("call the expert", grammar: -3301, allPhone: -3100, speech: 1.0).rejection == .lowMargin)
+        #expect(judge("call the expert", grammar: -3000, allPhone: -3100, speech: 1.6).rejection == .tooLong)
+        #expect(judge("", grammar: 0, allPhone: -3100, speech: 1.0).rejection == .noPhrase)
+        #expect(judge("", grammar: 0, allPhone: -3100, speech: 1.0).command == nil)
+    }
+}
+
+/// The voice keys, with the configuration tests' helpers.
+extension ConfigurationTests {
+    @Test("voice keys set the vocabulary and thresholds")
+    func goodKeys() throws {
+        let configuration = try DaemonConfiguration.parse("""
+            voice:
+              model_directory: /opt/model
+              phrases: ["snap the picture=take_photo", "phone a friend=call_expert"]
+              min_margin: -100
+              max_command_ms: 2000
+              end_silence_ms: 400
+            """, file: "test.yaml")
+        #expect(configuration.voice.modelDirectory == "/opt/model")
+        #expect(configuration.voice.vocabulary.phrases.map(\.entry) == ["snap the picture=take_photo", "phone a friend=call_expert"])
+        #expect(configuration.voice.thresholds == VoiceThresholds(minimumMargin: -100, maximumCommandMilliseconds: 2000, endSilenceMilliseconds: 400))
+        #expect(DaemonConfiguration.defaults.voice.vocabulary == .builtIn)
+    }
+
+    @Test("bad phrases are refused with key, line and the allowed actions", arguments: [
+        ("[\"snap=take_pic\"]", "\"take_pic\" is not an action"),
+        ("[\"snap\"]", "is not PHRASE=ACTION"),
+        ("[\"zoom in=zoom_in\", \"zoom in=zoom_out\"]", "listed twice"),
+        ("[\"zoom 2x=zoom_in\"]", "not a plain word"),
+        ("[]", ""),
+        ("take_photo", "expected a list"),
+    ])
+    func badPhrases(value: String, message: String) {
+        let problems = rejected("log_level: info\nvoice:\n  phrases: \(value)\n")
+        if message.isEmpty {
+            #expect(problems.isEmpty)
+            return
+        }
+        #expect(problems.count == 1)
+        #expect(problems.first?.key == "voice.phrases")
+        #expect(problems.first?.line == 3)
+        #expect(problems.first?.message.contains(message) == true, "\(problems)")
+        #expect(problems.first?.message.contains("actions: take_photo") == true)
+    }
+
+    @Test("thresholds out of range are refused")
+    func badThresholds() {
+        #expect(rejected("voice:\n  min_margin: 9000\n").first?.key == "voice.min_margin")
+        #expect(rejected("voice:\n  end_silence_ms: 50\n").first?.key == "voice.end_silence_ms")
+        #expect(rejected("voice:\n  model_directory: model\n").first?.key == "voice.model_directory")
+    }
+}
+
+@Suite("WAV files")
+struct WAVFileTests {
+    /// A canonical WAV with the given fmt fields and raw data bytes.
+    func wav(tag: UInt16 = 1, channels: UInt16 = 1, rate: UInt32 = 16000, bits: UInt16 = 16, data: [UInt8],
+             extensible: Bool = false, extraChunk: Bool = false, dataSize: UInt32? = nil) -> Data {
+        var bytes: [UInt8] = []
+        func u16(_ value: UInt16) { bytes += [UInt8(value & 0xFF), UInt8(value >> 8)] }
+        func u32(_ value: UInt32) { for shift in stride(from: 0, to: 32, by: 8) { bytes.append(UInt8((value >> UInt32(shift)) & 0xFF)) } }
+        bytes += Array("RIFF".utf8); u32(0); bytes += Array("WAVE".utf8)
+        if extraChunk { bytes += Array("LIST".utf8); u32(3); bytes += [1, 2, 3, 0] }
+        bytes += Array("fmt ".utf8); u32(extensible ? 40 : 16)
+        u16(extensible ? 0xFFFE : tag); u16(channels); u32(rate)
+        u32(rate * UInt32(channels) * UInt32(bits / 8)); u16(channels * bits / 8); u16(bits)
+        if extensible { u16(22); u16(bits); u32(0); u16(tag); bytes += [UInt8](repeating: 0, count: 14) }
+        bytes += Array("data".utf8); u32(dataSize ?? UInt32(data.count)); bytes += data
+        return Data(bytes)
+    }
+
+    @Test("integer PCM of 8, 16, 24 and 32 bits and 32-bit float decode to the same values")
+    func sampleFormats() throws {
+        let eight = try WAVFile(data: wav(bits: 8, data: [128, 192, 64, 255]))
+        #expect(eight.samples == [0, 0.5, -0.5, 127.0 / 128])
+        let sixteen = try WAVFile(data: wav(data: [0x00, 0x40, 0x00, 0xC0, 0xFF, 0x7F, 0x00, 0x80]))
+        #expect(sixteen.samples == [0.5, -0.5, 32767.0 / 32768, -1])
+        let twentyFour = try WAVFile(data: wav(bits: 24, data: [0, 0, 0x40, 0, 0, 0xC0]))
+        #expect(twentyFour.samples == [0.5, -0.5])
+        let thirtyTwo = try WAVFile(data: wav(bits: 32, data: [0, 0, 0, 0x40, 0, 0, 0, 0xC0], extensible: true))
+        #expect(thirtyTwo.samples == [0.5, -0.5])
+        let float = try WAVFile(data: wav(tag: 3, bits: 32, data: Array(withUnsafeBytes(of: Float(0.25).bitPattern.littleEndian) { Array($0) })))
+        #expect(float.samples == [0.25])
+    }
+
+    @Test("channels stay interleaved; other chunks are skipped; a cut-off data chunk keeps whole frames")
+    func layout() throws {
+        let stereo = try WAVFile(data: wav(channels: 2, rate: 44100, data: [0, 0x40, 0, 0xC0, 0, 0x20, 0, 0xE0, 1], extraChunk: true, dataSize: 1000))
+        #expect(stereo.channels == 2)
+        #expect(stereo.sampleRate == 44100)
+        #expect(stereo.frameCount == 2)
+        #expect(stereo.samples == [0.5, -0.5, 0.25, -0.25])
+        let encoded = WAVFile.encode(samples: [1, -2, 300, -32768], sampleRate: 22050, channels: 2)
+        let decoded = try WAVFile(data: encoded)
+        #expect(decoded.samples.map { Int16($0 * 32768) } == [1, -2, 300, -32768])
+        #expect(decoded.duration == 2.0 / 22050)
+    }
+
+    @Test("what is not a usable WAV file is refused with what to do")
+    func refusals() {
+        #expect(throws: WAVFile.Failure.notRIFFWave) { try WAVFile(data: Data("ID3 mp3 data here".utf8)) }
+        #expect(throws: WAVFile.Failure.unsupportedFormat(tag: 2, bits: 4)) { try WAVFile(data: wav(tag: 2, bits: 4, data: [0])) }
+        #expect(throws: WAVFile.Failure.missingChunk("data")) { try WAVFile(data: wav(data: []).prefix(36)) }
+        #expect(throws: WAVFile.Failure.self) { try WAVFile(data: wav(channels: 0, data: [0, 0])) }
+        #expect(throws: WAVFile.Failure.self) { try WAVFile(contentsOf: "/nonexistent.wav") }
+        #expect(WAVFile.Failure.notRIFFWave.description.contains("sox"))
+    }
+}
