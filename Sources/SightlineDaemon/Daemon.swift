@@ -23,13 +23,7 @@ public enum SightlineDaemon {
     /// Reads the configuration: the explicit `--config` file must exist; the default file may be
     /// absent, in which case the embedded defaults apply.
     public static func loadConfiguration(explicitPath: String?) throws(ConfigurationRejected) -> (DaemonConfiguration, String?) {
-        if let explicitPath {
-            return (try DaemonConfiguration.load(path: explicitPath), explicitPath)
-        }
-        if FileManager.default.fileExists(atPath: DaemonConfiguration.defaultPath) {
-            return (try DaemonConfiguration.load(path: DaemonConfiguration.defaultPath), DaemonConfiguration.defaultPath)
-        }
-        return (DaemonConfiguration.defaults, nil)
+        try DaemonConfiguration.load(explicitPath: explicitPath)
     }
 
     /// `camera.device` names one camera (used alone) or `auto` (the preference list, then any).

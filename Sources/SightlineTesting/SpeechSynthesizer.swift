@@ -20,8 +20,7 @@ public enum SpeechSynthesizer {
         var effects = ["rate", "16000"]
         if tempo != 1.0 { effects = ["tempo", String(tempo)] + effects }
         try run("/usr/bin/sox", [spoken, "-c", "1", "-b", "16", converted] + effects)
-        let file = try WAVFile(contentsOf: converted)
-        return file.samples.map { Int16(max(-32768, min(32767, ($0 * 32768).rounded()))) }
+        return try WAVFile(contentsOf: converted).int16Samples
     }
 
     /// Writes 16 kHz mono samples as a WAV file at `rate` Hz with `channels` identical channels

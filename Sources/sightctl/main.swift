@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SightlineControlClient
 import SightlineCore
+import SightlineVoice
 
 @main
 struct Sightctl: AsyncParsableCommand {
@@ -9,7 +10,7 @@ struct Sightctl: AsyncParsableCommand {
         commandName: "sightctl",
         abstract: "Operate a Sightline device: status, identity, configuration.",
         version: SightlineVersion.current,
-        subcommands: [Status.self, Version.self, Identity.self, Config.self, Snapshot.self, Camera.self, Devices.self, Call.self, Case.self])
+        subcommands: [Status.self, Version.self, Identity.self, Config.self, Snapshot.self, Camera.self, Devices.self, Call.self, Case.self, Voice.self])
 }
 
 /// Options every command that talks to the daemon shares.
@@ -485,6 +486,133 @@ struct Case: AsyncParsableCommand {
                 try await options.client.download(ControlAPI.casePath(id, "export"), to: destination)
             }
             print("\(destination): \(bytes) bytes")
+        }
+    }
+}
+
+struct Voice: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Voice commands: try the recognizer on a recording, list the active phrases.",
+        subcommands: [Test.self, List.self])
+
+    /// The configuration file the daemon reads, found the same way.
+    struct ConfigOptions: ParsableArguments {
+        @Option(name: .long, help: ArgumentHelp(
+            "Configuration file (default: \(DaemonConfiguration.defaultPath) when it exists, else the built-in defaults).",
+            valueName: "PATH"))
+        var config: String?
+
+        @Flag(name: .long, help: "Print JSON for scripts instead of text for people.")
+        var json = false
+
+        func load() throws -> DaemonConfiguration.VoiceConfiguration {
+            do {
+                return try DaemonConfiguration.load(explicitPath: config).0.voice
+            } catch {
+                for diagnostic in error.diagnostics { FileHandle.standardError.write(Data("\(diagnostic)\n".utf8)) }
+                throw ExitCode(78)
+            }
+        }
+    }
+
+    static func fail(_ message: String, status: Int32) -> ExitCode {
+        FileHandle.standardError.write(Data("sightctl: \(message)\n".utf8))
+        return ExitCode(status)
+    }
+
+    struct Test: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run the daemon's recognizer and thresholds on a WAV file and print each command it hears.",
+            discussion: "Any sample rate and channel count; the audio is mixed to mono and resampled to 16 kHz. "
+                + "No daemon is needed: the recognizer runs in this process.")
+
+        @Argument(help: ArgumentHelp("The recording.", valueName: "FILE.wav"))
+        var file: String
+
+        @Flag(name: .long, help: "Also show the utterances that were rejected, with their margin and the reason.")
+        var all = false
+
+        @OptionGroup var options: ConfigOptions
+
+        struct Detection: Encodable {
+            let phrase: String
+            let action: String?
+            let startS: Double
+            let endS: Double
+            let score: Int
+            let margin: Int
+            let rejected: String?
+
+            enum CodingKeys: String, CodingKey {
+                case phrase, action, score, margin, rejected
+                case startS = "start_s"
+                case endS = "end_s"
+            }
+
+            init(_ decision: UtteranceDecision) {
+                phrase = decision.phrase
+                action = decision.action?.rawValue
+                startS = (decision.startSeconds * 100).rounded() / 100
+                endS = (decision.endSeconds * 100).rounded() / 100
+                score = decision.score
+                margin = decision.margin
+                rejected = decision.rejection?.rawValue
+            }
+        }
+
+        struct Report: Encodable {
+            let detections: [Detection]
+            let rejected: [Detection]?
+        }
+
+        func run() async throws {
+            let voice = try options.load()
+            let samples: [Int16]
+            do {
+                samples = try WAVFile(contentsOf: file).monoSamples(rate: CommandRecognizer.sampleRate)
+            } catch let error as WAVFile.Failure {
+                throw Voice.fail("\(file): \(error.description)", status: 65)
+            } catch {
+                throw Voice.fail("\(file): \(error)", status: 65)
+            }
+            let decisions: [UtteranceDecision]
+            do {
+                decisions = try await CommandRecognizer.decide(
+                    samples: samples, modelDirectory: voice.modelDirectory, vocabulary: voice.vocabulary, thresholds: voice.thresholds)
+            } catch {
+                throw Voice.fail(error.description, status: 69)
+            }
+            let accepted = decisions.filter(\.accepted).map(Detection.init)
+            let rejected = decisions.filter { !$0.accepted }.map(Detection.init)
+            if options.json {
+                return try printJSON(Report(detections: accepted, rejected: all ? rejected : nil))
+            }
+            for detection in all ? decisions.map(Detection.init) : accepted {
+                var line = String(format: "%7.2f–%.2f s  %@", detection.startS, detection.endS, detection.phrase.isEmpty ? "(no phrase)" : detection.phrase)
+                if let action = detection.action { line += " → \(action)" }
+                line += "  score \(detection.score)  margin \(detection.margin)"
+                if let reason = detection.rejected { line += "  rejected: \(reason.replacingOccurrences(of: "_", with: " "))" }
+                print(line)
+            }
+            if accepted.isEmpty { print("no command heard in \(String(format: "%.1f", Double(samples.count) / 16000)) s") }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the phrases the recognizer listens for and the action of each.")
+        @OptionGroup var options: ConfigOptions
+
+        struct Report: Encodable {
+            let phrases: [VoicePhrase]
+        }
+
+        func run() async throws {
+            let voice = try options.load()
+            if options.json { return try printJSON(Report(phrases: voice.vocabulary.phrases)) }
+            let width = voice.vocabulary.phrases.map(\.phrase.count).max() ?? 0
+            for phrase in voice.vocabulary.phrases {
+                print("\(phrase.phrase.padding(toLength: width, withPad: " ", startingAt: 0))  \(phrase.action.rawValue)")
+            }
         }
     }
 }

@@ -81,6 +81,18 @@ public struct DaemonConfiguration: Sendable, Equatable {
         return try parse(text, file: path)
     }
 
+    /// The configuration the daemon runs with: the explicit file (which must exist), else the
+    /// default file when present, else the embedded defaults. Also returns the file used.
+    public static func load(explicitPath: String?) throws(ConfigurationRejected) -> (DaemonConfiguration, String?) {
+        if let explicitPath {
+            return (try load(path: explicitPath), explicitPath)
+        }
+        if FileManager.default.fileExists(atPath: defaultPath) {
+            return (try load(path: defaultPath), defaultPath)
+        }
+        return (defaults, nil)
+    }
+
     init(values: [String: ConfigValue], file: String = "<defaults>") throws(ConfigurationRejected) {
         let reader = ValueReader(values: values)
         stateDirectory = reader.string("state_directory")

@@ -115,6 +115,20 @@ public struct WAVFile: Sendable, Equatable {
         self.init(sampleRate: format.rate, channels: format.channels, bitsPerSample: format.bits, samples: samples)
     }
 
+    /// The samples as 16-bit integers, rounded and clipped, still interleaved.
+    public var int16Samples: [Int16] {
+        samples.map { Int16(max(-32768, min(32767, ($0 * 32768).rounded()))) }
+    }
+
+    /// Mono 16-bit audio at `rate` Hz (the recognizer's 16 kHz): channels averaged by
+    /// `ChannelMix`, the rate converted by `Resampler`.
+    public func monoSamples(rate: Int) throws(Resampler.Failure) -> [Int16] {
+        let mono = ChannelMix.mono(interleaved: int16Samples, channels: channels)
+        guard sampleRate != rate else { return mono }
+        var resampler = try Resampler(inputRate: sampleRate, outputRate: rate)
+        return resampler.process(mono) + resampler.flushInt16()
+    }
+
     /// 16-bit PCM WAV bytes of interleaved samples: what tests and tools write.
     public static func encode(samples: [Int16], sampleRate: Int, channels: Int) -> Data {
         var data = Data()

@@ -1,0 +1,85 @@
+import Foundation
+import SightlineCore
+import SightlineTesting
+import Testing
+
+/// `sightctl voice test` and `voice list` as an integrator runs them: the real binary, real WAV
+/// files in other formats, the configuration file the daemon would read.
+@Suite("sightctl voice")
+struct SightctlVoiceTests {
+    struct Detections: Decodable {
+        struct Detection: Decodable {
+            let phrase: String
+            let action: String?
+            let start_s: Double
+            let end_s: Double
+            let score: Int
+        }
+        let detections: [Detection]
+    }
+
+    @Test("voice test hears a command in a 44.1 kHz stereo recording, between other speech, at the right time")
+    func resampledStereo() throws {
+        var corpus = VoiceCorpus()
+        corpus.pause(0.6)
+        try corpus.say("the cover is off and the belt is loose", voice: "rms", pauseAfter: 0.8)
+        try corpus.say("zoom in closer", voice: "kal16", pauseAfter: 1.0)
+        let directory = try TemporaryDirectory()
+        let path = directory.file("site.wav")
+        try SpeechSynthesizer.writeWAV(corpus.samples, to: path, rate: 44100, channels: 2, bits: 24)
+        let file = try WAVFile(contentsOf: path)
+        #expect(file.sampleRate == 44100 && file.channels == 2 && file.bitsPerSample == 24)
+
+        let result = try CommandLineTool.run("sightctl", ["voice", "test", path, "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let report = try JSONDecoder().decode(Detections.self, from: Data(result.stdout.utf8))
+        try #require(report.detections.count == 1, "\(result.stdout)")
+        let detection = report.detections[0]
+        let said = corpus.parts[1]
+        #expect(detection.action == "zoom_in")
+        #expect(detection.phrase == "zoom in closer")
+        #expect(abs(detection.start_s - said.start) < 0.25, "start \(detection.start_s) vs \(said.start)")
+        #expect(abs(detection.end_s - said.end) < 0.25, "end \(detection.end_s) vs \(said.end)")
+
+        let text = try CommandLineTool.run("sightctl", ["voice", "test", path, "--all"])
+        #expect(text.stdout.contains("zoom in closer → zoom_in"))
+        #expect(text.stdout.contains("rejected: "), "the leading sentence is shown as rejected: \(text.stdout)")
+    }
+
+    @Test("voice list and voice test read the configured phrases; bad input is refused with a reason")
+    func configuredPhrases() throws {
+        let directory = try TemporaryDirectory()
+        let config = directory.file("sightlined.yaml")
+        try """
+            voice:
+              phrases: ["snap the picture=take_photo", "phone the office=call_expert"]
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let list = try CommandLineTool.run("sightctl", ["voice", "list", "--json", "--config", config])
+        #expect(list.status == 0)
+        struct Phrases: Decodable {
+            struct Entry: Decodable, Equatable { let phrase: String; let action: String }
+            let phrases: [Entry]
+        }
+        let phrases = try JSONDecoder().decode(Phrases.self, from: Data(list.stdout.utf8)).phrases
+        #expect(phrases == [.init(phrase: "snap the picture", action: "take_photo"), .init(phrase: "phone the office", action: "call_expert")])
+
+        var corpus = VoiceCorpus()
+        corpus.pause(0.6)
+        try corpus.say("phone the office", voice: "slt")
+        let recording = directory.file("office.wav")
+        try WAVFile.encode(samples: corpus.samples, sampleRate: 16000, channels: 1).write(to: URL(fileURLWithPath: recording))
+        let heard = try CommandLineTool.run("sightctl", ["voice", "test", recording, "--config", config])
+        #expect(heard.status == 0)
+        #expect(heard.stdout.contains("phone the office → call_expert"), "\(heard.stdout)")
+
+        try "voice:\n  phrases: [\"snap=take_pic\"]\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let bad = try CommandLineTool.run("sightctl", ["voice", "list", "--config", config])
+        #expect(bad.status == 78)
+        #expect(bad.stderr.contains("\(config):2: voice.phrases:"), "\(bad.stderr)")
+
+        try Data("not a wav".utf8).write(to: URL(fileURLWithPath: recording))
+        let garbage = try CommandLineTool.run("sightctl", ["voice", "test", recording])
+        #expect(garbage.status == 65)
+        #expect(garbage.stderr.contains("not a WAV file"))
+    }
+}
