@@ -31,6 +31,10 @@ struct CommandRecognizerTests {
         let total = corpus.parts.count
         print("margins of the phrases: \(decisions.filter { $0.rejection != .noPhrase }.map(\.margin).sorted())")
         print("voice accuracy (clean, 4 voices): \(right)/\(total); \(String(format: "%.1f", corpus.seconds)) s of audio in \(elapsed)")
+        let waits = decisions.compactMap(\.command).map { $0.decidedAtSeconds - $0.endSeconds }.sorted()
+        if !waits.isEmpty {
+            print(String(format: "end of phrase to decision (audio time): p50 %.2f s, max %.2f s", waits[waits.count / 2], waits[waits.count - 1]))
+        }
         // Measured 51/52 and 52/52 at tempo 1.0 on this model; one miss of slack.
         #expect(right >= total - 2)
     }
