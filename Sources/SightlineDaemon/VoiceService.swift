@@ -60,10 +60,13 @@ final class VoiceService: Sendable {
     private let state: DaemonState
     private let logger: Logger
     private let perform: Perform
+    private let backlogSeconds: Int
 
+    /// - Parameter backlogSeconds: audio that may wait for the recognizer before new audio is dropped.
     init(configuration: DaemonConfiguration.VoiceConfiguration, journal: VoiceJournal, state: DaemonState, logger: Logger,
-         perform: @escaping Perform) {
+         backlogSeconds: Int = 5, perform: @escaping Perform) {
         self.configuration = configuration
+        self.backlogSeconds = backlogSeconds
         self.journal = journal
         self.state = state
         self.logger = logger
@@ -77,7 +80,7 @@ final class VoiceService: Sendable {
         do {
             listener = try await VoiceCommandListener.start(
                 modelDirectory: configuration.modelDirectory, vocabulary: configuration.vocabulary,
-                thresholds: configuration.thresholds)
+                thresholds: configuration.thresholds, backlogSeconds: backlogSeconds)
         } catch {
             logger.error("voice commands unavailable", metadata: ["error": "\(error)"])
             await state.set(Self.name, .failed, error.description)

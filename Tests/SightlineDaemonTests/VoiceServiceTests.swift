@@ -29,8 +29,9 @@ struct VoiceServiceTests {
         let performed = Mutex<[VoiceAction]>([])
         let journal = try VoiceJournal(stateDirectory: directory.path)
         let daemonState = state(directory)
+        // The whole recording arrives at once, far faster than real time: room for all of it.
         let service = VoiceService(configuration: DaemonConfiguration.defaults.voice, journal: journal, state: daemonState,
-                                   logger: Logger(label: "test")) { command in
+                                   logger: Logger(label: "test"), backlogSeconds: 60) { command in
             performed.withLock { $0.append(command.action) }
             return command.action == .takePhoto ? "done" : "failed: no open case"
         }
@@ -51,6 +52,7 @@ struct VoiceServiceTests {
         #expect((folder[.posixPermissions] as? Int) == 0o700)
         let status = await daemonState.status(pid: 1).services.first { $0.name == "voice" }
         #expect(status?.state == .stopped)
+        #expect(status?.detail.contains(" 0 ms of audio dropped") == true, "\(status?.detail ?? "")")
     }
 
     @Test("the journal is bounded: a full file moves aside and a new one starts")
