@@ -33,6 +33,13 @@ enum ArchiveRows {
             PRIMARY KEY (case_id, id));
         """
 
+    /// Retention: the class of each item, the entry that purged it, the legal hold of a case.
+    static let retentionSchema = """
+        ALTER TABLE items ADD COLUMN retention_class TEXT;
+        ALTER TABLE items ADD COLUMN purged_sequence INTEGER;
+        ALTER TABLE cases ADD COLUMN legal_hold TEXT;
+        """
+
     static func caseRow(_ p: CaseProjection, wrappedKey: [UInt8]) -> Values {
         [
             ("id", p.caseID.databaseValue), ("reference", p.details.reference.databaseValue),
@@ -40,7 +47,7 @@ enum ArchiveRows {
             ("title", p.details.title.databaseValue), ("unassigned", p.details.unassigned.databaseValue),
             ("state", p.state.rawValue.databaseValue), ("opened_at", p.openedAt.databaseValue),
             ("entry_count", Int64(p.entryCount).databaseValue), ("head_hash", blob(p.headHash)),
-            ("wrapped_key", blob(wrappedKey)),
+            ("wrapped_key", blob(wrappedKey)), ("legal_hold", p.legalHold.databaseValue),
         ]
     }
 
@@ -87,7 +94,8 @@ enum ArchiveRows {
         let originHash: DatabaseValue = item.refiledFrom.map { blob($0.entryHash) } ?? .null
         values += [
             ("refiled_from_case", item.refiledFrom?.caseID.databaseValue ?? .null), ("refiled_from_hash", originHash),
-            ("refiled_to", p.refiled[item.id].databaseValue),
+            ("refiled_to", p.refiled[item.id].databaseValue), ("retention_class", item.retentionClass.databaseValue),
+            ("purged_sequence", p.purged[item.id].map { Int64($0.sequence).databaseValue } ?? .null),
         ]
         return values
     }

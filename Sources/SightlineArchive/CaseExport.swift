@@ -108,7 +108,7 @@ extension EvidenceArchive {
                 files.append(.init(path: name, sha256: SHA256.hash(data: bytes).hexString, size: UInt64(bytes.count)))
             }
             var evidenceNames: [String: String] = [:]
-            for (_, item) in projection.items {
+            for (_, item) in projection.items where projection.purged[item.id] == nil {
                 guard let blob = item.blob else { continue }
                 let name = "evidence/\(item.id)\(Self.fileExtension(item.mediaType))"
                 let reader = try BlobReader(path: blobPath(caseID: caseID, sha256: blob.hex), key: key)

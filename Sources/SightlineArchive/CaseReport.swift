@@ -79,9 +79,15 @@ enum CaseReport {
             if let note = item.text { text += " — \(escape(note))" }
             if let corrected = item.corrects { text += " (corrects <code>\(escape(corrected))</code>)" }
             if let origin = item.refiledFrom { text += " (re-filed from case <code>\(escape(origin.caseID))</code>)" }
+            if let retention = item.retentionClass { text += " [\(escape(retention))]" }
             return text
         case .evidenceRefiled(let itemID, let toCase):
             return "item <code>\(escape(itemID))</code> re-filed to case <code>\(escape(toCase))</code>"
+        case .legalHoldSet(let reason): return "legal hold: \(escape(reason))"
+        case .legalHoldReleased(let reason): return "legal hold released" + (reason.map { ": " + escape($0) } ?? "")
+        case .evidencePurged(let tombstone):
+            return "item <code>\(escape(tombstone.itemID))</code> purged (\(escape(tombstone.retentionClass)), content "
+                + "<code>\(tombstone.blobSHA256?.hexString.prefix(16) ?? "none")…</code>: \(escape(tombstone.reason))"
         }
     }
 

@@ -21,9 +21,11 @@ public struct EvidenceDraft: Sendable {
     public var corrects: String?
     public var call: CallSummary?
     public var authorID: String?
+    /// Nil takes the policy's default class for the kind.
+    public var retentionClass: String?
 
     public init(kind: EvidenceKind, capturedAt: EpochMilliseconds, mediaType: String? = nil, text: String? = nil, corrects: String? = nil,
-                call: CallSummary? = nil, authorID: String? = nil) {
+                call: CallSummary? = nil, authorID: String? = nil, retentionClass: String? = nil) {
         self.kind = kind
         self.capturedAt = capturedAt
         self.mediaType = mediaType
@@ -31,7 +33,14 @@ public struct EvidenceDraft: Sendable {
         self.corrects = corrects
         self.call = call
         self.authorID = authorID
+        self.retentionClass = retentionClass
     }
+}
+
+/// One item removed by `purgeExpired`.
+public struct PurgedItem: Sendable, Equatable {
+    public var caseID: String
+    public var tombstone: Tombstone
 }
 
 public enum ArchiveError: Error, CustomStringConvertible, Sendable {
@@ -66,6 +75,7 @@ public final class EvidenceArchive: Sendable {
     private let archiveKey: SymmetricKey
     private let signingKey: Curve25519.Signing.PrivateKey
     private let chunkSize: Int
+    public let retention: RetentionPolicy
     private let clock: @Sendable () -> EpochMilliseconds
     /// Projections of cases seen so far; checked against the case row in every transaction.
     private let projections = Mutex<[String: CaseProjection]>([:])
@@ -74,9 +84,11 @@ public final class EvidenceArchive: Sendable {
 
     public init(
         directory: String, archiveKey: SymmetricKey, signingKey: Curve25519.Signing.PrivateKey,
-        chunkSize: Int = ChunkedBlobFormat.defaultChunkSize, clock: @escaping @Sendable () -> EpochMilliseconds = EvidenceArchive.systemClock
+        chunkSize: Int = ChunkedBlobFormat.defaultChunkSize, retention: RetentionPolicy = .defaults,
+        clock: @escaping @Sendable () -> EpochMilliseconds = EvidenceArchive.systemClock
     ) throws(ArchiveError) {
         self.directory = directory
+        self.retention = retention
         self.archiveKey = archiveKey
         self.signingKey = signingKey
         self.chunkSize = chunkSize
@@ -108,6 +120,7 @@ public final class EvidenceArchive: Sendable {
             database = try DatabaseQueue(path: databasePath, configuration: configuration)
             var migrator = DatabaseMigrator()
             migrator.registerMigration("v1") { db in try db.execute(sql: ArchiveRows.schema) }
+            migrator.registerMigration("v2-retention") { db in try db.execute(sql: ArchiveRows.retentionSchema) }
             try migrator.migrate(database)
         } catch {
             throw .database("\(databasePath): \(error)")
@@ -174,10 +187,16 @@ public final class EvidenceArchive: Sendable {
     /// item returned is acknowledged: it is on disk and will verify.
     @discardableResult
     public func file(_ draft: EvidenceDraft, content: EvidenceContent? = nil, into caseID: String) throws(ArchiveError) -> EvidenceItem {
+        let retentionClass = draft.retentionClass ?? retention.defaultClass[draft.kind]
+        guard let retentionClass, retention.retentionClass(named: retentionClass) != nil else {
+            throw .rejected(caseID: caseID, reason: "no retention class \(draft.retentionClass ?? draft.kind.rawValue) is configured; "
+                                + "known: \(retention.classes.map(\.name).joined(separator: ", "))")
+        }
         let dataKey = try dataKey(for: caseID)
         let blob = try content.map { (content) throws(ArchiveError) -> BlobReference in try storeBlob(content, caseID: caseID, key: dataKey) }
         let item = EvidenceItem(id: UUID().uuidString.lowercased(), kind: draft.kind, capturedAt: draft.capturedAt, mediaType: draft.mediaType,
-                                blob: blob, text: draft.text, corrects: draft.corrects, call: draft.call, authorID: draft.authorID)
+                                blob: blob, text: draft.text, corrects: draft.corrects, call: draft.call, authorID: draft.authorID,
+                                retentionClass: retentionClass)
         try append(caseID) { _ in .evidenceAdded(item) }
         return item
     }
@@ -221,6 +240,48 @@ public final class EvidenceArchive: Sendable {
         try append(source) { _ in .evidenceRefiled(itemID: itemID, toCase: target) }
     }
 
+    /// Puts the case on legal hold: nothing in it is purged until the hold is released.
+    public func setLegalHold(_ caseID: String, reason: String) throws(ArchiveError) {
+        try append(caseID) { _ in .legalHoldSet(reason: reason) }
+    }
+
+    public func releaseLegalHold(_ caseID: String, reason: String? = nil) throws(ArchiveError) {
+        try append(caseID) { _ in .legalHoldReleased(reason: reason) }
+    }
+
+    /// Deletes the content of every item whose retention period has ended, in cases not on
+    /// legal hold, leaving a tombstone entry each (what, when, why, hash). The tombstone is
+    /// committed before the blob is deleted: a crash in between leaves an unreferenced blob,
+    /// never a missing one that the journal still vouches for.
+    @discardableResult
+    public func purgeExpired() throws(ArchiveError) -> [PurgedItem] {
+        var purged: [PurgedItem] = []
+        for caseID in try caseIDs() {
+            let projection = try projection(caseID)
+            guard projection.legalHold == nil else { continue }
+            for (_, item) in projection.items where projection.purged[item.id] == nil {
+                guard let name = item.retentionClass, let retentionClass = retention.retentionClass(named: name),
+                      let filedAt = projection.filedAt[item.id]
+                else { continue }
+                let expiry = retentionClass.expiry(filedAt: filedAt)
+                guard expiry <= clock() else { continue }
+                let tombstone = Tombstone(itemID: item.id, blobSHA256: item.blob?.sha256, retentionClass: name, expiredAt: expiry,
+                                          reason: "retention period ended: \(retentionClass.summary)")
+                try append(caseID) { _ in .evidencePurged(tombstone) }
+                purged.append(PurgedItem(caseID: caseID, tombstone: tombstone))
+                if let blob = item.blob {
+                    let after = try self.projection(caseID)
+                    let stillNeeded = after.items.contains { $0.item.blob?.sha256 == blob.sha256 && after.purged[$0.item.id] == nil }
+                    if !stillNeeded {
+                        unlink(blobPath(caseID: caseID, sha256: blob.hex))
+                        try? SecureFiles.syncDirectory(Self.path(directory, "blobs/\(caseID)"))
+                    }
+                }
+            }
+        }
+        return purged
+    }
+
     /// One journal entry, its checkpoint and its rows, in one durable transaction.
     private func append(_ caseID: String, _ event: (CaseProjection) throws -> CaseEvent) throws(ArchiveError) {
         let updated = try catching(caseID) {
@@ -237,8 +298,9 @@ public final class EvidenceArchive: Sendable {
 
     private func record(_ db: Database, _ entry: JournalEntry, projection: CaseProjection) throws {
         try insert(db, entry, hash: projection.headHash)
-        try db.execute(sql: "UPDATE cases SET state = ?, entry_count = ?, head_hash = ? WHERE id = ?",
-                       arguments: [projection.state.rawValue, Int64(projection.entryCount), Data(projection.headHash), projection.caseID])
+        try db.execute(sql: "UPDATE cases SET state = ?, entry_count = ?, head_hash = ?, legal_hold = ? WHERE id = ?",
+                       arguments: [projection.state.rawValue, Int64(projection.entryCount), Data(projection.headHash), projection.legalHold,
+                                   projection.caseID])
         switch entry.event {
         case .participantAdded:
             if let row = ArchiveRows.participantRows(projection).last { try ArchiveRows.upsert(db, table: "participants", row) }
@@ -248,7 +310,9 @@ public final class EvidenceArchive: Sendable {
             try upsertItem(db, projection, id: item.id)
         case .evidenceRefiled(let itemID, _):
             try upsertItem(db, projection, id: itemID)
-        case .opened, .closed, .reopened:
+        case .evidencePurged(let tombstone):
+            try upsertItem(db, projection, id: tombstone.itemID)
+        case .opened, .closed, .reopened, .legalHoldSet, .legalHoldReleased:
             break
         }
     }

@@ -4,6 +4,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import ServiceLifecycle
 import SightlineArchive
 import SightlineCore
 import SightlineSystem
@@ -20,12 +21,12 @@ final class CaseService: Sendable {
         let description: String
     }
 
-    init(stateDirectory: String, identity: Curve25519.Signing.PrivateKey, logger: Logger) {
+    init(stateDirectory: String, identity: Curve25519.Signing.PrivateKey, retention: RetentionPolicy, logger: Logger) {
         let keys = ArchiveKeyStore(keyFilePath: (stateDirectory as NSString).appendingPathComponent("archive.key"))
         do {
             let key = try keys.loadOrCreate()
             archive = .success(try EvidenceArchive(directory: (stateDirectory as NSString).appendingPathComponent("archive"),
-                                                   archiveKey: key, signingKey: identity))
+                                                   archiveKey: key, signingKey: identity, retention: retention))
             logger.info("evidence archive ready", metadata: ["key": "\(keys.source())"])
         } catch {
             logger.error("evidence archive unavailable", metadata: ["error": "\(error)"])
@@ -87,6 +88,33 @@ final class CaseService: Sendable {
     }
 }
 
+/// The purge job: every `retention.purge_interval_hours` (and a minute after start) it deletes
+/// the content of evidence whose retention period ended, outside cases on legal hold.
+struct RetentionPurgeService: Service {
+    let cases: CaseService
+    let interval: Duration
+    let logger: Logger
+
+    func run() async throws {
+        var wait = Duration.seconds(60)
+        while !Task.isShuttingDownGracefully {
+            do {
+                let delay = wait
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
+            } catch {
+                return
+            }
+            wait = interval
+            do {
+                let purged = try await cases.perform { archive in try archive.purgeExpired().count }
+                if purged > 0 { logger.notice("retention: purged expired evidence", metadata: ["items": "\(purged)"]) }
+            } catch {
+                logger.error("retention: purge failed; it runs again at the next interval", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}
+
 extension ControlServer {
     /// `/v1/cases…`: open, list, show, close, reopen, verify, export.
     static func addCaseRoutes(_ router: Router<ControlRequestContext>, cases: CaseService) {
@@ -111,15 +139,30 @@ extension ControlServer {
             let id = try context.parameters.require("id")
             return try jsonResponse(try await cases.perform { archive in CaseDetail(projection: try archive.projection(id)) })
         }
-        for action in ["close", "reopen"] {
+        router.post(RouterPath(ControlAPI.purgePath)) { _, context in
+            let purged = try await cases.perform { archive in try archive.purgeExpired() }
+            context.logger.notice("retention: purge on demand", metadata: ["items": "\(purged.count)"])
+            return try jsonResponse(PurgeReport(purged: purged.map {
+                .init(caseId: $0.caseID, itemId: $0.tombstone.itemID, retentionClass: $0.tombstone.retentionClass, expiredAt: $0.tombstone.expiredAt)
+            }))
+        }
+        for action in ["close", "reopen", "hold", "release"] {
             router.post(RouterPath(ControlAPI.casePath("{id}", action))) { request, context in
                 let id = try context.parameters.require("id")
                 let change = try await request.decode(as: CaseStateRequest.self, context: context)
+                if action == "hold", (change.reason ?? "").isEmpty {
+                    throw HTTPError(.badRequest, message: "a legal hold needs its reason (--reason), e.g. the dispute or order it serves")
+                }
                 let summary = try await cases.perform { archive in
-                    if action == "close" { try archive.close(id, reason: change.reason) } else { try archive.reopen(id, reason: change.reason) }
+                    switch action {
+                    case "close": try archive.close(id, reason: change.reason)
+                    case "reopen": try archive.reopen(id, reason: change.reason)
+                    case "hold": try archive.setLegalHold(id, reason: change.reason ?? "")
+                    default: try archive.releaseLegalHold(id, reason: change.reason)
+                    }
                     return CaseSummary(projection: try archive.projection(id))
                 }
-                context.logger.notice("case \(action == "close" ? "closed" : "reopened")", metadata: ["case": "\(id)"])
+                context.logger.notice("case: \(action)", metadata: ["case": "\(id)", "reason": "\(change.reason ?? "")"])
                 return try jsonResponse(summary)
             }
         }

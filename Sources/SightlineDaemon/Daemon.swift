@@ -78,7 +78,7 @@ public enum SightlineDaemon {
                                    evidence: EvidenceDirectory(stateDirectory: configuration.stateDirectory),
                                    state: state, registry: devices, logger: logger)
         let calls = CallService(configuration: configuration, identity: identityKey, camera: camera, logger: logger)
-        let cases = CaseService(stateDirectory: configuration.stateDirectory, identity: identityKey, logger: logger)
+        let cases = CaseService(stateDirectory: configuration.stateDirectory, identity: identityKey, retention: configuration.retention, logger: logger)
         await state.set("archive", cases.unavailableReason == nil ? .running : .failed, cases.unavailableReason ?? "evidence archive open")
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: ControlServer.makeApplication(.init(
@@ -86,6 +86,8 @@ public enum SightlineDaemon {
                 notifier: notifier, logger: logger)),
                   serviceName: "control"),
             .init(service: calls, serviceName: "calls"),
+            .init(service: RetentionPurgeService(cases: cases, interval: .seconds(configuration.purgeIntervalHours * 3600), logger: logger),
+                  serviceName: "retention"),
             .init(service: DiscoveryService(registry: devices, state: state, logger: logger), serviceName: "discovery"),
             .init(service: camera, serviceName: "camera"),
             .init(service: WatchdogService(state: state, notifier: notifier, logger: logger, unsupervisedCheckInterval: .seconds(1)),

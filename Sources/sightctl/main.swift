@@ -339,7 +339,7 @@ struct Call: AsyncParsableCommand {
 struct Case: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Service cases: open, close, list, show, verify and export the evidence archive.",
-        subcommands: [Open.self, Close.self, Reopen.self, List.self, Show.self, Verify.self, Export.self])
+        subcommands: [Open.self, Close.self, Reopen.self, List.self, Show.self, Verify.self, Export.self, Hold.self, Release.self, Purge.self])
 
     static func time(_ milliseconds: Int64) -> String {
         Date(timeIntervalSince1970: Double(milliseconds) / 1000).formatted(.iso8601)
@@ -348,10 +348,10 @@ struct Case: AsyncParsableCommand {
     static func line(_ summary: CaseSummary) -> String {
         let label = [summary.reference, summary.asset, summary.title].compactMap { $0 }.joined(separator: " · ")
         return "\(summary.id)  \(summary.state.padding(toLength: 8, withPad: " ", startingAt: 0))  \(time(summary.openedAt))  "
-            + "\(summary.items) items  \(label)"
+            + "\(summary.items) items  \(label)" + (summary.legalHold.map { "  [legal hold: \($0)]" } ?? "")
     }
 
-    /// `close` or `reopen`, which differ only in the endpoint.
+    /// `close`, `reopen`, `hold` or `release`, which differ only in the endpoint.
     static func changeState(_ id: String, _ action: String, reason: String?, _ options: DaemonOptions) async throws {
         let summary = try await request { () async throws(ControlClient.Failure) in
             try await options.client.post(ControlAPI.casePath(id, action), json: CaseStateRequest(reason: reason), as: CaseSummary.self)
@@ -429,6 +429,7 @@ struct Case: AsyncParsableCommand {
             print("state:     \(summary.state)\(summary.unassigned ? " (unassigned evidence)" : "")")
             print("opened:    \(Case.time(summary.openedAt))")
             print("journal:   \(summary.entries) entries, head \(detail.headHash)")
+            if let hold = summary.legalHold { print("hold:      \(hold) (nothing is purged until released)") }
             for participant in detail.participants { print("participant: \(participant.participantId) \(participant.name) (\(participant.role))") }
             for consent in detail.consents {
                 print("consent:   \(consent.participantId) \(consent.granted ? "granted" : "refused") \(consent.scope) at \(Case.time(consent.givenAt))"
@@ -440,6 +441,8 @@ struct Case: AsyncParsableCommand {
                 if let note = item.text { text += " \"\(note)\"" }
                 if let corrected = item.corrects { text += " corrects \(corrected)" }
                 if let target = item.refiledToCaseId { text += " → re-filed to \(target)" }
+                if let retention = item.retentionClass { text += " [\(retention)]" }
+                if let purged = item.purged { text += " PURGED: \(purged)" }
                 print(text)
             }
         }
@@ -486,6 +489,40 @@ struct Case: AsyncParsableCommand {
                 try await options.client.download(ControlAPI.casePath(id, "export"), to: destination)
             }
             print("\(destination): \(bytes) bytes")
+        }
+    }
+    struct Hold: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Put a case on legal hold: nothing in it is purged until released.")
+        @Argument(help: "The case id.") var id: String
+        @Option(help: "Why (the dispute, audit or order the hold serves).") var reason: String
+        @OptionGroup var options: DaemonOptions
+
+        func run() async throws { try await Case.changeState(id, "hold", reason: reason, options) }
+    }
+
+    struct Release: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Release a case's legal hold.")
+        @Argument(help: "The case id.") var id: String
+        @Option(help: "Why, for the journal.") var reason: String?
+        @OptionGroup var options: DaemonOptions
+
+        func run() async throws { try await Case.changeState(id, "release", reason: reason, options) }
+    }
+
+    struct Purge: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete the content of evidence whose retention period ended now (the daemon also does it on its own); tombstones stay in the journals.")
+        @OptionGroup var options: DaemonOptions
+
+        func run() async throws {
+            let report = try await request { () async throws(ControlClient.Failure) in
+                try await options.client.post(ControlAPI.purgePath, json: [String: String](), as: PurgeReport.self)
+            }
+            if options.json { return try printJSON(report) }
+            print("purged \(report.purged.count) item(s)")
+            for item in report.purged {
+                print("  \(item.caseId) \(item.itemId) [\(item.retentionClass)] expired \(Case.time(item.expiredAt))")
+            }
         }
     }
 }

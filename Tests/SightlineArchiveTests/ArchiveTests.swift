@@ -4,6 +4,7 @@ import GRDB
 import SightlineCore
 import SightlineSystem
 import SightlineTesting
+import Synchronization
 import Testing
 import ZIPFoundation
 @testable import SightlineArchive
@@ -404,5 +405,71 @@ struct ScratchArchive {
         #expect(secondAcks > 5, "no recovery after the file system grew: \(read("err2"))")
         #expect(read("verify2").hasPrefix("intact"), "\(read("verify2"))")
         print("disk full: \(firstAcks) items before ENOSPC, \(secondAcks) after growing the file system; \(read("verify2"))", terminator: "")
+    }
+}
+
+/// A clock that tests move by hand.
+final class MockClock: Sendable {
+    private let now = Mutex<EpochMilliseconds>(0)
+    func set(_ time: EpochMilliseconds) { now.withLock { $0 = time } }
+    func read() -> EpochMilliseconds { now.withLock { $0 } }
+}
+
+@Suite struct RetentionArchiveTests {
+    static func time(_ text: String) -> EpochMilliseconds {
+        EpochMilliseconds((ISO8601DateFormatter().date(from: text)?.timeIntervalSince1970 ?? 0) * 1000)
+    }
+
+    @Test func exactlyTheExpiredItemsArePurgedHoldsRespectedChainsIntact() throws {
+        let directory = try TemporaryDirectory(prefix: "sightline-archive-retention")
+        let clock = MockClock()
+        clock.set(Self.time("2025-03-10T12:00:00Z"))
+        let identity = Curve25519.Signing.PrivateKey()
+        let archive = try EvidenceArchive(directory: directory.file("archive"), archiveKey: SymmetricKey(size: .bits256), signingKey: identity,
+                                          clock: { clock.read() })
+        var random = SeededGenerator(seed: 8)
+        let a = try archive.openCase(CaseDetails(reference: "WO-A"))
+        let b = try archive.openCase(CaseDetails(reference: "WO-B"))
+        let c = try archive.openCase(CaseDetails(reference: "WO-C"))
+        let photo = try archive.file(EvidenceDraft(kind: .photo, capturedAt: 1, mediaType: "image/jpeg"), content: .bytes(randomBytes(900, &random)), into: a)
+        let audioA = try archive.file(EvidenceDraft(kind: .audioNote, capturedAt: 2), content: .bytes(randomBytes(700, &random)), into: a)
+        let command = try archive.file(EvidenceDraft(kind: .voiceCommand, capturedAt: 3, text: "take photo"), into: a)
+        let invoice = try archive.file(EvidenceDraft(kind: .photo, capturedAt: 4, retentionClass: "booking-voucher"),
+                                       content: .bytes(randomBytes(800, &random)), into: a)
+        let audioB = try archive.file(EvidenceDraft(kind: .audioNote, capturedAt: 5), content: .bytes(randomBytes(600, &random)), into: b)
+        try archive.setLegalHold(b, reason: "warranty dispute")
+        clock.set(Self.time("2025-03-25T12:00:00Z"))
+        let audioC = try archive.file(EvidenceDraft(kind: .audioNote, capturedAt: 6), content: .bytes(randomBytes(500, &random)), into: c)
+        #expect(throws: ArchiveError.self) { try archive.file(EvidenceDraft(kind: .textNote, capturedAt: 7, text: "x", retentionClass: "forever"), into: a) }
+
+        func purge(at time: String) throws -> Set<String> {
+            clock.set(Self.time(time))
+            let purged = try archive.purgeExpired()
+            for result in try archive.verifyAll() { #expect(throws: Never.self, "\(time)") { try result.get() } }
+            return Set(purged.map(\.tombstone.itemID))
+        }
+        #expect(try purge(at: "2025-04-09T11:59:59Z").isEmpty)
+        #expect(try purge(at: "2025-04-09T12:00:00Z") == [audioA.id, command.id])
+        #expect(!FileManager.default.fileExists(atPath: archive.blobPath(caseID: a, sha256: try #require(audioA.blob).hex)))
+        #expect(FileManager.default.fileExists(atPath: archive.blobPath(caseID: a, sha256: try #require(photo.blob).hex)))
+        #expect(try purge(at: "2025-04-24T12:00:00Z") == [audioC.id])
+        #expect(try purge(at: "2031-12-31T23:59:59Z").isEmpty)
+        #expect(try purge(at: "2032-01-01T00:00:00Z") == [photo.id])
+        #expect(try purge(at: "2033-06-01T00:00:00Z").isEmpty)  // the hold still covers case B
+        try archive.releaseLegalHold(b, reason: "settled")
+        #expect(try purge(at: "2033-06-01T00:00:01Z") == [audioB.id])
+        #expect(try purge(at: "2034-01-01T00:00:00Z") == [invoice.id])
+
+        let tombstones = try archive.projection(a).purged
+        #expect(Set(tombstones.keys) == [audioA.id, command.id, photo.id, invoice.id])
+        let tombstone = try #require(tombstones[photo.id]?.tombstone)
+        #expect(tombstone.blobSHA256 == photo.blob?.sha256 && tombstone.expiredAt == Self.time("2032-01-01T00:00:00Z"))
+        #expect(tombstone.reason.contains("commercial-letter: 6 years from the end of the calendar year"))
+        // The export of a case whose evidence was purged still checks: the journal says why files are missing.
+        let out = directory.file("a.zip")
+        _ = try archive.export(a, to: out)
+        let check = try CommandLineTool.run("/usr/bin/python3", [CaseExportTests.checker, out])
+        #expect(check.status == 0, "\(check.stdout)")
+        #expect(check.stdout.contains("0 evidence files"))
     }
 }

@@ -271,3 +271,57 @@ struct MemoryCase {
         }
     }
 }
+
+@Suite struct RetentionTests {
+    static func time(_ text: String) throws -> EpochMilliseconds {
+        let date = try #require(ISO8601DateFormatter().date(from: text))
+        return EpochMilliseconds(date.timeIntervalSince1970 * 1000)
+    }
+
+    @Test func periodsRunFromTheEndOfTheCalendarYearWhereTheLawSaysSo() throws {
+        let filed = try Self.time("2025-03-10T12:00:00Z")
+        let policy = RetentionPolicy.defaults
+        #expect(policy.retentionClass(named: "commercial-letter")?.expiry(filedAt: filed) == (try Self.time("2032-01-01T00:00:00Z")))
+        #expect(policy.retentionClass(named: "booking-voucher")?.expiry(filedAt: filed) == (try Self.time("2034-01-01T00:00:00Z")))
+        #expect(policy.retentionClass(named: "books")?.expiry(filedAt: filed) == (try Self.time("2036-01-01T00:00:00Z")))
+        #expect(policy.retentionClass(named: "personal-audio")?.expiry(filedAt: filed) == (try Self.time("2025-04-09T12:00:00Z")))
+        // Filed in the last second of a year, the period still starts with the next year.
+        let lateFiled = try Self.time("2025-12-31T23:59:59Z")
+        #expect(policy.retentionClass(named: "commercial-letter")?.expiry(filedAt: lateFiled) == (try Self.time("2032-01-01T00:00:00Z")))
+        for kind in EvidenceKind.allCases { #expect(policy.defaultClass[kind].flatMap(policy.retentionClass(named:)) != nil, "\(kind)") }
+    }
+
+    @Test func periodsComeFromTheConfiguration() throws {
+        #expect(DaemonConfiguration.defaults.retention == .defaults)
+        #expect(DaemonConfiguration.defaults.purgeIntervalHours == 24)
+        let configuration = try DaemonConfiguration.parse("retention:\n  personal_audio_days: 7\n  books_years: 12\n", file: "t.yaml")
+        #expect(configuration.retention.retentionClass(named: "personal-audio")?.period == .days(7))
+        #expect(configuration.retention.retentionClass(named: "books")?.period == .years(12))
+        #expect(configuration.retention.retentionClass(named: "commercial-letter")?.period == .years(6))
+        #expect(throws: ConfigurationRejected.self) { try DaemonConfiguration.parse("retention:\n  personal_audio_days: 0\n", file: "t.yaml") }
+        #expect(throws: ConfigurationRejected.self) { try DaemonConfiguration.parse("retention:\n  forever: true\n", file: "t.yaml") }
+    }
+
+    @Test func purgesFollowTheRules() throws {
+        let key = Curve25519.Signing.PrivateKey()
+        var memory = try MemoryCase(id: "c1", key: key)
+        let audio = EvidenceItem(id: "a1", kind: .audioNote, capturedAt: 1, blob: BlobReference(sha256: Array(SHA256.hash(data: [1])), size: 1),
+                                 retentionClass: "personal-audio")
+        try memory.append(.evidenceAdded(audio), at: 1_000, blob: [1])
+        let tombstone = Tombstone(itemID: "a1", blobSHA256: audio.blob?.sha256, retentionClass: "personal-audio", expiredAt: 5_000, reason: "expired")
+        #expect(throws: CaseProjection.Rejection.self) { try memory.append(.evidencePurged(tombstone), at: 4_999) }
+        var wrong = tombstone
+        wrong.retentionClass = "books"
+        #expect(throws: CaseProjection.Rejection.self) { try memory.append(.evidencePurged(wrong), at: 6_000) }
+        try memory.append(.legalHoldSet(reason: "warranty dispute"), at: 5_500)
+        #expect(throws: CaseProjection.Rejection.self) { try memory.append(.evidencePurged(tombstone), at: 6_000) }
+        try memory.append(.legalHoldReleased(reason: nil), at: 6_500)
+        try memory.append(.evidencePurged(tombstone), at: 7_000)
+        #expect(throws: CaseProjection.Rejection.self) { try memory.append(.evidencePurged(tombstone), at: 8_000) }
+        // The purged blob is gone, and the chain still verifies.
+        memory.blobs.removeAll()
+        let projection = try memory.verify().get()
+        #expect(projection.purged["a1"]?.tombstone == tombstone)
+        #expect(try JournalEntry(canonical: memory.entries[4].canonical).event == .evidencePurged(tombstone))
+    }
+}

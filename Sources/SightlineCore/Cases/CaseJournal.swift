@@ -95,9 +95,20 @@ public struct JournalEntry: Sendable, Equatable {
             w.text(0x0A, item.authorID)
             w.text(0x0B, item.refiledFrom?.caseID)
             w.raw(0x0C, item.refiledFrom?.entryHash)
+            w.text(0x0D, item.retentionClass)
         case .evidenceRefiled(let itemID, let toCase):
             w.text(0x01, itemID)
             w.text(0x02, toCase)
+        case .legalHoldSet(let reason):
+            w.text(0x01, reason)
+        case .legalHoldReleased(let reason):
+            w.text(0x01, reason)
+        case .evidencePurged(let tombstone):
+            w.text(0x01, tombstone.itemID)
+            w.raw(0x02, tombstone.blobSHA256)
+            w.text(0x03, tombstone.retentionClass)
+            w.signed(0x04, tombstone.expiredAt)
+            w.text(0x05, tombstone.reason)
         }
         return w
     }
@@ -154,9 +165,18 @@ public struct JournalEntry: Sendable, Equatable {
             } else if fromCase != nil || fromHash != nil {
                 throw CanonicalDecodingError("a re-filed item needs both its origin case (field 11) and entry hash (field 12)")
             }
+            item.retentionClass = try r.text(0x0D)
             return .evidenceAdded(item)
         case "evidence.refiled":
             return .evidenceRefiled(itemID: try r.requiredText(0x01), toCase: try r.requiredText(0x02))
+        case "case.hold.set":
+            return .legalHoldSet(reason: try r.requiredText(0x01))
+        case "case.hold.released":
+            return .legalHoldReleased(reason: try r.text(0x01))
+        case "evidence.purged":
+            return .evidencePurged(Tombstone(itemID: try r.requiredText(0x01), blobSHA256: try r.raw(0x02, length: 32),
+                                             retentionClass: try r.requiredText(0x03), expiredAt: try r.requiredSigned(0x04),
+                                             reason: try r.requiredText(0x05)))
         default:
             throw CanonicalDecodingError("unknown event kind \"\(kind)\"")
         }
@@ -228,6 +248,12 @@ public struct CaseProjection: Sendable, Equatable {
     public private(set) var items: [(sequence: UInt64, item: EvidenceItem)] = []
     /// Items that moved to another case: id → target case.
     public private(set) var refiled: [String: String] = [:]
+    /// When each item was filed (its entry's time): where retention periods start.
+    public private(set) var filedAt: [String: EpochMilliseconds] = [:]
+    /// Items whose content was purged, with what the journal keeps of them.
+    public private(set) var purged: [String: (sequence: UInt64, tombstone: Tombstone)] = [:]
+    /// The reason of the legal hold in force, if any.
+    public private(set) var legalHold: String?
     public private(set) var entryCount: UInt64 = 0
     public private(set) var headHash: [UInt8] = JournalEntry.genesisHash
 
@@ -235,7 +261,8 @@ public struct CaseProjection: Sendable, Equatable {
         lhs.caseID == rhs.caseID && lhs.details == rhs.details && lhs.state == rhs.state && lhs.openedAt == rhs.openedAt
             && lhs.participants == rhs.participants && lhs.consents == rhs.consents && lhs.refiled == rhs.refiled
             && lhs.items.map(\.item) == rhs.items.map(\.item) && lhs.items.map(\.sequence) == rhs.items.map(\.sequence)
-            && lhs.entryCount == rhs.entryCount && lhs.headHash == rhs.headHash
+            && lhs.entryCount == rhs.entryCount && lhs.headHash == rhs.headHash && lhs.filedAt == rhs.filedAt
+            && lhs.purged.mapValues { $0.tombstone } == rhs.purged.mapValues { $0.tombstone } && lhs.legalHold == rhs.legalHold
     }
 
     /// Why an event cannot follow the journal so far.
@@ -304,11 +331,30 @@ public struct CaseProjection: Sendable, Equatable {
             }
             guard item.kind != .callRecord || item.call != nil else { throw Rejection("a call record needs its call") }
             items.append((entry.sequence, item))
+            filedAt[item.id] = entry.recordedAt
         case .evidenceRefiled(let itemID, let toCase):
             guard item(itemID) != nil else { throw Rejection("item \(itemID) is not in this case") }
             guard refiled[itemID] == nil else { throw Rejection("item \(itemID) was already re-filed") }
+            guard purged[itemID] == nil else { throw Rejection("item \(itemID) was purged") }
             guard toCase != caseID else { throw Rejection("item \(itemID) cannot be re-filed into its own case") }
             refiled[itemID] = toCase
+        case .legalHoldSet(let reason):
+            guard legalHold == nil else { throw Rejection("the case is already on legal hold") }
+            legalHold = reason
+        case .legalHoldReleased:
+            guard legalHold != nil else { throw Rejection("the case is not on legal hold") }
+            legalHold = nil
+        case .evidencePurged(let tombstone):
+            guard legalHold == nil else { throw Rejection("the case is on legal hold: nothing in it may be purged") }
+            guard let item = item(tombstone.itemID) else { throw Rejection("item \(tombstone.itemID) is not in this case") }
+            guard purged[item.id] == nil else { throw Rejection("item \(item.id) was already purged") }
+            guard item.retentionClass == tombstone.retentionClass, tombstone.blobSHA256 == item.blob?.sha256 else {
+                throw Rejection("the tombstone of item \(item.id) does not match the item's retention class or content hash")
+            }
+            guard entry.recordedAt >= tombstone.expiredAt else {
+                throw Rejection("item \(item.id) was purged before its retention period ended")
+            }
+            purged[item.id] = (entry.sequence, tombstone)
         }
         entryCount += 1
         headHash = precomputed ?? entry.hash
@@ -361,6 +407,13 @@ public enum JournalVerifier {
         checkBlob: (BlobReference) -> String?
     ) -> Result<CaseProjection, BrokenLink> {
         guard !entries.isEmpty else { return .failure(BrokenLink(caseID: caseID, sequence: nil, reason: "the journal has no entries")) }
+        // Purged content is gone on purpose: its tombstone, later in the chain, says so.
+        var purgedItems: Set<String> = []
+        for stored in entries {
+            if let entry = try? JournalEntry(canonical: stored.canonical), case .evidencePurged(let tombstone) = entry.event {
+                purgedItems.insert(tombstone.itemID)
+            }
+        }
         var projection: CaseProjection?
         for (index, stored) in entries.enumerated() {
             func broken(_ reason: String) -> Result<CaseProjection, BrokenLink> {
@@ -386,7 +439,7 @@ public enum JournalVerifier {
             } catch {
                 return broken(error.reason)
             }
-            if case .evidenceAdded(let item) = entry.event, let blob = item.blob, let problem = checkBlob(blob) {
+            if case .evidenceAdded(let item) = entry.event, let blob = item.blob, !purgedItems.contains(item.id), let problem = checkBlob(blob) {
                 return broken("blob \(blob.hex) of item \(item.id): \(problem)")
             }
         }

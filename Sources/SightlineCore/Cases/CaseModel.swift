@@ -143,10 +143,13 @@ public struct EvidenceItem: Sendable, Equatable, Codable {
     public var call: CallSummary?
     public var authorID: String?
     public var refiledFrom: RefileOrigin?
+    /// The retention class (RETENTION.md) that decides when the item may be purged.
+    public var retentionClass: String?
 
     public init(
         id: String, kind: EvidenceKind, capturedAt: EpochMilliseconds, mediaType: String? = nil, blob: BlobReference? = nil,
-        text: String? = nil, corrects: String? = nil, call: CallSummary? = nil, authorID: String? = nil, refiledFrom: RefileOrigin? = nil
+        text: String? = nil, corrects: String? = nil, call: CallSummary? = nil, authorID: String? = nil, refiledFrom: RefileOrigin? = nil,
+        retentionClass: String? = nil
     ) {
         self.id = id
         self.kind = kind
@@ -158,6 +161,25 @@ public struct EvidenceItem: Sendable, Equatable, Codable {
         self.call = call
         self.authorID = authorID
         self.refiledFrom = refiledFrom
+        self.retentionClass = retentionClass
+    }
+}
+
+/// What stays of a purged item: which item, the hash of the content that was deleted, under
+/// which retention class it expired and when, and why. The journal keeps it for good.
+public struct Tombstone: Sendable, Equatable, Codable {
+    public var itemID: String
+    public var blobSHA256: [UInt8]?
+    public var retentionClass: String
+    public var expiredAt: EpochMilliseconds
+    public var reason: String
+
+    public init(itemID: String, blobSHA256: [UInt8]?, retentionClass: String, expiredAt: EpochMilliseconds, reason: String) {
+        self.itemID = itemID
+        self.blobSHA256 = blobSHA256
+        self.retentionClass = retentionClass
+        self.expiredAt = expiredAt
+        self.reason = reason
     }
 }
 
@@ -172,6 +194,11 @@ public enum CaseEvent: Sendable, Equatable {
     /// The item leaves this case for another; the other case's journal files it anew with a
     /// `refiledFrom` pointing back here.
     case evidenceRefiled(itemID: String, toCase: String)
+    /// A legal hold: nothing in the case is purged until it is released.
+    case legalHoldSet(reason: String)
+    case legalHoldReleased(reason: String?)
+    /// The item's content was deleted because its retention period ended.
+    case evidencePurged(Tombstone)
 
     /// The event's name in the canonical encoding.
     public var kindName: String {
@@ -183,6 +210,9 @@ public enum CaseEvent: Sendable, Equatable {
         case .consentRecorded: "consent.recorded"
         case .evidenceAdded: "evidence.added"
         case .evidenceRefiled: "evidence.refiled"
+        case .legalHoldSet: "case.hold.set"
+        case .legalHoldReleased: "case.hold.released"
+        case .evidencePurged: "evidence.purged"
         }
     }
 }

@@ -16,6 +16,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var relay: RelayConfiguration
     public var stream: StreamConfiguration
     public var voice: VoiceConfiguration
+    /// The evidence archive's retention classes, from the `retention.*` keys.
+    public var retention: RetentionPolicy
+    public var purgeIntervalHours: Int
     public var faultInjection: Bool
 
     public struct RelayConfiguration: Sendable, Equatable {
@@ -138,6 +141,20 @@ public struct DaemonConfiguration: Sendable, Equatable {
                 minimumMargin: reader.integer("voice.min_margin"),
                 maximumCommandMilliseconds: reader.integer("voice.max_command_ms"),
                 endSilenceMilliseconds: reader.integer("voice.end_silence_ms")))
+        var retention = RetentionPolicy.defaults
+        let periods: [String: RetentionClass.Period] = [
+            "commercial-letter": .years(reader.integer("retention.commercial_letter_years")),
+            "booking-voucher": .years(reader.integer("retention.booking_voucher_years")),
+            "books": .years(reader.integer("retention.books_years")),
+            "personal-audio": .days(reader.integer("retention.personal_audio_days")),
+        ]
+        retention.classes = retention.classes.map { retentionClass in
+            var changed = retentionClass
+            changed.period = periods[retentionClass.name] ?? retentionClass.period
+            return changed
+        }
+        self.retention = retention
+        purgeIntervalHours = reader.integer("retention.purge_interval_hours")
         faultInjection = reader.boolean("debug.fault_injection")
         guard let address = ListenAddress(listen) else {
             throw ConfigurationRejected([ConfigurationDiagnostic(file: file, line: nil, key: "metrics.listen", message: "invalid default")])

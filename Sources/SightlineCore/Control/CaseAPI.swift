@@ -11,6 +11,10 @@ extension ControlAPI {
         "/v1/cases/\(id)" + (action.map { "/\($0)" } ?? "")
     }
 
+    /// `POST` purges expired evidence now (the daemon also does it every
+    /// `retention.purge_interval_hours`).
+    public static let purgePath = "/v1/retention/purge"
+
     /// The case id that stands for every case in `verify`.
     public static let allCases = "all"
 }
@@ -49,6 +53,8 @@ public struct CaseSummary: Codable, Sendable, Equatable {
     public var openedAt: Int64
     public var entries: UInt64
     public var items: Int
+    /// The reason of the legal hold in force.
+    public var legalHold: String?
 
     public init(projection: CaseProjection) {
         id = projection.caseID
@@ -61,6 +67,7 @@ public struct CaseSummary: Codable, Sendable, Equatable {
         openedAt = projection.openedAt
         entries = projection.entryCount
         items = projection.items.count
+        legalHold = projection.legalHold
     }
 }
 
@@ -90,6 +97,9 @@ public struct CaseItemInfo: Codable, Sendable, Equatable {
     public var callId: String?
     public var refiledFromCaseId: String?
     public var refiledToCaseId: String?
+    public var retentionClass: String?
+    /// The tombstone's reason when the item's content was purged.
+    public var purged: String?
 }
 
 /// `sightctl case show`.
@@ -110,7 +120,8 @@ public struct CaseDetail: Codable, Sendable, Equatable {
         items = projection.items.map { _, item in
             CaseItemInfo(itemId: item.id, kind: item.kind.rawValue, capturedAt: item.capturedAt, mediaType: item.mediaType,
                          sha256: item.blob?.hex, size: item.blob?.size, text: item.text, corrects: item.corrects, callId: item.call?.callID,
-                         refiledFromCaseId: item.refiledFrom?.caseID, refiledToCaseId: projection.refiled[item.id])
+                         refiledFromCaseId: item.refiledFrom?.caseID, refiledToCaseId: projection.refiled[item.id],
+                         retentionClass: item.retentionClass, purged: projection.purged[item.id]?.tombstone.reason)
         }
     }
 }
@@ -138,4 +149,25 @@ public struct CaseVerification: Codable, Sendable, Equatable {
             problem = link.description
         }
     }
+}
+
+/// What `POST /v1/retention/purge` did.
+public struct PurgeReport: Codable, Sendable, Equatable {
+    public struct Item: Codable, Sendable, Equatable {
+        public var caseId: String
+        public var itemId: String
+        public var retentionClass: String
+        public var expiredAt: Int64
+
+        public init(caseId: String, itemId: String, retentionClass: String, expiredAt: Int64) {
+            self.caseId = caseId
+            self.itemId = itemId
+            self.retentionClass = retentionClass
+            self.expiredAt = expiredAt
+        }
+    }
+
+    public var purged: [Item]
+
+    public init(purged: [Item]) { self.purged = purged }
 }
