@@ -201,6 +201,20 @@ public final class EvidenceArchive: Sendable {
         return item
     }
 
+    /// Where new evidence goes: the most recently opened case that takes evidence, else the
+    /// unassigned case.
+    public func activeCaseID() throws(ArchiveError) -> String {
+        let open = try catching("active") {
+            try database.read { db in
+                try String.fetchOne(db, sql: """
+                    SELECT id FROM cases WHERE unassigned = 0 AND state != 'closed' ORDER BY opened_at DESC, rowid DESC LIMIT 1
+                    """)
+            }
+        }
+        if let open { return open }
+        return try unassignedCaseID()
+    }
+
     /// The open automatic case that takes evidence while no case is open, created on demand.
     public func unassignedCaseID() throws(ArchiveError) -> String {
         let existing = try catching("unassigned") {

@@ -118,6 +118,7 @@ enum ControlServer {
         }
         router.post(RouterPath(ControlAPI.callEndPath)) { _, _ in
             _ = dependencies.calls.endCall()
+            await dependencies.calls.callRecordsFiled()
             return try jsonResponse(dependencies.calls.status())
         }
         addCaseRoutes(router, cases: dependencies.cases)

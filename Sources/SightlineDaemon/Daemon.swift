@@ -77,9 +77,9 @@ public enum SightlineDaemon {
         let camera = CameraService(configuration: configuration.camera,
                                    evidence: EvidenceDirectory(stateDirectory: configuration.stateDirectory),
                                    state: state, registry: devices, logger: logger)
-        let calls = CallService(configuration: configuration, identity: identityKey, camera: camera, logger: logger)
         let cases = CaseService(stateDirectory: configuration.stateDirectory, identity: identityKey, retention: configuration.retention, logger: logger)
         await state.set("archive", cases.unavailableReason == nil ? .running : .failed, cases.unavailableReason ?? "evidence archive open")
+        let calls = CallService(configuration: configuration, identity: identityKey, camera: camera, cases: cases, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: ControlServer.makeApplication(.init(
                 state: state, configuration: configuration, camera: camera, calls: calls, cases: cases, registry: devices,

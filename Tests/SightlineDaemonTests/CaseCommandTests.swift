@@ -74,4 +74,52 @@ struct CaseCommandTests {
         daemon.signal(SIGTERM)
         #expect(await daemon.waitForExit(timeout: .seconds(15)) == 0)
     }
+
+    @Test("a call's record is filed in the active case, or in the unassigned case when none is open")
+    func callRecordsAreFiled() async throws {
+        let relay = try RelayProcess()
+        try await relay.start()
+        let daemon = try DaemonProcess(configuration: """
+            camera:
+              device: test-pattern
+              width: 320
+              height: 240
+              fps: 15
+            relay:
+              url: \(relay.webSocketURL)
+              token_file: \(relay.deviceTokenFile)
+
+            """)
+        try daemon.start()
+        try await daemon.waitUntilServing()
+        let client = ControlClient(socketPath: daemon.socketPath)
+        let socket = ["--socket", daemon.socketPath]
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+
+        // No case open: the call lands in the unassigned case.
+        _ = try await client.post(ControlAPI.callPath, json: [String: String](), as: CallStatus.self)
+        #expect(try CommandLineTool.run("sightctl", ["call", "end"] + socket).status == 0)
+        let cases = try await client.get(ControlAPI.casesPath, as: [CaseSummary].self)
+        #expect(cases.count == 1 && cases.first?.unassigned == true && cases.first?.items == 1, "\(cases)")
+
+        let opened = try await client.post(ControlAPI.casesPath, json: CaseOpenRequest(reference: "WO-CALL"), as: CaseSummary.self)
+        let call = try await client.post(ControlAPI.callPath, json: [String: String](), as: CallStatus.self)
+        let link = try #require(call.invite)
+        let invite = try #require(ExpertClient.Invite(link))
+        let report = try await ExpertClient.run(invite, frames: 5, timeout: .seconds(60))
+        #expect(report.framesOpened >= 5, "\(daemon.log)")
+        let session = try #require(call.session)
+        #expect(try CommandLineTool.run("sightctl", ["call", "end"] + socket).status == 0)
+
+        let show = try CommandLineTool.run("sightctl", ["case", "show", opened.id, "--json"] + socket)
+        let detail = try decoder.decode(CaseDetail.self, from: Data(show.stdout.utf8))
+        let record = try #require(detail.items.first, "no call record in \(show.stdout)")
+        #expect(record.kind == "call-record" && record.callId == session && record.retentionClass == "commercial-letter")
+        #expect(record.callEncryption == "sframe-aes128gcm")
+        #expect(record.callParticipantIds?.first == "device" && record.callParticipantIds?.count == 2, "\(record)")
+        #expect(try CommandLineTool.run("sightctl", ["case", "verify", "--all"] + socket).status == 0)
+        daemon.signal(SIGTERM)
+        #expect(await daemon.waitForExit(timeout: .seconds(15)) == 0)
+    }
 }

@@ -95,6 +95,8 @@ public struct CaseItemInfo: Codable, Sendable, Equatable {
     public var text: String?
     public var corrects: String?
     public var callId: String?
+    public var callParticipantIds: [String]?
+    public var callEncryption: String?
     public var refiledFromCaseId: String?
     public var refiledToCaseId: String?
     public var retentionClass: String?
@@ -120,6 +122,7 @@ public struct CaseDetail: Codable, Sendable, Equatable {
         items = projection.items.map { _, item in
             CaseItemInfo(itemId: item.id, kind: item.kind.rawValue, capturedAt: item.capturedAt, mediaType: item.mediaType,
                          sha256: item.blob?.hex, size: item.blob?.size, text: item.text, corrects: item.corrects, callId: item.call?.callID,
+                         callParticipantIds: item.call?.participantIDs, callEncryption: item.call?.encryption,
                          refiledFromCaseId: item.refiledFrom?.caseID, refiledToCaseId: projection.refiled[item.id],
                          retentionClass: item.retentionClass, purged: projection.purged[item.id]?.tombstone.reason)
         }

@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Logging
 import ServiceLifecycle
+import SightlineArchive
 import SightlineCore
 import SightlineEncoding
 import Synchronization
@@ -13,19 +14,29 @@ final class CallService: Service, Sendable {
     private let configuration: DaemonConfiguration
     private let identity: Curve25519.Signing.PrivateKey
     private let camera: CameraService
+    private let cases: CaseService
     private let logger: Logger
-    private let current = Mutex<(link: RelayLink, task: Task<Void, Never>)?>(nil)
+    private let current = Mutex<(link: RelayLink, task: Task<Void, Never>, startedAt: EpochMilliseconds)?>(nil)
+    /// Call records on their way into the archive; shutdown and the hang-up request wait for them.
+    private let filing = Mutex<[Task<Void, Never>]>([])
 
-    init(configuration: DaemonConfiguration, identity: Curve25519.Signing.PrivateKey, camera: CameraService, logger: Logger) {
+    init(configuration: DaemonConfiguration, identity: Curve25519.Signing.PrivateKey, camera: CameraService, cases: CaseService, logger: Logger) {
         self.configuration = configuration
         self.identity = identity
         self.camera = camera
+        self.cases = cases
         self.logger = logger
     }
 
     func run() async throws {
         try? await gracefulShutdown()
         _ = endCall()
+        await callRecordsFiled()
+    }
+
+    /// Returns once every ended call's record is in the archive (or failed to get there).
+    func callRecordsFiled() async {
+        for task in filing.withLock({ tasks in defer { tasks.removeAll() }; return tasks }) { await task.value }
     }
 
     /// Opens a session on the relay and returns the invite; a running call is returned as is.
@@ -51,7 +62,7 @@ final class CallService: Service, Sendable {
         let task = Task { await link.run() }
         current.withLock { previous in
             previous?.task.cancel()
-            previous = (link, task)
+            previous = (link, task, EvidenceArchive.systemClock())
         }
         guard await link.waitForSession(timeout: .seconds(10)) != nil else {
             let reason = link.snapshot.lastError ?? "the relay did not open a session within 10 s"
@@ -67,6 +78,27 @@ final class CallService: Service, Sendable {
         guard let running = current.withLock({ current in defer { current = nil }; return current }) else { return false }
         running.task.cancel()
         logger.info("call: ended")
+        let snapshot = running.link.snapshot
+        if let session = snapshot.session {
+            // The call record goes into the active case: who took part, when, and whether media was end-to-end encrypted.
+            let experts = snapshot.participatedExperts.map { "expert-\($0)" }
+            let call = CallSummary(callID: session, startedAt: running.startedAt, endedAt: EvidenceArchive.systemClock(),
+                                   participantIDs: ["device"] + experts,
+                                   encryption: experts.isEmpty ? "none (no expert completed the key exchange)" : "sframe-aes128gcm")
+            let cases = cases, logger = logger
+            let task = Task {
+                do {
+                    let (caseID, item) = try await cases.perform { archive in
+                        let caseID = try archive.activeCaseID()
+                        return (caseID, try archive.file(EvidenceDraft(kind: .callRecord, capturedAt: call.startedAt, call: call), into: caseID))
+                    }
+                    logger.info("call: record filed", metadata: ["case": "\(caseID)", "item": "\(item.id)"])
+                } catch {
+                    logger.error("call: record not filed in the archive", metadata: ["session": "\(session)", "error": "\(error)"])
+                }
+            }
+            filing.withLock { $0.append(task) }
+        }
         return true
     }
 

@@ -19,6 +19,8 @@ final class RelayLink: Sendable {
         var phase: Phase = .connecting
         var session: String?
         var verifiedExperts: [UInt32] = []
+        /// Every expert that completed the key exchange at some point of the call, for its record.
+        var participatedExperts: [UInt32] = []
         var epoch: UInt32 = 0
         var lastError: String?
     }
@@ -182,7 +184,11 @@ final class RelayLink: Sendable {
         let actions = call.withLock { $0?.handle(message, now: .now) } ?? []
         try await perform(actions, outbound)
         let (experts, epoch) = call.withLock { ($0?.verifiedExperts ?? [], $0?.epoch ?? 0) }
-        state.withLock { $0.verifiedExperts = experts; $0.epoch = epoch }
+        state.withLock { snapshot in
+            snapshot.verifiedExperts = experts
+            snapshot.epoch = epoch
+            snapshot.participatedExperts += experts.filter { !snapshot.participatedExperts.contains($0) }
+        }
         media.setAudience(!experts.isEmpty)
     }
 
