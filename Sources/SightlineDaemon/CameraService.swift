@@ -4,6 +4,7 @@ import Logging
 import Metrics
 import ServiceLifecycle
 import SightlineCamera
+import SightlineArchive
 import SightlineCore
 import SightlineSystem
 import Synchronization
@@ -16,6 +17,7 @@ public final class CameraService: Service, Sendable {
     static let loopName = "camera"
     private let configuration: DaemonConfiguration.CameraConfiguration
     private let evidence: EvidenceDirectory
+    private let cases: CaseService
     private let state: DaemonState
     private let registry: DeviceRegistry
     private let logger: Logger
@@ -30,10 +32,11 @@ public final class CameraService: Service, Sendable {
     private let recoveries = Counter(label: "sightline_camera_recoveries_total")
     private let firstFrameTimer = Metrics.Timer(label: "sightline_camera_first_frame_after_add")
 
-    init(configuration: DaemonConfiguration.CameraConfiguration, evidence: EvidenceDirectory, state: DaemonState,
+    init(configuration: DaemonConfiguration.CameraConfiguration, evidence: EvidenceDirectory, cases: CaseService, state: DaemonState,
          registry: DeviceRegistry, logger: Logger) {
         self.configuration = configuration
         self.evidence = evidence
+        self.cases = cases
         self.state = state
         self.registry = registry
         self.logger = logger
@@ -221,16 +224,30 @@ public final class CameraService: Service, Sendable {
         try await takeSnapshot().info
     }
 
-    /// The snapshot with its JPEG bytes and capture time, for sending to an expert as well.
-    func takeSnapshot() async throws -> (info: SnapshotInfo, jpeg: [UInt8], capturedAt: Duration) {
+    /// The snapshot with its JPEG bytes and capture time, for sending to an expert as well. It is
+    /// filed in the active case (`kind` says whether the wearer or an expert asked for it); the
+    /// answer names the case and item only once the archive acknowledged it.
+    func takeSnapshot(kind: EvidenceKind = .photo) async throws -> (info: SnapshotInfo, jpeg: [UInt8], capturedAt: Duration) {
         guard let frame = latest.withLock({ $0 }) else {
             throw HTTPError(.conflict, message: "no frame captured yet: is the camera streaming? (sightctl status)")
         }
         let jpeg = try SnapshotEncoder.jpeg(from: frame, encoder: try JPEGEncoder())
         let path = try evidence.store(jpeg, kind: "photo", extension: "jpg", sequence: frame.sequence)
-        let info = SnapshotInfo(path: path, width: frame.mode.size.width, height: frame.mode.size.height,
+        var info = SnapshotInfo(path: path, width: frame.mode.size.width, height: frame.mode.size.height,
                                 sourceFormat: frame.mode.fourCC.description, bytes: jpeg.count)
-        return (info, Array(jpeg), frame.timestamp)
+        let bytes = Array(jpeg)
+        do {
+            let (caseID, item) = try await cases.perform { archive in
+                let caseID = try archive.activeCaseID()
+                let draft = EvidenceDraft(kind: kind, capturedAt: EvidenceArchive.systemClock(), mediaType: "image/jpeg")
+                return (caseID, try archive.file(draft, content: .bytes(bytes), into: caseID))
+            }
+            info.caseId = caseID
+            info.itemId = item.id
+        } catch {
+            logger.error("snapshot not filed in the evidence archive", metadata: ["path": "\(path)", "error": "\(error)"])
+        }
+        return (info, bytes, frame.timestamp)
     }
 
     func controls() throws -> [CameraControl] {

@@ -73,12 +73,12 @@ public enum SightlineDaemon {
             throw StartupFailure(status: 1, description: "\(error)")
         }
 
-        let devices = DeviceRegistry(policy: cameraPolicy(for: configuration.camera))
-        let camera = CameraService(configuration: configuration.camera,
-                                   evidence: EvidenceDirectory(stateDirectory: configuration.stateDirectory),
-                                   state: state, registry: devices, logger: logger)
         let cases = CaseService(stateDirectory: configuration.stateDirectory, identity: identityKey, retention: configuration.retention, logger: logger)
         await state.set("archive", cases.unavailableReason == nil ? .running : .failed, cases.unavailableReason ?? "evidence archive open")
+        let devices = DeviceRegistry(policy: cameraPolicy(for: configuration.camera))
+        let camera = CameraService(configuration: configuration.camera,
+                                   evidence: EvidenceDirectory(stateDirectory: configuration.stateDirectory), cases: cases,
+                                   state: state, registry: devices, logger: logger)
         let calls = CallService(configuration: configuration, identity: identityKey, camera: camera, cases: cases, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: ControlServer.makeApplication(.init(

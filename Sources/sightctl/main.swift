@@ -177,6 +177,11 @@ struct Snapshot: AsyncParsableCommand {
         }
         if options.json { return try printJSON(snapshot) }
         print(snapshot.path)
+        if let caseID = snapshot.caseId, let itemID = snapshot.itemId {
+            print("filed in case \(caseID) as item \(itemID)")
+        } else {
+            FileHandle.standardError.write(Data("sightctl: the snapshot was not filed in the evidence archive; see the daemon's log\n".utf8))
+        }
     }
 }
 

@@ -122,4 +122,39 @@ struct CaseCommandTests {
         daemon.signal(SIGTERM)
         #expect(await daemon.waitForExit(timeout: .seconds(15)) == 0)
     }
+
+    @Test("sightctl snapshot files the photo in the active case; the export carries the JPEG")
+    func snapshotsAreFiled() async throws {
+        let daemon = try DaemonProcess(configuration: "camera:\n  device: test-pattern\n  width: 320\n  height: 240\n  fps: 15\n")
+        try daemon.start()
+        try await daemon.waitUntilServing()
+        let socket = ["--socket", daemon.socketPath]
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        let id = try CommandLineTool.run("sightctl", ["case", "open", "WO-PHOTO"] + socket).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        var snapshot: SnapshotInfo?
+        for _ in 0..<50 {
+            let result = try CommandLineTool.run("sightctl", ["snapshot", "--json"] + socket)
+            if result.status == 0 {
+                snapshot = try decoder.decode(SnapshotInfo.self, from: Data(result.stdout.utf8))
+                break
+            }
+            try await Task.sleep(for: .milliseconds(100))  // the test pattern's first frame
+        }
+        let photo = try #require(snapshot)
+        #expect(photo.caseId == id && photo.itemId != nil, "\(photo)")
+        let text = try CommandLineTool.run("sightctl", ["snapshot"] + socket)
+        #expect(text.stdout.contains("filed in case \(id) as item "), "\(text.stdout)\(text.stderr)")
+
+        let detail = try decoder.decode(CaseDetail.self, from: Data(try CommandLineTool.run("sightctl", ["case", "show", id, "--json"] + socket).stdout.utf8))
+        let item = try #require(detail.items.first { $0.itemId == photo.itemId })
+        #expect(item.kind == "photo" && item.mediaType == "image/jpeg" && item.size == UInt64(photo.bytes))
+        #expect(detail.items.count == 2)
+        let out = daemon.directory.file("photo.zip")
+        #expect(try CommandLineTool.run("sightctl", ["case", "export", id, "--out", out] + socket).status == 0)
+        let check = try CommandLineTool.run("/usr/bin/python3", [Self.checker, out])
+        #expect(check.status == 0 && check.stdout.contains("2 evidence files"), "\(check.stdout)")
+        daemon.signal(SIGTERM)
+        #expect(await daemon.waitForExit(timeout: .seconds(15)) == 0)
+    }
 }

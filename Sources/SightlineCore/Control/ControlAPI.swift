@@ -133,13 +133,19 @@ public struct SnapshotInfo: Codable, Sendable, Equatable {
     /// The camera format it was made from (MJPG is passed through, others are compressed).
     public var sourceFormat: String
     public var bytes: Int
+    /// The case and item the snapshot was filed as in the evidence archive; nil when the
+    /// archive did not acknowledge it (the daemon logs why).
+    public var caseId: String?
+    public var itemId: String?
 
-    public init(path: String, width: Int, height: Int, sourceFormat: String, bytes: Int) {
+    public init(path: String, width: Int, height: Int, sourceFormat: String, bytes: Int, caseId: String? = nil, itemId: String? = nil) {
         self.path = path
         self.width = width
         self.height = height
         self.sourceFormat = sourceFormat
         self.bytes = bytes
+        self.caseId = caseId
+        self.itemId = itemId
     }
 }
 

@@ -230,7 +230,7 @@ final class RelayLink: Sendable {
     /// Files a still as evidence on the device and queues it, sealed, for the expert.
     private func takeSnapshot(for expert: UInt32, id: String, _ outbound: WebSocketOutboundWriter) async throws {
         do {
-            let (info, jpeg, capturedAt) = try await camera.takeSnapshot()
+            let (info, jpeg, capturedAt) = try await camera.takeSnapshot(kind: .expertSnapshot)
             media.queueStill(.init(jpeg: jpeg, width: info.width, height: info.height, capturedAt: capturedAt))
             let name = URL(fileURLWithPath: info.path).lastPathComponent
             try await send(.snapshotTaken(to: expert, id: id, evidence: name, width: info.width, height: info.height), outbound)
