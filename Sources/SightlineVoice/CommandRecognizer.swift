@@ -35,11 +35,10 @@ public struct CommandRecognizer: ~Copyable {
             throw .modelMissing(path: path)
         }
         let endSilenceFrames = String(max(1, thresholds.endSilenceMilliseconds / 10))
-        let common = ["-hmm", acoustic, "-dict", dictionary, "-vad_postspeech", endSilenceFrames]
+        let words = try Self.vocabularyDictionary(dictionary, words: Set(vocabulary.words))
+        defer { unlink(words) }
+        let common = ["-hmm", acoustic, "-dict", words, "-vad_postspeech", endSilenceFrames]
         let grammar = try SphinxDecoder(role: "grammar", arguments: common)
-        var missing: [String] = []
-        for word in vocabulary.words where grammar.pronunciation(of: word) == nil { missing.append(word) }
-        guard missing.isEmpty else { throw .wordsNotInDictionary(missing, dictionary: dictionary) }
         try grammar.useGrammar(vocabulary.grammar)
         // Wide beams keep the phone loop cheap (about 0.03 of real time); context-independent
         // phones are enough for a yardstick.
@@ -91,6 +90,25 @@ public struct CommandRecognizer: ~Copyable {
     public mutating func finish() throws(VoiceRecognizerError) -> [UtteranceDecision] {
         guard let start = utteranceStart else { return [] }
         return [try closeUtterance(startedAt: start)]
+    }
+
+    /// Writes the dictionary entries of the phrase words to a private temporary file for the
+    /// decoders to load (they read it in `ps_init`); the caller removes it.
+    private static func vocabularyDictionary(_ path: String, words: Set<String>) throws(VoiceRecognizerError) -> String {
+        guard let full = FileManager.default.contents(atPath: path) else { throw .modelMissing(path: path) }
+        let subset = PronunciationDictionary.subset(of: full, for: words)
+        guard subset.missing.isEmpty else { throw .wordsNotInDictionary(subset.missing, dictionary: path) }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("sightline-voice-\(getpid())-\(UUID().uuidString).dict").path
+        let fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .dictionaryNotWritten(path: file, errno: errno) }
+        defer { close(fd) }
+        let bytes = Array(subset.text.utf8)
+        guard write(fd, bytes, bytes.count) == bytes.count else {
+            let code = errno
+            unlink(file)
+            throw .dictionaryNotWritten(path: file, errno: code)
+        }
+        return file
     }
 
     private static func seconds(_ frames: ClosedRange<Int>) -> (Double, Double) {

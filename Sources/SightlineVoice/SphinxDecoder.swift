@@ -42,13 +42,6 @@ struct SphinxDecoder: ~Copyable {
         }
     }
 
-    /// The word's pronunciation in the loaded dictionary (`ps_lookup_word`, whose string we own).
-    func pronunciation(of word: String) -> String? {
-        guard let phones = ps_lookup_word(handle, word) else { return nil }
-        defer { free(phones) }
-        return String(cString: phones)
-    }
-
     func startUtterance() throws(VoiceRecognizerError) {
         guard ps_start_utt(handle) >= 0 else { throw .decoderFailed(role: role, operation: "ps_start_utt") }
     }

@@ -160,3 +160,22 @@ struct WAVFileTests {
         #expect(WAVFile.Failure.notRIFFWave.description.contains("sox"))
     }
 }
+
+@Suite("Pronunciation dictionary subset")
+struct PronunciationDictionaryTests {
+    @Test("the entries of the wanted words, alternates included, and the missing words")
+    func subset() {
+        let dictionary = Data("""
+            a AH
+            a(2) EY
+            read R EH D
+            read(2) R IY D
+            reader R IY D ER
+            the DH AH
+            """.utf8)
+        let subset = PronunciationDictionary.subset(of: dictionary, for: ["read", "a", "zzz"])
+        #expect(subset.text == "a AH\na(2) EY\nread R EH D\nread(2) R IY D\n")
+        #expect(subset.missing == ["zzz"])
+        #expect(PronunciationDictionary.subset(of: Data(), for: ["a"]).missing == ["a"])
+    }
+}
