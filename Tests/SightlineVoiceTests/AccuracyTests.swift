@@ -52,4 +52,21 @@ struct AccuracyTests {
         #expect(result.right >= floor)
         #expect(result.wrong <= 1)
     }
+
+    @Test("unrelated speech in white noise triggers nothing", arguments: [20.0, 10.0])
+    func unrelatedSpeechInNoise(snr: Double) async throws {
+        var corpus = VoiceCorpus()
+        corpus.pause(0.8)
+        for (index, sentence) in VoiceFixture.unrelatedSentences.enumerated() {
+            try corpus.say(sentence, voice: SpeechSynthesizer.voices[index % SpeechSynthesizer.voices.count], pauseAfter: 0.9)
+        }
+        let samples = SpeechSynthesizer.mix(corpus.samples, noise: SpeechSynthesizer.noise(seconds: 7.3, amplitude: 10000, seed: 5), snr: snr)
+        let configuration = VoiceFixture.configuration
+        let decisions = try await CommandRecognizer.decide(samples: samples, modelDirectory: configuration.modelDirectory,
+                                                           vocabulary: configuration.vocabulary, thresholds: configuration.thresholds)
+        let accepted = decisions.filter(\.accepted)
+        print("false accepts in white noise \(snr) dB: \(accepted.count) in \(corpus.parts.count) sentences; \(accepted.map(\.phrase))")
+        #expect(decisions.count >= corpus.parts.count / 2)
+        #expect(accepted.isEmpty)
+    }
 }

@@ -128,6 +128,41 @@ struct CommandRecognizerTests {
         #expect(statistics.failure == nil)
     }
 
+    @Test("fed in real time, each command arrives within 400 ms of the end of its phrase")
+    func endOfPhraseToCommand() async throws {
+        var corpus = VoiceCorpus()
+        corpus.pause(0.5)
+        for (phrase, voice) in [("take a picture", "slt"), ("call the expert", "rms"), ("privacy please", "slt"), ("zoom out wider", "kal16")] {
+            try corpus.say(phrase, voice: voice, pauseAfter: 1.0)
+        }
+        let configuration = VoiceFixture.configuration
+        let listener = try await VoiceCommandListener.start(
+            modelDirectory: configuration.modelDirectory, vocabulary: configuration.vocabulary, thresholds: configuration.thresholds)
+        let clock = ContinuousClock()
+        let start = clock.now
+        let samples = corpus.samples
+        let feeder = Task {
+            for (index, offset) in stride(from: 0, to: samples.count, by: 320).enumerated() {
+                try? await clock.sleep(until: start + .milliseconds(20 * (index + 1)))
+                listener.submit(Array(samples[offset..<min(offset + 320, samples.count)]))
+            }
+            _ = await listener.finish()
+        }
+        var latencies: [Double] = []
+        for await command in listener.commands {
+            let arrived = start.duration(to: clock.now)
+            let spoken = corpus.parts.first { command.startSeconds < $0.end && command.endSeconds > $0.start }
+            // The phrase ends when the speech does; its audio is only all there 20 ms later at most.
+            if let spoken { latencies.append(Double(arrived.components.attoseconds) / 1e18 + Double(arrived.components.seconds) - spoken.end) }
+        }
+        await feeder.value
+        latencies.sort()
+        print("end of phrase to command (wall clock): \(latencies.map { String(format: "%.0f ms", $0 * 1000) })")
+        try #require(latencies.count == 4)
+        #expect(latencies[2] <= 0.4)
+        #expect(latencies[3] <= 0.8)
+    }
+
     @Test("a full backlog drops new audio and counts it instead of blocking capture")
     func boundedBacklog() async throws {
         let configuration = VoiceFixture.configuration
