@@ -120,7 +120,13 @@ extension ControlServer {
     static func addCaseRoutes(_ router: Router<ControlRequestContext>, cases: CaseService) {
         router.get(RouterPath(ControlAPI.casesPath)) { _, _ in
             try jsonResponse(try await cases.perform { archive in
-                try archive.caseIDs().map { CaseSummary(projection: try archive.projection($0)) }
+                try archive.caseIDs().map { id in
+                    do {
+                        return CaseSummary(projection: try archive.projection(id))
+                    } catch {
+                        return CaseSummary(unreadable: id, reason: "\(error)")
+                    }
+                }
             })
         }
         router.post(RouterPath(ControlAPI.casesPath)) { request, context in
@@ -165,6 +171,16 @@ extension ControlServer {
                 context.logger.notice("case: \(action)", metadata: ["case": "\(id)", "reason": "\(change.reason ?? "")"])
                 return try jsonResponse(summary)
             }
+        }
+        router.post(RouterPath(ControlAPI.casePath("{id}", "refile"))) { request, context in
+            let id = try context.parameters.require("id")
+            let move = try await request.decode(as: CaseRefileRequest.self, context: context)
+            let summary = try await cases.perform { archive in
+                try archive.refile(itemID: move.itemId, from: id, to: move.toCaseId)
+                return CaseSummary(projection: try archive.projection(move.toCaseId))
+            }
+            context.logger.notice("case: item re-filed", metadata: ["item": "\(move.itemId)", "from": "\(id)", "to": "\(move.toCaseId)"])
+            return try jsonResponse(summary)
         }
         router.get(RouterPath(ControlAPI.casePath("{id}", "verify"))) { _, context in
             let id = try context.parameters.require("id")

@@ -344,7 +344,7 @@ struct Call: AsyncParsableCommand {
 struct Case: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Service cases: open, close, list, show, verify and export the evidence archive.",
-        subcommands: [Open.self, Close.self, Reopen.self, List.self, Show.self, Verify.self, Export.self, Hold.self, Release.self, Purge.self])
+        subcommands: [Open.self, Close.self, Reopen.self, List.self, Show.self, Verify.self, Export.self, Hold.self, Release.self, Purge.self, Refile.self])
 
     static func time(_ milliseconds: Int64) -> String {
         Date(timeIntervalSince1970: Double(milliseconds) / 1000).formatted(.iso8601)
@@ -528,6 +528,24 @@ struct Case: AsyncParsableCommand {
             for item in report.purged {
                 print("  \(item.caseId) \(item.itemId) [\(item.retentionClass)] expired \(Case.time(item.expiredAt))")
             }
+        }
+    }
+
+    struct Refile: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Move an item to another case (typically out of the unassigned case); both journals record the move.")
+        @Argument(help: "The item id (sightctl case show).") var item: String
+        @Option(help: "The case the item is in now.") var from: String
+        @Option(help: "The case it belongs to.") var to: String
+        @OptionGroup var options: DaemonOptions
+
+        func run() async throws {
+            let summary = try await request { () async throws(ControlClient.Failure) in
+                try await options.client.post(ControlAPI.casePath(from, "refile"), json: CaseRefileRequest(itemId: item, toCaseId: to),
+                                              as: CaseSummary.self)
+            }
+            if options.json { return try printJSON(summary) }
+            print(Case.line(summary))
         }
     }
 }

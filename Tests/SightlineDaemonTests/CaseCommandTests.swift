@@ -102,6 +102,8 @@ struct CaseCommandTests {
         #expect(try CommandLineTool.run("sightctl", ["call", "end"] + socket).status == 0)
         let cases = try await client.get(ControlAPI.casesPath, as: [CaseSummary].self)
         #expect(cases.count == 1 && cases.first?.unassigned == true && cases.first?.items == 1, "\(cases)")
+        let unassigned = try #require(cases.first)
+        let stray = try #require(try await client.get(ControlAPI.casePath(unassigned.id), as: CaseDetail.self).items.first)
 
         let opened = try await client.post(ControlAPI.casesPath, json: CaseOpenRequest(reference: "WO-CALL"), as: CaseSummary.self)
         let call = try await client.post(ControlAPI.callPath, json: [String: String](), as: CallStatus.self)
@@ -118,6 +120,13 @@ struct CaseCommandTests {
         #expect(record.kind == "call-record" && record.callId == session && record.retentionClass == "commercial-letter")
         #expect(record.callEncryption == "sframe-aes128gcm")
         #expect(record.callParticipantIds?.first == "device" && record.callParticipantIds?.count == 2, "\(record)")
+        // The call filed while no case was open moves to the case it belongs to.
+        let refile = try CommandLineTool.run("sightctl", ["case", "refile", stray.itemId, "--from", unassigned.id, "--to", opened.id] + socket)
+        #expect(refile.status == 0 && refile.stdout.contains("2 items"), "refile: \(refile.stdout)\(refile.stderr)")
+        let moved = try await client.get(ControlAPI.casePath(unassigned.id), as: CaseDetail.self)
+        #expect(moved.items.first?.refiledToCaseId == opened.id)
+        let again = try CommandLineTool.run("sightctl", ["case", "refile", stray.itemId, "--from", unassigned.id, "--to", opened.id] + socket)
+        #expect(again.status == 1 && again.stderr.contains("already re-filed"), "\(again.stderr)")
         #expect(try CommandLineTool.run("sightctl", ["case", "verify", "--all"] + socket).status == 0)
         daemon.signal(SIGTERM)
         #expect(await daemon.waitForExit(timeout: .seconds(15)) == 0)

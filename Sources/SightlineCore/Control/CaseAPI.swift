@@ -33,6 +33,23 @@ public struct CaseOpenRequest: Codable, Sendable, Equatable {
     }
 }
 
+/// `POST /v1/cases/ID/refile`: moves an item of case ID (typically the unassigned case) to another case.
+public struct CaseRefileRequest: Codable, Sendable, Equatable {
+    public var itemId: String
+    public var toCaseId: String
+
+    /// Single words: the daemon decodes request bodies without snake_case conversion.
+    enum CodingKeys: String, CodingKey {
+        case itemId = "item"
+        case toCaseId = "to"
+    }
+
+    public init(itemId: String, toCaseId: String) {
+        self.itemId = itemId
+        self.toCaseId = toCaseId
+    }
+}
+
 public struct CaseStateRequest: Codable, Sendable, Equatable {
     public var reason: String?
     public init(reason: String? = nil) { self.reason = reason }
@@ -55,6 +72,17 @@ public struct CaseSummary: Codable, Sendable, Equatable {
     public var items: Int
     /// The reason of the legal hold in force.
     public var legalHold: String?
+
+    /// A case whose journal cannot be read: listed with the reason instead of hidden.
+    public init(unreadable id: String, reason: String) {
+        self.id = id
+        reference = "(unreadable: \(reason))"
+        state = "unknown"
+        unassigned = false
+        openedAt = 0
+        entries = 0
+        items = 0
+    }
 
     public init(projection: CaseProjection) {
         id = projection.caseID
