@@ -32,6 +32,7 @@ let package = Package(
         .systemLibrary(name: "CLibV4L2", pkgConfig: "libv4l2", providers: [.apt(["libv4l-dev"])]),
         .systemLibrary(name: "CALSA", pkgConfig: "alsa", providers: [.apt(["libasound2-dev"])]),
         .systemLibrary(name: "CPulse", pkgConfig: "libpulse", providers: [.apt(["libpulse-dev"])]),
+        .systemLibrary(name: "COpus", pkgConfig: "opus", providers: [.apt(["libopus-dev"])]),
         .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
         .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
         .systemLibrary(name: "COpenH264", pkgConfig: "openh264", providers: [.apt(["libopenh264-dev"])]),
@@ -41,6 +42,8 @@ let package = Package(
         .systemLibrary(name: "CPocketSphinx", pkgConfig: "pocketsphinx", providers: [.apt(["libpocketsphinx-dev", "libsphinxbase-dev"])]),
         /// Turns V4L2's function-like macros into constants and wraps libv4l2's variadic calls.
         .target(name: "CV4L2", dependencies: ["CLibV4L2"]),
+        /// Wraps ALSA's variadic error handler and libopus's variadic ctl calls.
+        .target(name: "CAudioShim", dependencies: ["CALSA", "COpus"]),
 
         // MARK: Pure Swift core: no C imports, no hardware
         .target(
@@ -70,6 +73,8 @@ let package = Package(
 
         /// Voice commands: a PocketSphinx grammar decoder checked by an all-phone decoder, on its own thread.
         .target(name: "SightlineVoice", dependencies: ["SightlineCore", "CPocketSphinx"]),
+        /// Audio capture and playback through PulseAudio or ALSA, and the Opus codec.
+        .target(name: "SightlineAudio", dependencies: ["SightlineCore", "CALSA", "CPulse", "COpus", "CAudioShim"]),
 
         /// Device discovery and hotplug through libudev.
         .target(name: "SightlineDiscovery", dependencies: ["SightlineCore", "SightlineCamera", "CUdev"]),
@@ -183,6 +188,8 @@ let package = Package(
         ),
         .testTarget(name: "SightlineCoreTests", dependencies: ["SightlineCore", "SightlineTesting"]),
         .testTarget(name: "SightlineCameraTests", dependencies: ["SightlineCamera", "SightlineTesting"]),
+        /// A real PulseAudio server started per test, ALSA through a private configuration, real libopus.
+        .testTarget(name: "SightlineAudioTests", dependencies: ["SightlineAudio", "SightlineTesting"]),
         /// Encodes through the real libraries and decodes the output again (OpenH264, turbojpeg).
         .testTarget(name: "SightlineEncodingTests", dependencies: ["SightlineEncoding", "COpenH264", "CTurboJPEG"]),
         /// Device tests that run inside the kernel lab (the host suite starts it).

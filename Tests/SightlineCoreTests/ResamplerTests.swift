@@ -162,3 +162,48 @@ private struct SplitMix {
     }
     mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }
+
+@Suite("Capture clock")
+struct CaptureClockTests {
+    @Test("Jittery measurements give steady timestamps; a real gap is reported once and followed")
+    func steadyAndGaps() {
+        var clock = CaptureClock(format: .stream)
+        var generator = SplitMix(seed: 3)
+        var previous: Duration?
+        var stamps: [Duration] = []
+        for chunk in 0..<500 {
+            // True capture time plus up to ±10 ms of measurement noise.
+            let truth = Duration.milliseconds(1000 + 20 * chunk)
+            let noise = Duration.microseconds(Int64(generator.unit() * 20_000) - 10_000)
+            let (stamp, gap) = clock.stamp(frames: 960, measured: truth + noise)
+            #expect(!gap)
+            if let previous { #expect(stamp > previous) }
+            previous = stamp
+            stamps.append(stamp)
+        }
+        let steps = zip(stamps, stamps.dropFirst()).map { $1 - $0 }
+        #expect(steps.allSatisfy { abs(($0 - .milliseconds(20)) / .microseconds(1)) < 400 }, "\(steps.prefix(10))")
+        #expect(abs((stamps.last! - .milliseconds(1000 + 20 * 499)) / .milliseconds(1)) < 6)
+
+        // 300 ms lost: reported, and the clock jumps with the measurement.
+        let (afterGap, gap) = clock.stamp(frames: 960, measured: .milliseconds(1000 + 20 * 500 + 300))
+        #expect(gap)
+        #expect(afterGap == .milliseconds(1000 + 20 * 500 + 300))
+        let (next, nextGap) = clock.stamp(frames: 960, measured: .milliseconds(1000 + 20 * 501 + 300))
+        #expect(!nextGap)
+        #expect(next == afterGap + .milliseconds(20))
+    }
+}
+
+extension CaptureClockTests {
+    @Test("An unpaced source (a file read at full speed) still gets rising timestamps")
+    func unpacedSource() {
+        var clock = CaptureClock(format: .stream)
+        var previous = Duration.zero
+        for chunk in 0..<1000 {
+            let (stamp, _) = clock.stamp(frames: 960, measured: .milliseconds(5000) + .microseconds(Int64(chunk * 10)))
+            if chunk > 0 { #expect(stamp - previous >= .milliseconds(15)) }
+            previous = stamp
+        }
+    }
+}

@@ -1,0 +1,50 @@
+import CALSA
+import COpus
+import CPulse
+
+/// Failures of the sound systems and the codec, each with the C library's own message and what
+/// the operator can do.
+public enum AudioError: Error, Equatable, CustomStringConvertible {
+    /// No PulseAudio server answered at `server` (nil: the default places).
+    case pulseUnavailable(server: String?, reason: String)
+    case pulse(operation: String, code: Int32)
+    case alsa(operation: String, device: String, code: Int32)
+    case opus(operation: String, code: Int32)
+    case unsupportedFormat(AudioFormatDescription)
+    case wrongFrameSize(expected: Int, got: Int)
+
+    public struct AudioFormatDescription: Equatable, Sendable {
+        public let text: String
+    }
+
+    public var description: String {
+        switch self {
+        case .pulseUnavailable(let server, let reason):
+            "no PulseAudio server at \(server ?? "the default address"): \(reason); "
+                + "start the user's sound server, set PULSE_SERVER, or set audio.backend to alsa"
+        case .pulse(let operation, let code):
+            "PulseAudio \(operation) failed: \(Self.pulseMessage(code)); check `pactl info` and the server's log"
+        case .alsa(let operation, let device, let code):
+            "ALSA \(operation) on \(device) failed: \(Self.alsaMessage(code)); check the device with "
+                + "`arecord -L`/`aplay -L` and that the service may open it (group audio)"
+        case .opus(let operation, let code):
+            "Opus \(operation) failed: \(Self.opusMessage(code)); this is a bug in the caller's parameters"
+        case .unsupportedFormat(let format):
+            "audio format \(format.text) is not supported; use 8, 12, 16, 24 or 48 kHz with 1 or 2 channels"
+        case .wrongFrameSize(let expected, let got):
+            "audio frame of \(got) samples where \(expected) (20 ms) were expected"
+        }
+    }
+
+    static func pulseMessage(_ code: Int32) -> String {
+        pa_strerror(code).map { String(cString: $0) } ?? "error \(code)"
+    }
+
+    static func alsaMessage(_ code: Int32) -> String {
+        snd_strerror(code).map { String(cString: $0) } ?? "error \(code)"
+    }
+
+    static func opusMessage(_ code: Int32) -> String {
+        opus_strerror(code).map { String(cString: $0) } ?? "error \(code)"
+    }
+}
