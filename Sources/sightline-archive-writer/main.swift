@@ -13,6 +13,8 @@ import SightlineSystem
 ///     sightline-archive-writer --verify DIRECTORY [ACK-FILE...]
 ///         Verifies every case and checks that each item acknowledged in the ACK-FILEs is there;
 ///         prints `intact CASES ITEMS` or the problems and exits 1.
+///     sightline-archive-writer --photos DIRECTORY COUNT BYTES
+///         Files COUNT photos of BYTES each into one case and prints the rate as JSON.
 ///     sightline-archive-writer --ingest DIRECTORY FILE
 ///         Files FILE as one video recording, verifies and exports the case, and prints the
 ///         timings and the peak resident memory (VmHWM) as JSON.
@@ -121,6 +123,26 @@ struct ArchiveWriter {
                         size, megabytes / ingestSeconds, megabytes / verifySeconds, exportSeconds / (size / 1e9), Self.peakResidentMegabytes()))
     }
 
+    func photos(count: Int, bytes: Int) throws {
+        var random = ContentGenerator(state: 7)
+        let caseID = try archive.openCase(CaseDetails(reference: "PHOTOS"))
+        var photo = [UInt8](repeating: 0, count: bytes)
+        let started = Date()
+        for _ in 0..<count {
+            // A different photo each time, so nothing is deduplicated.
+            for index in stride(from: 0, to: min(bytes, 64), by: 8) {
+                withUnsafeBytes(of: random.next()) { word in
+                    for offset in 0..<min(8, bytes - index) { photo[index + offset] = word[offset] }
+                }
+            }
+            try archive.file(EvidenceDraft(kind: .photo, capturedAt: EvidenceArchive.systemClock(), mediaType: "image/jpeg"),
+                             content: .bytes(photo), into: caseID)
+        }
+        let seconds = Date().timeIntervalSince(started)
+        Self.say(String(format: #"{"photos": %d, "bytes_each": %d, "ingest_mb_s": %.1f, "photos_per_s": %.1f, "rss_mb_peak": %.1f}"#,
+                        count, bytes, Double(count * bytes) / 1e6 / seconds, Double(count) / seconds, Self.peakResidentMegabytes()))
+    }
+
     /// VmHWM from /proc/self/status: the most memory this process ever had resident.
     static func peakResidentMegabytes() -> Double {
         guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
@@ -135,6 +157,8 @@ do {
     switch arguments.first {
     case "--verify" where arguments.count >= 2:
         exit(try ArchiveWriter(directory: arguments[1]).verify(acknowledgements: Array(arguments.dropFirst(2))) ? 0 : 1)
+    case "--photos" where arguments.count == 4:
+        try ArchiveWriter(directory: arguments[1]).photos(count: Int(arguments[2]) ?? 1000, bytes: Int(arguments[3]) ?? 1_000_000)
     case "--ingest" where arguments.count == 3:
         try ArchiveWriter(directory: arguments[1]).ingest(arguments[2])
     case let directory? where !directory.hasPrefix("-"):
@@ -142,7 +166,7 @@ do {
         try ArchiveWriter(directory: directory, chunkSize: 16 * 1024)
             .fileForever(seed: arguments.count > 1 ? UInt64(arguments[1]) ?? 1 : UInt64(getpid()))
     default:
-        FileHandle.standardError.write(Data("usage: sightline-archive-writer DIRECTORY [SEED] | --verify DIRECTORY [ACK-FILE...] | --ingest DIRECTORY FILE\n".utf8))
+        FileHandle.standardError.write(Data("usage: sightline-archive-writer DIRECTORY [SEED] | --verify DIRECTORY [ACK-FILE...] | --photos DIRECTORY COUNT BYTES | --ingest DIRECTORY FILE\n".utf8))
         exit(64)
     }
 } catch {

@@ -372,6 +372,21 @@ struct ScratchArchive {
         print("archive ingest: \(result.stdout)", terminator: "")
     }
 
+    /// The photo-rate measurement files distinct photos that all verify afterwards.
+    @Test func photoRateMeasurementFilesEveryPhoto() throws {
+        let directory = try TemporaryDirectory(prefix: "sightline-archive-photos")
+        let result = try CommandLineTool.run("sightline-archive-writer", ["--photos", directory.path, "40", "100000"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Double])
+        #expect(report["photos"] == 40 && (report["ingest_mb_s"] ?? 0) > 0)
+        let verify = try CommandLineTool.run("sightline-archive-writer", ["--verify", directory.path])
+        #expect(verify.status == 0 && verify.stdout.hasPrefix("intact 1 "), "\(verify.stdout)")
+        let blobs = try FileManager.default.contentsOfDirectory(atPath: directory.file("archive/blobs")).flatMap {
+            try FileManager.default.contentsOfDirectory(atPath: directory.file("archive/blobs/\($0)"))
+        }
+        #expect(blobs.count == 40)
+    }
+
     /// On a small tmpfs (in a private mount namespace) the writer fills the disk: it stops with
     /// the archive's disk-full message, everything it acknowledged verifies, and once the file
     /// system grows it files again (and survives a SIGKILL doing so).
