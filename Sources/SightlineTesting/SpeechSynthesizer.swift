@@ -38,6 +38,13 @@ public enum SpeechSynthesizer {
         noise(seconds: seconds, amplitude: 16, seed: seed)
     }
 
+    /// `samples` with room tone laid under them: flite's pauses are digital zeros, which no
+    /// microphone delivers and which upset the decoder's noise estimate.
+    public static func inRoom(_ samples: [Int16], seed: UInt64 = 7) -> [Int16] {
+        let tone = roomTone(seconds: Double(samples.count) / 16000 + 0.001, seed: seed)
+        return samples.indices.map { Int16(clamping: Int(samples[$0]) + Int(tone[$0])) }
+    }
+
     /// Uniform white noise of the given peak amplitude.
     public static func noise(seconds: Double, amplitude: Int16, seed: UInt64) -> [Int16] {
         var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1

@@ -17,8 +17,9 @@ struct VoiceServiceTests {
     func streamToJournal() async throws {
         let directory = try TemporaryDirectory()
         var audio = SpeechSynthesizer.roomTone(seconds: 0.6)
-        for phrase in ["take a picture", "we should finish before lunch", "call the expert"] {
-            audio += try SpeechSynthesizer.speak(phrase, voice: "slt") + SpeechSynthesizer.roomTone(seconds: 1.0, seed: UInt64(audio.count))
+        for phrase in ["take a picture", "we should finish before lunch", "mark this step"] {
+            audio += SpeechSynthesizer.inRoom(try SpeechSynthesizer.speak(phrase, voice: "slt"), seed: UInt64(audio.count))
+                + SpeechSynthesizer.roomTone(seconds: 1.0, seed: UInt64(audio.count + 1))
         }
         let chunks = AsyncStream<[Int16]> { continuation in
             for start in stride(from: 0, to: audio.count, by: 320) {
@@ -37,11 +38,11 @@ struct VoiceServiceTests {
         }
         await service.run(audio: chunks)
 
-        #expect(performed.withLock { $0 } == [.takePhoto, .callExpert])
+        #expect(performed.withLock { $0 } == [.takePhoto, .markStep])
         let lines = try String(contentsOfFile: journal.path, encoding: .utf8).split(separator: "\n")
         try #require(lines.count == 2, "\(lines)")
         let entries = try lines.map { try JSONDecoder().decode(VoiceJournalEntry.self, from: Data($0.utf8)) }
-        #expect(entries.map(\.action) == [.takePhoto, .callExpert])
+        #expect(entries.map(\.action) == [.takePhoto, .markStep])
         #expect(entries.map(\.result) == ["done", "failed: no open case"])
         #expect(entries[0].phrase == "take a picture")
         #expect(entries[0].startS > 0.5 && entries[0].endS < entries[1].startS)

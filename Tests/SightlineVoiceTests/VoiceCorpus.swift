@@ -29,17 +29,8 @@ struct VoiceCorpus {
         let first = loud.first ?? 0, last = loud.last ?? speech.count
         let offset = Double(samples.count) / 16000
         parts.append(Part(text: text, voice: voice, start: offset + Double(first) / 16000, end: offset + Double(last) / 16000))
-        samples += speech
-        mix(roomToneFrom: samples.count - speech.count)
+        samples += SpeechSynthesizer.inRoom(speech, seed: UInt64(samples.count + 7))
         pause(pauseAfter)
-    }
-
-    /// flite's silences are digital zeros; lay room tone under the speech just added.
-    private mutating func mix(roomToneFrom start: Int) {
-        let tone = SpeechSynthesizer.roomTone(seconds: Double(samples.count - start) / 16000 + 0.001, seed: UInt64(start + 7))
-        for index in start..<samples.count {
-            samples[index] = Int16(clamping: Int(samples[index]) + Int(tone[index - start]))
-        }
     }
 
     /// The part a decision's phrase overlaps, if any.
