@@ -27,13 +27,14 @@ public final class RelayProcess: @unchecked Sendable {
     /// - Parameters:
     ///   - listenAddress: where to listen; anything but loopback needs `tls`.
     ///   - port: the port; a free one by default.
+    ///   - deviceToken: the test device's token; a fresh one by default (a restarted relay keeps its own).
     public init(extraArguments: [String] = [], extraDevices: Int = 0, listenAddress: String = "127.0.0.1", port: Int? = nil,
-                tls: (certificate: String, key: String)? = nil) throws {
+                tls: (certificate: String, key: String)? = nil, deviceToken: String? = nil) throws {
         directory = try TemporaryDirectory(prefix: "sightline-relay")
         self.port = try port ?? LoopbackPort.free()
         self.tls = tls
         func randomToken() -> String { (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined() }
-        deviceToken = randomToken()
+        self.deviceToken = deviceToken ?? randomToken()
         extraDeviceTokens = (0..<extraDevices).map { _ in randomToken() }
         deviceTokenFile = directory.file("relay-token")
         let tokens = directory.file("device-tokens")
@@ -41,8 +42,8 @@ public final class RelayProcess: @unchecked Sendable {
         let previous = umask(0o077)
         defer { umask(previous) }
         let extraLines = extraDeviceTokens.enumerated().map { "load-device-\($0.offset) \($0.element)\n" }.joined()
-        try ("test-device \(deviceToken)\n" + extraLines).write(toFile: tokens, atomically: false, encoding: .utf8)
-        try "\(deviceToken)\n".write(toFile: deviceTokenFile, atomically: false, encoding: .utf8)
+        try ("test-device \(self.deviceToken)\n" + extraLines).write(toFile: tokens, atomically: false, encoding: .utf8)
+        try "\(self.deviceToken)\n".write(toFile: deviceTokenFile, atomically: false, encoding: .utf8)
         process.executableURL = URL(fileURLWithPath: BuiltProducts.path(of: "sightline-relay"))
         let tlsArguments = tls.map { ["--tls-certificate", $0.certificate, "--tls-key", $0.key] } ?? []
         process.arguments = ["--listen", "\(listenAddress):\(self.port)", "--device-tokens", tokens] + tlsArguments + extraArguments

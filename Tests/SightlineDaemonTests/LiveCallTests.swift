@@ -143,4 +143,30 @@ struct LiveCallTests {
         }
         relay.stop()
     }
+
+    @Test("a relay that restarts loses its sessions: the call goes on in a new session with a new invite, and an expert with it sees frames")
+    func relayRestart() async throws {
+        let rig = try await Rig()
+        let first = try await rig.startCall()
+        kill(rig.relay.process.processIdentifier, SIGKILL)
+        rig.relay.process.waitUntilExit()
+        // The same relay comes back on its port with the same provisioned device and no sessions.
+        let restarted = try RelayProcess(port: rig.relay.port, deviceToken: rig.relay.deviceToken)
+        try await restarted.start()
+        defer { restarted.stop() }
+        var status = try await rig.client.get(ControlAPI.callPath, as: CallStatus.self)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while status.state != "live" || status.session == first.session, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(200))
+            status = try await rig.client.get(ControlAPI.callPath, as: CallStatus.self)
+        }
+        #expect(status.state == "live", "\(status)\n\(rig.daemon.log)")
+        let link = try #require(status.invite)
+        let invite = try #require(ExpertClient.Invite(link))
+        #expect(invite.session != first.session)
+        #expect(rig.daemon.log.contains("no longer knows session \(first.session)"))
+        let report = try await ExpertClient.run(invite, frames: 10, timeout: .seconds(60))
+        #expect(report.framesOpened >= 10, "opened \(report.framesOpened); daemon log:\n\(rig.daemon.log)")
+        #expect(report.openFailures == 0)
+    }
 }

@@ -96,8 +96,14 @@ final class RelayLink: Sendable {
                     try await self.serve(inbound: inbound, outbound: outbound)
                 }
                 if let close, Self.isPermanent(close.closeCode) {
-                    fail("relay closed the call: \(close.reason ?? "\(close.closeCode)")")
-                    return
+                    // Sessions live in the relay's memory: after it restarted, our resume finds
+                    // none. The call goes on in a new session; only the invite link changes.
+                    guard close.closeCode == .unknown(4404), let lost = state.withLock({ $0.session }) else {
+                        fail("relay closed the call: \(close.reason ?? "\(close.closeCode)")")
+                        return
+                    }
+                    state.withLock { $0.session = nil }
+                    logger.warning("call: the relay no longer knows session \(lost) (did it restart?); opening a new session, the expert needs its new invite link (sightctl call status)")
                 }
                 backoff = .milliseconds(250)
             } catch is CancellationError {
