@@ -172,6 +172,38 @@ extension ControlServer {
                 return try jsonResponse(summary)
             }
         }
+        router.post(RouterPath(ControlAPI.casePath("{id}", "participants"))) { request, context in
+            let id = try context.parameters.require("id")
+            let body = try await request.decode(as: CaseParticipantRequest.self, context: context)
+            guard let role = ParticipantRole(rawValue: body.role) else {
+                throw HTTPError(.badRequest, message: "unknown role \(body.role); use one of "
+                                    + ParticipantRole.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            guard !body.id.isEmpty, !body.name.isEmpty else { throw HTTPError(.badRequest, message: "a participant needs an id and a name") }
+            let detail = try await cases.perform { archive in
+                try archive.addParticipant(Participant(id: body.id, name: body.name, role: role), to: id)
+                return CaseDetail(projection: try archive.projection(id))
+            }
+            context.logger.notice("case: participant added", metadata: ["case": "\(id)", "participant": "\(body.id)", "role": "\(role.rawValue)"])
+            return try jsonResponse(detail)
+        }
+        router.post(RouterPath(ControlAPI.casePath("{id}", "consents"))) { request, context in
+            let id = try context.parameters.require("id")
+            let body = try await request.decode(as: CaseConsentRequest.self, context: context)
+            guard let scope = ConsentRecord.Scope(rawValue: body.scope) else {
+                throw HTTPError(.badRequest, message: "unknown consent scope \(body.scope); use one of "
+                                    + ConsentRecord.Scope.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            let detail = try await cases.perform { archive in
+                try archive.recordConsent(ConsentRecord(participantID: body.person, scope: scope, granted: body.granted,
+                                                        givenAt: EvidenceArchive.systemClock(), callID: body.call), in: id)
+                return CaseDetail(projection: try archive.projection(id))
+            }
+            context.logger.notice("case: consent recorded", metadata: [
+                "case": "\(id)", "participant": "\(body.person)", "scope": "\(scope.rawValue)", "granted": "\(body.granted)",
+            ])
+            return try jsonResponse(detail)
+        }
         router.post(RouterPath(ControlAPI.casePath("{id}", "refile"))) { request, context in
             let id = try context.parameters.require("id")
             let move = try await request.decode(as: CaseRefileRequest.self, context: context)

@@ -344,7 +344,7 @@ struct Call: AsyncParsableCommand {
 struct Case: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Service cases: open, close, list, show, verify and export the evidence archive.",
-        subcommands: [Open.self, Close.self, Reopen.self, List.self, Show.self, Verify.self, Export.self, Hold.self, Release.self, Purge.self, Refile.self])
+        subcommands: [Open.self, Close.self, Reopen.self, List.self, Show.self, Verify.self, Export.self, Hold.self, Release.self, Purge.self, Refile.self, Participant.self, Consent.self])
 
     static func time(_ milliseconds: Int64) -> String {
         Date(timeIntervalSince1970: Double(milliseconds) / 1000).formatted(.iso8601)
@@ -546,6 +546,48 @@ struct Case: AsyncParsableCommand {
             }
             if options.json { return try printJSON(summary) }
             print(Case.line(summary))
+        }
+    }
+
+    struct Participant: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Add a participant (who took part, in which role) to a case.")
+        @Argument(help: "The case id.") var id: String
+        @Argument(help: "The participant's id in this case (consents refer to it).") var person: String
+        @Option(help: "The participant's name.") var name: String
+        @Option(help: "technician, expert, customer, supervisor or observer.") var role: String
+        @OptionGroup var options: DaemonOptions
+
+        func run() async throws {
+            let body = CaseParticipantRequest(id: person, name: name, role: role)
+            let detail = try await request { () async throws(ControlClient.Failure) in
+                try await options.client.post(ControlAPI.casePath(id, "participants"), json: body, as: CaseDetail.self)
+            }
+            if options.json { return try printJSON(detail) }
+            print("\(id): \(detail.participants.count) participant(s)")
+        }
+    }
+
+    struct Consent: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Record a participant's consent (or refusal), e.g. to a recording during a call.")
+        @Argument(help: "The case id.") var id: String
+        @Argument(help: "The participant's id.") var person: String
+        @Option(help: "video, audio, recording, photo or data-processing.") var scope: String
+        @Flag(name: .customLong("granted"), help: "The participant agreed.") var granted = false
+        @Flag(name: .customLong("refused"), help: "The participant refused.") var refused = false
+        @Option(help: "The call the consent is for.") var call: String?
+        @OptionGroup var options: DaemonOptions
+
+        func validate() throws {
+            guard granted != refused else { throw ValidationError("say either --granted or --refused") }
+        }
+
+        func run() async throws {
+            let body = CaseConsentRequest(person: person, scope: scope, granted: granted, call: call)
+            let detail = try await request { () async throws(ControlClient.Failure) in
+                try await options.client.post(ControlAPI.casePath(id, "consents"), json: body, as: CaseDetail.self)
+            }
+            if options.json { return try printJSON(detail) }
+            print("\(id): consent of \(person) to \(scope) \(granted ? "granted" : "refused") recorded")
         }
     }
 }

@@ -50,6 +50,36 @@ public struct CaseRefileRequest: Codable, Sendable, Equatable {
     }
 }
 
+/// `POST /v1/cases/ID/participants`. Single-word keys: request bodies are decoded as written.
+public struct CaseParticipantRequest: Codable, Sendable, Equatable {
+    public var id: String
+    public var name: String
+    /// technician, expert, customer, supervisor or observer.
+    public var role: String
+
+    public init(id: String, name: String, role: String) {
+        self.id = id
+        self.name = name
+        self.role = role
+    }
+}
+
+/// `POST /v1/cases/ID/consents`: who agreed (or refused) to what, for which call.
+public struct CaseConsentRequest: Codable, Sendable, Equatable {
+    public var person: String
+    /// video, audio, recording, photo or data-processing.
+    public var scope: String
+    public var granted: Bool
+    public var call: String?
+
+    public init(person: String, scope: String, granted: Bool, call: String? = nil) {
+        self.person = person
+        self.scope = scope
+        self.granted = granted
+        self.call = call
+    }
+}
+
 public struct CaseStateRequest: Codable, Sendable, Equatable {
     public var reason: String?
     public init(reason: String? = nil) { self.reason = reason }
