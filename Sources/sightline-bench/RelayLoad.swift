@@ -118,7 +118,7 @@ enum RelayLoad {
                         case .text: progress.joinedExperts.add(1, ordering: .relaxed)
                         case .binary(let frame):
                             guard let sent = frame.getInteger(at: frame.readerIndex + MediaEnvelope.size, as: UInt64.self) else { continue }
-                            meter.received(bytes: frame.readableBytes, latencyNanoseconds: monotonicNanoseconds() &- sent)
+                            meter.received(bytes: frame.readableBytes, sentAt: sent, latencyNanoseconds: monotonicNanoseconds() &- sent)
                         }
                     }
                 }
@@ -186,24 +186,26 @@ final class LoadMeter: Sendable {
         var framesSent = 0
     }
 
-    private let state = Mutex<(recording: Bool, window: Window)>((false, Window()))
+    /// When the window opened (monotonic ns); nil while not recording. Frames sent before it
+    /// are not counted on arrival either, so `delivered` compares like with like.
+    private let state = Mutex<(openedAt: UInt64?, window: Window)>((nil, Window()))
 
-    func start() { state.withLock { $0 = (true, Window()) } }
+    func start() { state.withLock { $0 = (RelayLoad.monotonicNanoseconds(), Window()) } }
 
     func stop() -> Window {
         state.withLock { state in
-            state.recording = false
+            state.openedAt = nil
             return state.window
         }
     }
 
     func sent() {
-        state.withLock { if $0.recording { $0.window.framesSent += 1 } }
+        state.withLock { if $0.openedAt != nil { $0.window.framesSent += 1 } }
     }
 
-    func received(bytes: Int, latencyNanoseconds: UInt64) {
+    func received(bytes: Int, sentAt: UInt64, latencyNanoseconds: UInt64) {
         state.withLock { state in
-            guard state.recording else { return }
+            guard let openedAt = state.openedAt, sentAt >= openedAt else { return }
             state.window.framesReceived += 1
             state.window.bytesReceived += bytes
             state.window.latenciesMs.append(Double(latencyNanoseconds) / 1e6)
