@@ -179,3 +179,30 @@ struct PronunciationDictionaryTests {
         #expect(PronunciationDictionary.subset(of: Data(), for: ["a"]).missing == ["a"])
     }
 }
+
+@Suite("Voice tap")
+struct VoiceTapTests {
+    @Test("48 kHz stereo frames become 16 kHz mono with the tone kept; 16 kHz mono passes through")
+    func conversion() throws {
+        var tap = VoiceTap()
+        let stereo = AudioFormat(sampleRate: 48000, channels: 2)
+        var output: [Int16] = []
+        for index in 0..<50 {
+            // A 1 kHz tone on the left channel, silence on the right: the average keeps half of it.
+            let samples = (0..<960).flatMap { frame -> [Int16] in
+                let time = Double(index * 960 + frame) / 48000
+                return [Int16(16000 * sin(2 * .pi * 1000 * time)), 0]
+            }
+            output += try tap.convert(AudioFrame(format: stereo, timestamp: .zero, sequence: UInt64(index), samples: samples))
+        }
+        // One second in; the resampler holds back its look-ahead.
+        #expect(output.count > 15_900 && output.count <= 16_000)
+        let settled = output[1000..<15_000]
+        let crossings = zip(settled, settled.dropFirst()).filter { $0 < 0 && $1 >= 0 }.count
+        #expect(abs(crossings - 875) <= 2, "\(crossings) rising zero crossings in 0.875 s of a 1 kHz tone")
+        #expect(abs((settled.map { Int($0) }.max() ?? 0) - 8000) < 400)
+
+        let mono = AudioFrame(format: .voice, timestamp: .zero, sequence: 0, samples: [1, 2, 3])
+        #expect(try tap.convert(mono) == [1, 2, 3])
+    }
+}

@@ -177,3 +177,38 @@ struct CommandRecognizerTests {
         #expect(statistics.droppedSamples % 16000 == 0)
     }
 }
+
+@Suite("Voice tap into the recognizer")
+struct VoiceTapRecognitionTests {
+    @Test("a command in 48 kHz stereo capture frames is recognised through the tap")
+    func captureFramesToCommand() async throws {
+        var corpus = VoiceCorpus()
+        corpus.pause(0.6)
+        try corpus.say("we are waiting for the spare parts", voice: "awb", pauseAfter: 0.8)
+        try corpus.say("hang up the call", voice: "rms")
+        let directory = try TemporaryDirectory()
+        let path = directory.file("capture.wav")
+        try SpeechSynthesizer.writeWAV(corpus.samples, to: path, rate: 48000, channels: 2)
+        let capture = try WAVFile(contentsOf: path)
+        let format = AudioFormat(sampleRate: 48000, channels: 2)
+
+        let configuration = VoiceFixture.configuration
+        let listener = try await VoiceCommandListener.start(
+            modelDirectory: configuration.modelDirectory, vocabulary: configuration.vocabulary, thresholds: configuration.thresholds,
+            backlogSeconds: 30)
+        var tap = VoiceTap()
+        let samples = capture.int16Samples
+        for (sequence, start) in stride(from: 0, to: samples.count, by: 960 * 2).enumerated() {
+            let frame = AudioFrame(format: format, timestamp: .zero, sequence: UInt64(sequence),
+                                   samples: Array(samples[start..<min(start + 960 * 2, samples.count)]))
+            listener.submit(try tap.convert(frame))
+        }
+        _ = await listener.finish()
+        var heard: [RecognizedCommand] = []
+        for await command in listener.commands { heard.append(command) }
+        try #require(heard.count == 1, "\(heard)")
+        #expect(heard[0].action == .endCall)
+        // The resampler is time-aligned: the phrase is where it was said.
+        #expect(abs(heard[0].startSeconds - corpus.parts[1].start) < 0.25)
+    }
+}
