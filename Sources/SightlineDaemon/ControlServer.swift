@@ -71,6 +71,7 @@ enum ControlServer {
         let camera: CameraService
         let calls: CallService
         let cases: CaseService
+        let audio: AudioService
         let registry: DeviceRegistry
         let notifier: SystemdNotifier
         let logger: Logger
@@ -135,6 +136,9 @@ enum ControlServer {
             return try jsonResponse(change)
         }
 
+        router.get(RouterPath(ControlAPI.audioPath)) { _, _ in
+            try jsonResponse(dependencies.audio.status())
+        }
         router.get(RouterPath(ControlAPI.devicesPath)) { _, _ in
             try jsonResponse(await dependencies.registry.list())
         }

@@ -80,9 +80,10 @@ public enum SightlineDaemon {
                                    evidence: EvidenceDirectory(stateDirectory: configuration.stateDirectory), cases: cases,
                                    state: state, registry: devices, logger: logger)
         let calls = CallService(configuration: configuration, identity: identityKey, camera: camera, cases: cases, logger: logger)
+        let audio = AudioService(configuration: configuration.audio, state: state, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: ControlServer.makeApplication(.init(
-                state: state, configuration: configuration, camera: camera, calls: calls, cases: cases, registry: devices,
+                state: state, configuration: configuration, camera: camera, calls: calls, cases: cases, audio: audio, registry: devices,
                 notifier: notifier, logger: logger)),
                   serviceName: "control"),
             .init(service: calls, serviceName: "calls"),
@@ -90,6 +91,7 @@ public enum SightlineDaemon {
                   serviceName: "retention"),
             .init(service: DiscoveryService(registry: devices, state: state, logger: logger), serviceName: "discovery"),
             .init(service: camera, serviceName: "camera"),
+            .init(service: audio, serviceName: "audio"),
             .init(service: WatchdogService(state: state, notifier: notifier, logger: logger, unsupervisedCheckInterval: .seconds(1)),
                   serviceName: "watchdog"),
             .init(service: ReloadService(configurationPath: configurationPath, running: configuration, logLevel: logLevel,

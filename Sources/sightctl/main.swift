@@ -10,7 +10,7 @@ struct Sightctl: AsyncParsableCommand {
         commandName: "sightctl",
         abstract: "Operate a Sightline device: status, identity, configuration.",
         version: SightlineVersion.current,
-        subcommands: [Status.self, Version.self, Identity.self, Config.self, Snapshot.self, Camera.self, Devices.self, Call.self, Case.self, Voice.self])
+        subcommands: [Status.self, Version.self, Identity.self, Config.self, Snapshot.self, Camera.self, Devices.self, Audio.self, Call.self, Case.self, Voice.self])
 }
 
 /// Options every command that talks to the daemon shares.
@@ -275,6 +275,35 @@ struct Devices: AsyncParsableCommand {
             if let reason = entry.reason { line += "  failed: \(reason)" }
             print(line)
         }
+    }
+}
+
+struct Audio: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the sound system in use, the microphone's level (RMS/peak dBFS), frames and xruns.")
+    @OptionGroup var options: DaemonOptions
+
+    static func describe(_ audio: AudioStatus) -> String {
+        var lines = ["backend:   \(audio.backend) (audio.backend: \(audio.configured); \(audio.reason))",
+                     "capture:   \(audio.captureDevice), \(audio.sampleRate) Hz, \(audio.channels) channel\(audio.channels == 1 ? "" : "s")"]
+        if let capture = audio.capture {
+            lines.append("state:     \(capture.connected ? "connected" : "not connected")\(capture.muted ? ", muted (privacy)" : "")")
+            if let level = capture.level {
+                lines.append(String(format: "level:     %.1f dBFS RMS, %.1f dBFS peak", level.rmsDBFS, level.peakDBFS))
+            }
+            lines.append("frames:    \(capture.frames) delivered, \(capture.mutedFrames) muted, \(capture.xruns) xruns, \(capture.reconnects) reconnects")
+            if let error = capture.lastError { lines.append("last error: \(error)") }
+        }
+        if let problem = audio.problem { lines.append("problem:   \(problem)") }
+        return lines.joined(separator: "\n")
+    }
+
+    func run() async throws {
+        let audio = try await request { () async throws(ControlClient.Failure) in
+            try await options.client.get(ControlAPI.audioPath, as: AudioStatus.self)
+        }
+        if options.json { return try printJSON(audio) }
+        print(Self.describe(audio))
     }
 }
 

@@ -9,6 +9,12 @@ public struct AudioLevel: Sendable, Equatable, Codable {
     public let rmsDBFS: Double
     public let peakDBFS: Double
 
+    /// Spelt so that snake_case JSON (`rms_dbfs`) round-trips.
+    enum CodingKeys: String, CodingKey {
+        case rmsDBFS = "rmsDbfs"
+        case peakDBFS = "peakDbfs"
+    }
+
     public init(rmsDBFS: Double, peakDBFS: Double) {
         self.rmsDBFS = rmsDBFS
         self.peakDBFS = peakDBFS

@@ -16,6 +16,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var relay: RelayConfiguration
     public var stream: StreamConfiguration
     public var voice: VoiceConfiguration
+    public var audio: AudioConfiguration
     /// The evidence archive's retention classes, from the `retention.*` keys.
     public var retention: RetentionPolicy
     public var purgeIntervalHours: Int
@@ -34,6 +35,12 @@ public struct DaemonConfiguration: Sendable, Equatable {
         public var codec: String
         public var bitrateKbps: Int
         public var rekeySeconds: Int
+    }
+
+    public struct AudioConfiguration: Sendable, Equatable {
+        public var backend: AudioBackendKind
+        /// nil: the sound system's default device.
+        public var captureDevice: String?
     }
 
     public struct VoiceConfiguration: Sendable, Equatable {
@@ -141,6 +148,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
                 minimumMargin: reader.integer("voice.min_margin"),
                 maximumCommandMilliseconds: reader.integer("voice.max_command_ms"),
                 endSilenceMilliseconds: reader.integer("voice.end_silence_ms")))
+        let captureDevice = reader.string("audio.capture_device")
+        audio = AudioConfiguration(backend: AudioBackendKind(rawValue: reader.string("audio.backend")) ?? .auto,
+                                   captureDevice: captureDevice == "default" || captureDevice.isEmpty ? nil : captureDevice)
         var retention = RetentionPolicy.defaults
         let periods: [String: RetentionClass.Period] = [
             "commercial-letter": .years(reader.integer("retention.commercial_letter_years")),
