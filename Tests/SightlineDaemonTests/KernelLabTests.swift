@@ -35,7 +35,7 @@ struct KernelLabTests {
         #expect(count >= 7, "only \(count) device tests ran in the lab")
     }
 
-    @Test("the expert's browser on the host shows vivid from the guest's daemon, through the guest's relay and a port forward on 127.0.0.1",
+    @Test("the expert's browser on the host shows vivid from the guest's daemon, through the guest's relay and a port forward on 127.0.0.1; it stays in its session while the camera is unplugged and re-plugged",
           .enabled(if: inCI || labAvailable, "kernel lab packages missing: run scripts/install-deps lab (CI installs them)"),
           .enabled(if: HeadlessChromium.unavailableReason == nil, "\(HeadlessChromium.unavailableReason ?? ""); scripts/install-deps test installs it"),
           .timeLimit(.minutes(12)))
@@ -94,8 +94,29 @@ struct KernelLabTests {
             #expect(first != second, "the picture did not change in 2 s")
             let png = try await browser.screenshot()
             try png.write(to: URL(fileURLWithPath: try LiveViewerTests.artifactPath("viewer-lab-vivid.png")))
+
+            // The guest unplugs and re-plugs the camera; the viewer keeps its session throughout
+            // and goes on decoding without errors.
+            let session = try await viewerSession(browser)
+            try Data().write(to: URL(fileURLWithPath: exchange + "/watching"))
+            let replugged = ContinuousClock.now + .seconds(180)
+            while !FileManager.default.fileExists(atPath: exchange + "/replugged"), lab.isRunning, ContinuousClock.now < replugged {
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            #expect(FileManager.default.fileExists(atPath: exchange + "/replugged"), "the guest did not re-plug the camera:\n\(labLog())")
+            let resumed = try await browser.evaluate("return window.sightlineViewer.stats;").decode(LiveViewerTests.Stats.self)
+            var later = resumed
+            let more = ContinuousClock.now + .seconds(120)
+            while later.framesDecoded < resumed.framesDecoded + 10, ContinuousClock.now < more {
+                try await Task.sleep(for: .milliseconds(500))
+                later = try await browser.evaluate("return window.sightlineViewer.stats;").decode(LiveViewerTests.Stats.self)
+            }
+            #expect(later.framesDecoded >= resumed.framesDecoded + 10, "no frames after the camera came back: \(later)")
+            #expect(later.decodeErrors == 0 && later.decryptFailures == 0)
+            #expect(try await viewerSession(browser) == session, "the viewer left its session during the re-plug")
         } catch {
             await browser.quit()
+            try? Data().write(to: URL(fileURLWithPath: exchange + "/watching"))
             try? Data().write(to: URL(fileURLWithPath: exchange + "/done"))
             throw error
         }
@@ -112,6 +133,12 @@ struct KernelLabTests {
 
     private func stats(_ exchange: String) -> String {
         ((try? String(contentsOfFile: exchange + "/guest-status", encoding: .utf8)) ?? "no guest status").trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// The viewer's session and reconnect count: unchanged means it never lost the call.
+    private func viewerSession(_ browser: HeadlessChromium) async throws -> String {
+        let stats = try await browser.evaluate("const s = window.sightlineViewer.stats; return `${s.session} ${s.reconnects} ${s.peer}`;")
+        return stats.string ?? ""
     }
 
     /// A digest of the canvas's pixels, to tell whether the picture moved.

@@ -7,7 +7,8 @@ import Testing
 /// The guest's half of the host's "viewer through the kernel lab" test: the daemon streams the
 /// real vivid camera to a relay, both inside the guest; the relay listens with TLS on the port
 /// QEMU forwards from the host's 127.0.0.1. The invite link goes to the host through the shared
-/// work tree; the host's Chromium opens it and writes `done` when it has seen enough.
+/// work tree; the host's Chromium opens it and writes `watching` once frames decode; the guest
+/// then unplugs and re-plugs vivid, and the host writes `done` when it has seen enough.
 @Suite("Viewer through the kernel lab (guest side)",
        .enabled(if: ViewerLabExchange.current != nil, "runs when the host's kernel-lab viewer test boots the lab with a port forward"))
 struct ViewerLabTests {
@@ -38,10 +39,36 @@ struct ViewerLabTests {
         defer { daemon.signal(SIGTERM) }
         try await daemon.waitUntilServing(timeout: .seconds(60))
         let client = ControlClient(socketPath: daemon.socketPath)
-        let call = try await client.post(ControlAPI.callPath, json: [String: String](), as: CallStatus.self)
-        let invite = try #require(call.invite, "no invite: \(call)\n\(daemon.log)\n\(relay.log)")
+        // Under emulation the daemon may take longer than the client's 10 s to reach the relay;
+        // the call goes on starting, so ask again until the invite is there.
+        var call = try? await client.post(ControlAPI.callPath, json: [String: String](), as: CallStatus.self)
+        let started = ContinuousClock.now + .seconds(120)
+        while call?.invite == nil, ContinuousClock.now < started {
+            try await Task.sleep(for: .seconds(1))
+            call = try? await client.get(ControlAPI.callPath, as: CallStatus.self)
+        }
+        let invite = try #require(call?.invite, "no invite: \(String(describing: call))\n\(daemon.log)\n\(relay.log)")
         #expect(invite.hasPrefix("https://127.0.0.1:\(exchange.port)/v/"))
         try invite.write(toFile: exchange.file("invite"), atomically: true, encoding: .utf8)
+
+        // Once the host's viewer is live, the camera is unplugged and comes back (real remove
+        // and add uevents); the viewer must stay in its session, and a keyframe follows the return.
+        let watching = ContinuousClock.now + .seconds(300)
+        while !FileManager.default.fileExists(atPath: exchange.file("watching")), ContinuousClock.now < watching {
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        let before = try await client.get(ControlAPI.callPath, as: CallStatus.self).keyframesSent
+        try KernelLab.writeSysfs("/sys/bus/platform/drivers/vivid/unbind", "vivid.0")
+        try await Task.sleep(for: .seconds(3))
+        try KernelLab.writeSysfs("/sys/bus/platform/drivers/vivid/bind", "vivid.0")
+        try await eventually(timeout: .seconds(60)) {
+            let camera = try await client.get(ControlAPI.statusPath, as: DaemonStatus.self).services.first { $0.name == "camera" }
+            return camera?.state == .running
+        }
+        try await Task.sleep(for: .seconds(3))
+        let after = try await client.get(ControlAPI.callPath, as: CallStatus.self).keyframesSent
+        #expect(after > before, "no keyframe after the camera came back (\(before) → \(after))")
+        try "\(before) \(after)\n".write(toFile: exchange.file("replugged"), atomically: true, encoding: .utf8)
 
         // The host decides when it has seen enough; the guest only keeps streaming until then.
         let deadline = ContinuousClock.now + .seconds(300)
@@ -80,15 +107,24 @@ enum GuestNetwork {
     static func bringUp() throws {
         _ = try? CommandLineTool.run("/usr/sbin/modprobe", ["virtio_net"])
         try ip(["link", "set", "lo", "up"])
+        // udev renames the NIC (eth0 → enp0sN) right after it appears: let it finish, and
+        // take the name again if it changed under us anyway.
         let deadline = ContinuousClock.now + .seconds(20)
-        var nic: String?
-        while nic == nil, ContinuousClock.now < deadline {
-            nic = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/class/net"))?.sorted().first { $0 != "lo" }
-            if nic == nil { Thread.sleep(forTimeInterval: 0.1) }
+        var lastError: Error?
+        while ContinuousClock.now < deadline {
+            _ = try? CommandLineTool.run("/usr/bin/udevadm", ["settle", "--timeout=5"])
+            if let nic = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/class/net"))?.sorted().first(where: { $0 != "lo" }) {
+                do {
+                    try ip(["addr", "replace", "10.0.2.15/24", "dev", nic])
+                    try ip(["link", "set", nic, "up"])
+                    return
+                } catch {
+                    lastError = error
+                }
+            }
+            Thread.sleep(forTimeInterval: 0.2)
         }
-        guard let nic else { throw TestFailure("no network interface appeared in the guest (virtio_net)") }
-        try ip(["addr", "replace", "10.0.2.15/24", "dev", nic])
-        try ip(["link", "set", nic, "up"])
+        throw lastError ?? TestFailure("no network interface appeared in the guest (virtio_net)")
     }
 
     private static func ip(_ arguments: [String]) throws {

@@ -97,8 +97,13 @@ final class MediaSender: Sendable {
         var sealer: SFrameSealer?
         let worker = EncodingWorker(codec: codec)
         var lastSent: Duration?
+        var lastSequence: UInt32?
         for await frame in frames {
             try Task.checkCancellation()
+            // A sequence that starts over is a new capture stream: the camera came back, or the
+            // placeholder took over. Viewers get a keyframe for the new picture at once.
+            if let lastSequence, frame.sequence < lastSequence { requestKeyframe() }
+            lastSequence = frame.sequence
             guard audience.load(ordering: .acquiring), let current = epoch.withLock({ $0 }) else { continue }
             if sealer?.kid != current.kid {
                 sealer = SFrameSealer(kid: current.kid, baseKey: current.key)
