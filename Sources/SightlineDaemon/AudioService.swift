@@ -7,8 +7,8 @@ import Synchronization
 
 /// Runs the microphone: chooses the backend (`audio.backend`), keeps a capture open, reopens it
 /// when it cannot be opened (no device yet, no server), and serves its status to
-/// `GET /v1/audio`. Until the call and voice paths take the frames, they are drained here so the
-/// lossless queue never backs up into xruns.
+/// `GET /v1/audio`. Frames go to the voice tap (16 kHz mono, `VoiceTap`) when one is attached;
+/// the rest are drained here so the lossless queue never backs up into xruns.
 final class AudioService: Service, Sendable {
     static let name = "audio"
     private let configuration: DaemonConfiguration.AudioConfiguration
@@ -16,19 +16,38 @@ final class AudioService: Service, Sendable {
     private let logger: Logger
     private let current = Mutex<Snapshot>(Snapshot())
     private let retryInterval: Duration
+    private let voice: AsyncStream<[Int16]>.Continuation?
+    private let pulseServer: String?
 
     private struct Snapshot {
         var backend = "none"
         var reason = "starting"
         var capture: (any AudioCapture)?
         var problem: String?
+        var muted = false
     }
 
-    init(configuration: DaemonConfiguration.AudioConfiguration, state: DaemonState, logger: Logger, retryInterval: Duration = .seconds(5)) {
+    /// - Parameters:
+    ///   - voice: where 16 kHz mono chunks for voice commands go (`VoiceTap.makeStream`).
+    ///   - pulseServer: a libpulse server string; nil for libpulse's defaults (`PULSE_SERVER`, the runtime directory).
+    init(configuration: DaemonConfiguration.AudioConfiguration, state: DaemonState, logger: Logger, retryInterval: Duration = .seconds(5),
+         voice: AsyncStream<[Int16]>.Continuation? = nil, pulseServer: String? = nil) {
+        self.pulseServer = pulseServer
         self.configuration = configuration
         self.state = state
         self.logger = logger
         self.retryInterval = retryInterval
+        self.voice = voice
+    }
+
+    /// Privacy: mutes at the source, so no sample reaches the voice tap or a call; kept across
+    /// reopened captures.
+    func setMuted(_ muted: Bool) {
+        let capture = current.withLock { snapshot in
+            snapshot.muted = muted
+            return snapshot.capture
+        }
+        capture?.setMuted(muted)
     }
 
     func status() -> AudioStatus {
@@ -44,9 +63,9 @@ final class AudioService: Service, Sendable {
         ALSADiagnostics.setHandler { message in logger.notice("ALSA: \(message)") }
         await state.set(Self.name, .starting, "choosing a sound system (audio.backend: \(configuration.backend.rawValue))")
         // `auto` probes the Pulse server for up to a second: off the cooperative pool.
-        let kind = configuration.backend
+        let kind = configuration.backend, server = pulseServer
         let choice = await withCheckedContinuation { (done: CheckedContinuation<AudioBackendSelection.Choice, Never>) in
-            Thread { done.resume(returning: AudioBackendSelection.choose(kind)) }.start()
+            Thread { done.resume(returning: AudioBackendSelection.choose(kind, pulseServer: server)) }.start()
         }
         current.withLock {
             $0.backend = choice.backend.kind.rawValue
@@ -74,17 +93,38 @@ final class AudioService: Service, Sendable {
                 continue
             }
             reported = nil
-            current.withLock {
+            let muted = current.withLock {
                 $0.capture = capture
                 $0.problem = nil
+                return $0.muted
             }
+            capture.setMuted(muted)
             await state.set(Self.name, .running, "\(choice.backend.kind.rawValue) capture from \(configuration.captureDevice ?? "the default device")")
+            await consume(capture)
+            await capture.stop()
+        }
+    }
+
+    /// Feeds the voice tap until the capture ends. Stopping the capture (on SIGTERM or when the
+    /// task is cancelled) ends its frame queue, which ends the loop.
+    private func consume(_ capture: any AudioCapture) async {
+        let voice = self.voice, logger = self.logger
+        await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
-                for await _ in capture.frames.cancelOnGracefulShutdown() {}
+                var tap = VoiceTap()
+                for await frame in capture.frames {
+                    guard let voice else { continue }
+                    do {
+                        voice.yield(try tap.convert(frame))
+                    } catch {
+                        logger.error("voice tap cannot resample", metadata: ["problem": "\(error)"])
+                    }
+                }
             } onGracefulShutdown: {
                 Task { await capture.stop() }
             }
-            await capture.stop()
+        } onCancel: {
+            Task { await capture.stop() }
         }
     }
 }

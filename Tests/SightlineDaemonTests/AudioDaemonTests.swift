@@ -1,5 +1,8 @@
 import Foundation
+import Logging
+import Synchronization
 import SightlineCore
+@testable import SightlineDaemon
 import SightlineTesting
 import Testing
 
@@ -81,4 +84,58 @@ struct AudioDaemonTests {
         #expect(await daemon.waitForExit(timeout: .seconds(15)) == 0)
         #expect(daemon.log.contains("microphone unavailable"))
     }
+
+    @Test("The voice tap gets 16 kHz mono chunks of what the microphone hears; privacy mute stops them at the source")
+    func voiceTap() async throws {
+        if let reason = PulseAudioServer.unavailableReason { print("skipped: \(reason)"); return }
+        let server = try PulseAudioServer()
+        try await server.start()
+        let directory = try TemporaryDirectory()
+        let state = DaemonState(configurationLabel: "test", stateDirectory: directory.path,
+                                identity: IdentityInfo(algorithm: "Ed25519", fingerprint: "test", publicKey: "", keyPath: ""),
+                                stallAfter: .seconds(10))
+        let (chunks, continuation) = VoiceTap.makeStream()
+        let service = AudioService(configuration: .init(backend: .pulse, captureDevice: server.monitorSource), state: state,
+                                   logger: Logger(label: "test"), voice: continuation, pulseServer: server.server)
+        let running = Task { try await service.run() }
+        defer { running.cancel() }
+
+        // A reader task keeps what arrives; `collect` returns what came within `duration`.
+        let arrived = Arrivals()
+        let reader = Task {
+            for await chunk in chunks { arrived.chunks.withLock { $0.append(chunk) } }
+        }
+        defer { reader.cancel() }
+        func collect(for duration: Duration) async -> [[Int16]] {
+            arrived.chunks.withLock { $0.removeAll() }
+            try? await Task.sleep(for: duration)
+            return arrived.chunks.withLock { $0 }
+        }
+        _ = await collect(for: .seconds(4))  // warm-up: the idle null sink's first block
+        let tone = server.directory.file("tone.raw")
+        let samples = (0..<48000 * 3).map { Int16(16384 * sin(2 * Double.pi * 1000 * Double($0) / 48000)) }
+        try Data(samples.withUnsafeBufferPointer { Data(buffer: $0) }).write(to: URL(fileURLWithPath: tone))
+        let player = try server.play(rawFile: tone)
+        let heard = await collect(for: .milliseconds(2500))
+        player.wait()
+        #expect(heard.allSatisfy { $0.count == 320 }, "\(Set(heard.map(\.count)))")
+        let loudest = heard.map { AudioLevel(samples: $0).rmsDBFS }.max() ?? -200
+        #expect(abs(loudest - -9.03) < 1, "loudest 16 kHz chunk \(loudest) dBFS")
+
+        service.setMuted(true)
+        _ = await collect(for: .milliseconds(300))  // what was captured before the mute
+        let player2 = try server.play(rawFile: tone)
+        let whileMuted = await collect(for: .milliseconds(2000))
+        player2.wait()
+        print("voice tap: \(heard.count) chunks with the tone (loudest \(loudest) dBFS), \(whileMuted.count) while muted; \(service.status())")
+        #expect(whileMuted.isEmpty)
+        #expect((service.status().capture?.mutedFrames ?? 0) > 25)
+        running.cancel()
+        _ = await running.result
+        #expect(service.status().capture?.connected == false)
+    }
+}
+
+private final class Arrivals: Sendable {
+    let chunks = Mutex<[[Int16]]>([])
 }

@@ -41,6 +41,11 @@ public struct DaemonConfiguration: Sendable, Equatable {
         public var backend: AudioBackendKind
         /// nil: the sound system's default device.
         public var captureDevice: String?
+
+        public init(backend: AudioBackendKind, captureDevice: String?) {
+            self.backend = backend
+            self.captureDevice = captureDevice
+        }
     }
 
     public struct VoiceConfiguration: Sendable, Equatable {
