@@ -93,42 +93,14 @@ extension EvidenceArchive {
         }
         let stored = try journal(caseID)
         let key = try dataKey(for: caseID)
-        let temporary = "\(path).part-\(getpid())"
-        unlink(temporary)
-        var files: [ExportManifest.File] = []
-        var evidenceBytes: UInt64 = 0
-        let manifestBytes: [UInt8]
-        do {
-            let zip = try Archive(url: URL(fileURLWithPath: temporary), accessMode: .create)
-            chmod(temporary, 0o600)
-            func addText(_ name: String, _ bytes: [UInt8]) throws {
-                try zip.addEntry(with: name, type: .file, uncompressedSize: Int64(bytes.count), compressionMethod: .deflate) { position, size in
-                    Data(bytes[Int(position)..<min(bytes.count, Int(position) + size)])
-                }
-                files.append(.init(path: name, sha256: SHA256.hash(data: bytes).hexString, size: UInt64(bytes.count)))
-            }
+        return try writeSignedExport(to: path) { writer in
             var evidenceNames: [String: String] = [:]
             for (_, item) in projection.items where projection.purged[item.id] == nil {
                 guard let blob = item.blob else { continue }
                 let name = "evidence/\(item.id)\(Self.fileExtension(item.mediaType))"
-                let reader = try BlobReader(path: blobPath(caseID: caseID, sha256: blob.hex), key: key)
-                var pending: [UInt8] = []
-                var hasher = SHA256()
-                try zip.addEntry(with: name, type: .file, uncompressedSize: Int64(blob.size), compressionMethod: .none) { _, size in
-                    while pending.count < size, let chunk = try reader.next() {
-                        hasher.update(data: chunk)
-                        pending += chunk
-                    }
-                    let out = Data(pending.prefix(size))
-                    pending.removeFirst(min(size, pending.count))
-                    return out
-                }
-                guard Array(hasher.finalize()) == blob.sha256 else {
-                    throw ArchiveError.blob(caseID: caseID, sha256: blob.hex, reason: "changed while it was being exported")
-                }
-                files.append(.init(path: name, sha256: blob.hex, size: blob.size, itemID: item.id))
+                try writer.addBlob(name, reader: try BlobReader(path: blobPath(caseID: caseID, sha256: blob.hex), key: key), blob: blob,
+                                   itemID: item.id, caseID: caseID)
                 evidenceNames[item.id] = name
-                evidenceBytes += blob.size
             }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -136,52 +108,51 @@ extension EvidenceArchive {
                 String(decoding: try encoder.encode(ExportedEntry(sequence: $0.sequence, hash: $0.hash.hexString,
                                                                   canonical: Data($0.canonical).base64EncodedString())), as: UTF8.self)
             }
-            try addText("journal/entries.jsonl", Array((entryLines.joined(separator: "\n") + "\n").utf8))
+            try writer.addText("journal/entries.jsonl", Array((entryLines.joined(separator: "\n") + "\n").utf8))
             let checkpointLines = try stored.checkpoints.map {
                 String(decoding: try encoder.encode(ExportedCheckpoint(
                     caseID: $0.caseID, sequence: $0.sequence, entryHash: $0.entryHash.hexString, signedAt: $0.signedAt,
                     publicKey: Data($0.publicKey).base64EncodedString(), signature: Data($0.signature).base64EncodedString())), as: UTF8.self)
             }
-            try addText("journal/checkpoints.jsonl", Array((checkpointLines.joined(separator: "\n") + "\n").utf8))
-            try addText("device-public-key.pem", Array(Self.publicKeyPEM(devicePublicKey).utf8))
+            try writer.addText("journal/checkpoints.jsonl", Array((checkpointLines.joined(separator: "\n") + "\n").utf8))
+            try writer.addText("device-public-key.pem", Array(Self.publicKeyPEM(devicePublicKey).utf8))
             let entries = try stored.entries.map { try JournalEntry(canonical: $0.canonical) }
-            try addText("report.html", Array(CaseReport.html(projection: projection, entries: entries, evidence: evidenceNames,
-                                                             fingerprint: DeviceIdentityEncoding.fingerprint(of: devicePublicKey)).utf8))
+            try writer.addText("report.html", Array(CaseReport.html(projection: projection, entries: entries, evidence: evidenceNames,
+                                                                    fingerprint: DeviceIdentityEncoding.fingerprint(of: devicePublicKey)).utf8))
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
             let manifest = ExportManifest(
                 caseID: caseID, reference: projection.details.reference, exportedAt: Self.systemClock(),
                 devicePublicKey: devicePublicKey.rawRepresentation.base64EncodedString(),
                 deviceFingerprint: DeviceIdentityEncoding.fingerprint(of: devicePublicKey),
-                journal: .init(entries: projection.entryCount, headHash: projection.headHash.hexString), files: files)
-            manifestBytes = Array(try encoder.encode(manifest)) + [0x0A]
-            try zip.addEntry(with: "manifest.json", type: .file, uncompressedSize: Int64(manifestBytes.count), compressionMethod: .deflate) { _, _ in
-                Data(manifestBytes)
-            }
-            let signature = Array(try signManifest(manifestBytes))
-            try zip.addEntry(with: "manifest.json.sig", type: .file, uncompressedSize: Int64(signature.count)) { _, _ in Data(signature) }
-        } catch let error as ArchiveError {
-            unlink(temporary)
-            throw error
-        } catch {
-            unlink(temporary)
-            throw .storage(SystemError("write export \(error)", path: temporary, errno: (error as? POSIXError)?.code.rawValue ?? EIO))
+                journal: .init(entries: projection.entryCount, headHash: projection.headHash.hexString), files: writer.files)
+            return Array(try encoder.encode(manifest)) + [0x0A]
         }
-        // The ZIP is closed (its Archive went out of scope): make it durable under its name.
-        do throws(SystemError) {
-            let fd = open(temporary, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw SystemError("open", path: temporary, errno: errno) }
-            let synced = fsync(fd)
-            let syncErrno = errno
-            closeDescriptor(fd)
-            guard synced == 0 else { throw SystemError("fsync", path: temporary, errno: syncErrno) }
-            guard rename(temporary, path) == 0 else { throw SystemError("rename", path: path, errno: errno) }
-            try SecureFiles.syncDirectory((path as NSString).deletingLastPathComponent)
+    }
+
+    /// Creates the ZIP, lets `fill` add its files and return the manifest's bytes, signs the
+    /// manifest and puts the ZIP in place; on any failure the partial file is removed.
+    func writeSignedExport(to path: String, _ fill: (SignedExportWriter) throws -> [UInt8]) throws(ArchiveError) -> CaseExportSummary {
+        let writer: SignedExportWriter
+        do {
+            writer = try SignedExportWriter(destination: path)
         } catch {
-            unlink(temporary)
-            throw .storage(error)
+            throw .storage(SystemError("create export", path: path, errno: (error as? POSIXError)?.code.rawValue ?? EIO))
         }
-        return CaseExportSummary(path: path, files: files.count + 2, evidenceBytes: evidenceBytes,
-                                 manifestSHA256: SHA256.hash(data: manifestBytes).hexString)
+        do {
+            let manifest = try fill(writer)
+            try writer.finish(manifest: manifest, signature: Array(try signManifest(manifest)))
+            return CaseExportSummary(path: path, files: writer.files.count + 2, evidenceBytes: writer.evidenceBytes,
+                                     manifestSHA256: SHA256.hash(data: manifest).hexString)
+        } catch {
+            writer.abandon()
+            throw Self.exportFailure(error, path: path)
+        }
+    }
+
+    static func exportFailure(_ error: any Error, path: String) -> ArchiveError {
+        if let error = error as? ArchiveError { return error }
+        if let error = error as? SystemError { return .storage(error) }
+        return .storage(SystemError("write export (\(error))", path: path, errno: (error as? POSIXError)?.code.rawValue ?? EIO))
     }
 
     static func fileExtension(_ mediaType: String?) -> String {
@@ -201,5 +172,82 @@ extension EvidenceArchive {
     static func publicKeyPEM(_ key: Curve25519.Signing.PublicKey) -> String {
         let der: [UInt8] = [0x30, 0x2A, 0x30, 0x05, 0x06, 0x03, 0x2B, 0x65, 0x70, 0x03, 0x21, 0x00] + Array(key.rawRepresentation)
         return "-----BEGIN PUBLIC KEY-----\n\(Data(der).base64EncodedString())\n-----END PUBLIC KEY-----\n"
+    }
+}
+
+/// A ZIP written under a temporary name beside its destination, listing every file it adds
+/// with its SHA-256 for the signed manifest, and renamed into place only when complete and
+/// on disk. The one owner of the open ZIP.
+final class SignedExportWriter {
+    private var zip: Archive?
+    private let temporary: String
+    private let destination: String
+    private(set) var files: [ExportManifest.File] = []
+    private(set) var evidenceBytes: UInt64 = 0
+
+    init(destination: String) throws {
+        self.destination = destination
+        temporary = "\(destination).part-\(getpid())"
+        unlink(temporary)
+        zip = try Archive(url: URL(fileURLWithPath: temporary), accessMode: .create)
+        chmod(temporary, 0o600)
+    }
+
+    private func open() throws -> Archive {
+        guard let zip else { throw SystemError("write export", path: temporary, errno: EBADF) }
+        return zip
+    }
+
+    func addText(_ name: String, _ bytes: [UInt8]) throws {
+        try open().addEntry(with: name, type: .file, uncompressedSize: Int64(bytes.count), compressionMethod: .deflate) { position, size in
+            Data(bytes[Int(position)..<min(bytes.count, Int(position) + size)])
+        }
+        files.append(.init(path: name, sha256: SHA256.hash(data: bytes).hexString, size: UInt64(bytes.count)))
+    }
+
+    /// Streams a blob's plaintext into the ZIP one chunk at a time and checks it against its address.
+    func addBlob(_ name: String, reader: BlobReader, blob: BlobReference, itemID: String, caseID: String) throws {
+        var pending: [UInt8] = []
+        var hasher = SHA256()
+        try open().addEntry(with: name, type: .file, uncompressedSize: Int64(blob.size), compressionMethod: .none) { _, size in
+            while pending.count < size, let chunk = try reader.next() {
+                hasher.update(data: chunk)
+                pending += chunk
+            }
+            let out = Data(pending.prefix(size))
+            pending.removeFirst(min(size, pending.count))
+            return out
+        }
+        guard Array(hasher.finalize()) == blob.sha256 else {
+            throw ArchiveError.blob(caseID: caseID, sha256: blob.hex, reason: "changed while it was being exported")
+        }
+        files.append(.init(path: name, sha256: blob.hex, size: blob.size, itemID: itemID))
+        evidenceBytes += blob.size
+    }
+
+    /// Adds manifest.json and its detached signature, closes the ZIP, fsyncs it and renames it
+    /// to its destination.
+    func finish(manifest: [UInt8], signature: [UInt8]) throws {
+        do {
+            let zip = try open()
+            try zip.addEntry(with: "manifest.json", type: .file, uncompressedSize: Int64(manifest.count), compressionMethod: .deflate) { _, _ in
+                Data(manifest)
+            }
+            try zip.addEntry(with: "manifest.json.sig", type: .file, uncompressedSize: Int64(signature.count)) { _, _ in Data(signature) }
+        }
+        zip = nil  // the last reference: ZIPFoundation closes the file on release
+        let fd = Foundation.open(temporary, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SystemError("open", path: temporary, errno: errno) }
+        let synced = fsync(fd)
+        let syncErrno = errno
+        closeDescriptor(fd)
+        guard synced == 0 else { throw SystemError("fsync", path: temporary, errno: syncErrno) }
+        guard rename(temporary, destination) == 0 else { throw SystemError("rename", path: destination, errno: errno) }
+        try SecureFiles.syncDirectory((destination as NSString).deletingLastPathComponent)
+    }
+
+    func abandon() {
+        zip = nil
+        unlink(temporary)
     }
 }

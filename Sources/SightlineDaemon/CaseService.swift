@@ -62,12 +62,12 @@ final class CaseService: Sendable {
         }
     }
 
-    /// Exports a case into the archive's scratch directory and streams the ZIP as the response,
-    /// removing the file once sent (or once the client goes away).
-    func exportResponse(_ caseID: String) async throws -> Response {
+    /// Writes an export (`write` gets the archive and a path in its scratch directory) and
+    /// streams the ZIP as the response, removing the file once sent (or once the client goes away).
+    func exportResponse(_ write: @escaping @Sendable (EvidenceArchive, String) throws -> Void) async throws -> Response {
         let (path, size) = try await perform { archive -> (String, Int) in
             let path = (archive.directory as NSString).appendingPathComponent("tmp/export-\(UUID().uuidString).zip")
-            _ = try archive.export(caseID, to: path)
+            try write(archive, path)
             var info = stat()
             guard stat(path, &info) == 0 else { throw ArchiveError.storage(SystemError("stat", path: path, errno: errno)) }
             return (path, Int(info.st_size))
@@ -144,6 +144,11 @@ extension ControlServer {
         router.get(RouterPath(ControlAPI.casePath("{id}"))) { _, context in
             let id = try context.parameters.require("id")
             return try jsonResponse(try await cases.perform { archive in CaseDetail(projection: try archive.projection(id)) })
+        }
+        router.post(RouterPath(ControlAPI.personExportPath("{person}"))) { _, context in
+            let person = try context.parameters.require("person")
+            context.logger.notice("privacy: person export", metadata: ["person": "\(person)"])
+            return try await cases.exportResponse { archive, path in _ = try archive.exportPerson(person, to: path) }
         }
         router.post(RouterPath(ControlAPI.purgePath)) { _, context in
             let purged = try await cases.perform { archive in try archive.purgeExpired() }
@@ -236,7 +241,7 @@ extension ControlServer {
         router.post(RouterPath(ControlAPI.casePath("{id}", "export"))) { _, context in
             let id = try context.parameters.require("id")
             context.logger.notice("case exported", metadata: ["case": "\(id)"])
-            return try await cases.exportResponse(id)
+            return try await cases.exportResponse { archive, path in _ = try archive.export(id, to: path) }
         }
     }
 }

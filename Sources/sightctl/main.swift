@@ -10,7 +10,7 @@ struct Sightctl: AsyncParsableCommand {
         commandName: "sightctl",
         abstract: "Operate a Sightline device: status, identity, configuration.",
         version: SightlineVersion.current,
-        subcommands: [Status.self, Version.self, Identity.self, Config.self, Snapshot.self, Camera.self, Devices.self, Audio.self, Call.self, Case.self, Voice.self])
+        subcommands: [Status.self, Version.self, Identity.self, Config.self, Snapshot.self, Camera.self, Devices.self, Audio.self, Call.self, Case.self, Privacy.self, Voice.self])
 }
 
 /// Options every command that talks to the daemon shares.
@@ -30,6 +30,14 @@ func printJSON(_ value: some Encodable) throws {
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     encoder.keyEncodingStrategy = .convertToSnakeCase
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+/// Downloads an export ZIP from the daemon into `destination` and says how big it is.
+func saveExport(_ apiPath: String, to destination: String, _ options: DaemonOptions) async throws {
+    let bytes = try await request { () async throws(ControlClient.Failure) in
+        try await options.client.download(apiPath, to: destination)
+    }
+    print("\(destination): \(bytes) bytes")
 }
 
 /// Runs a daemon request and turns its failure into a message and an exit status.
@@ -518,11 +526,7 @@ struct Case: AsyncParsableCommand {
         @OptionGroup var options: DaemonOptions
 
         func run() async throws {
-            let destination = out ?? "case-\(id).zip"
-            let bytes = try await request { () async throws(ControlClient.Failure) in
-                try await options.client.download(ControlAPI.casePath(id, "export"), to: destination)
-            }
-            print("\(destination): \(bytes) bytes")
+            try await saveExport(ControlAPI.casePath(id, "export"), to: out ?? "case-\(id).zip", options)
         }
     }
     struct Hold: AsyncParsableCommand {
@@ -744,6 +748,24 @@ struct Voice: AsyncParsableCommand {
             for phrase in voice.vocabulary.phrases {
                 print("\(phrase.phrase.padding(toLength: width, withPad: " ", startingAt: 0))  \(phrase.action.rawValue)")
             }
+        }
+    }
+}
+
+/// `sightctl privacy …`: data subjects' rights over the evidence archive.
+struct Privacy: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Data protection: export what the archive holds about a person.",
+                                                    subcommands: [Export.self])
+
+    struct Export: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a signed ZIP of a person's participant records, consents and the evidence they made or took part in (GDPR Art. 15).")
+        @Option(help: "The person's participant id, as used in the cases.") var person: String
+        @Option(help: ArgumentHelp("Where to write the ZIP (default: person-ID.zip here).", valueName: "FILE")) var out: String?
+        @OptionGroup var options: DaemonOptions
+
+        func run() async throws {
+            try await saveExport(ControlAPI.personExportPath(person), to: out ?? "person-\(person).zip", options)
         }
     }
 }

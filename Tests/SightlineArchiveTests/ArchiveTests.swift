@@ -488,3 +488,41 @@ final class MockClock: Sendable {
         #expect(check.stdout.contains("0 evidence files"))
     }
 }
+
+@Suite struct PersonExportTests {
+    @Test func aPersonsExportHoldsTheirRecordsAndNobodyElses() throws {
+        let scratch = try ScratchArchive()
+        var random = SeededGenerator(seed: 21)
+        let ids = try scratch.populate(&random)
+        try scratch.archive.reopen(ids[0])
+        let theirs = randomBytes(1_500, &random)
+        let mine = try scratch.archive.file(EvidenceDraft(kind: .photo, capturedAt: 50, mediaType: "image/jpeg", authorID: "tech"),
+                                            content: .bytes(theirs), into: ids[0])
+        try scratch.archive.file(EvidenceDraft(kind: .photo, capturedAt: 51, mediaType: "image/jpeg", authorID: "exp"),
+                                 content: .bytes(randomBytes(900, &random)), into: ids[0])
+        let out = scratch.directory.file("person.zip")
+        let summary = try scratch.archive.exportPerson("tech", to: out)
+        #expect(summary.evidenceBytes == 1_500)
+        #expect(mode(of: out) == 0o600)
+        let unpacked = scratch.directory.file("person")
+        try FileManager.default.createDirectory(atPath: unpacked, withIntermediateDirectories: true)
+        try FileManager.default.unzipItem(at: URL(fileURLWithPath: out), to: URL(fileURLWithPath: unpacked))
+        let person = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(unpacked)/person.json"))) as? [String: Any])
+        let cases = try #require(person["cases"] as? [[String: Any]])
+        #expect(cases.count == 1 && cases.first?["case_id"] as? String == ids[0])
+        let items = try #require(cases.first?["items"] as? [[String: Any]])
+        let kinds = items.compactMap { ($0["item"] as? [String: Any])?["kind"] as? String }
+        #expect(kinds == ["call-record", "photo"], "\(kinds)")
+        #expect((cases.first?["consents"] as? [Any])?.count == 1)
+        #expect(((cases.first?["participant"] as? [String: Any])?["name"] as? String) == "Ana Tech")
+        let evidence = try FileManager.default.contentsOfDirectory(atPath: "\(unpacked)/evidence/\(ids[0])")
+        #expect(evidence == ["\(mine.id).jpg"])
+        #expect(try Data(contentsOf: URL(fileURLWithPath: "\(unpacked)/evidence/\(ids[0])/\(mine.id).jpg")) == Data(theirs))
+        let openssl = try CommandLineTool.run("/usr/bin/openssl", [
+            "pkeyutl", "-verify", "-pubin", "-inkey", "\(unpacked)/device-public-key.pem", "-rawin",
+            "-in", "\(unpacked)/manifest.json", "-sigfile", "\(unpacked)/manifest.json.sig",
+        ])
+        #expect(openssl.status == 0, "\(openssl.stdout)\(openssl.stderr)")
+        #expect(throws: ArchiveError.self) { try scratch.archive.exportPerson("nobody", to: scratch.directory.file("nobody.zip")) }
+    }
+}

@@ -42,6 +42,19 @@ struct CaseCommandTests {
         let people = try CommandLineTool.run("sightctl", ["case", "show", id] + socket).stdout
         #expect(people.contains("participant: tech-1 Ana Tech (technician)") && people.contains("consent:   tech-1 granted recording"), "\(people)")
 
+        // The person's own export (GDPR Art. 15).
+        let personZip = daemon.directory.file("person.zip")
+        let person = try CommandLineTool.run("sightctl", ["privacy", "export", "--person", "tech-1", "--out", personZip] + socket)
+        #expect(person.status == 0, "\(person.stderr)")
+        let listing = try CommandLineTool.run("/usr/bin/python3", ["-c", """
+            import json, sys, zipfile
+            z = zipfile.ZipFile(sys.argv[1]); p = json.loads(z.read("person.json"))
+            print(sorted(z.namelist()), p["person_id"], [c["case_id"] for c in p["cases"]], len(p["cases"][0]["consents"]))
+            """, personZip])
+        #expect(listing.stdout.contains("tech-1 ['\(id)'] 1") && listing.stdout.contains("manifest.json.sig"), "\(listing.stdout)\(listing.stderr)")
+        let nobody = try CommandLineTool.run("sightctl", ["privacy", "export", "--person", "nobody", "--out", daemon.directory.file("n.zip")] + socket)
+        #expect(nobody.status == 1 && nobody.stderr.contains("no case references person nobody"), "\(nobody.stderr)")
+
         let closed = try CommandLineTool.run("sightctl", ["case", "close", id, "--reason", "repaired"] + socket)
         #expect(closed.status == 0 && closed.stdout.contains("closed"), "\(closed.stderr)")
         let again = try CommandLineTool.run("sightctl", ["case", "close", id] + socket)

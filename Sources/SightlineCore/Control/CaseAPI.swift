@@ -15,6 +15,10 @@ extension ControlAPI {
     /// `retention.purge_interval_hours`).
     public static let purgePath = "/v1/retention/purge"
 
+    /// `POST` answers with a ZIP of everything the archive holds about one person (a participant
+    /// id): GDPR Art. 15.
+    public static func personExportPath(_ person: String) -> String { "/v1/privacy/persons/\(person)/export" }
+
     /// The case id that stands for every case in `verify`.
     public static let allCases = "all"
 }
