@@ -61,7 +61,7 @@ enum StreamSuite {
         try daemon.start()
         defer {
             daemon.signal(SIGTERM)
-            _ = daemon.process.isRunning ? daemon.process.waitUntilExit() : ()
+            daemon.process.waitUntilExit()
         }
         try await daemon.waitUntilServing()
         let client = ControlClient(socketPath: daemon.socketPath)
