@@ -145,6 +145,11 @@ extension DeviceLab {
                   width: 640
                   height: 480
                   fps: 25
+                # The cycles unload snd-aloop, which no module unload allows while a PCM is open:
+                # the microphone is left unopened here, discovery still sees the card come and go.
+                audio:
+                  backend: alsa
+                  capture_device: no-such-pcm
 
                 """)
             try daemon.start()
