@@ -11,7 +11,12 @@ import Synchronization
 /// bytes behind a valid envelope, which is all the relay reads. N grows until the p99 of
 /// sender → relay → receiver exceeds 5 ms; the last level within budget is reported.
 enum RelayLoad {
-    static let levels = [1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 160, 192, 256]
+    /// `SIGHTLINE_BENCH_LOAD_LEVELS=64,128` measures only those levels (for profiling one load).
+    static var levels: [Int] {
+        let chosen = ProcessInfo.processInfo.environment["SIGHTLINE_BENCH_LOAD_LEVELS"]?
+            .split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 } ?? []
+        return chosen.isEmpty ? [1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 160, 192, 256] : chosen
+    }
     static let framesPerSecond = 30
     static let bitsPerSecond = 2_000_000
     static let frameBytes = bitsPerSecond / 8 / framesPerSecond
@@ -32,6 +37,7 @@ enum RelayLoad {
     }
 
     static func measure() async throws -> [(String, Double)] {
+        let levels = levels
         let relay = try RelayProcess(extraDevices: levels.max() ?? 0)
         try await relay.start()
         defer { relay.stop() }
