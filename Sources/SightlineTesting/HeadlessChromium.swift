@@ -15,7 +15,7 @@ import SightlineSystem
 ///
 /// chromedriver runs in its own process group (Foundation's `Process` starts children that
 /// way) and Chromium inherits it: `quit()`, and `deinit` as a safety net, kill the whole group.
-public actor HeadlessChromium {
+public actor HeadlessChromium: HeadlessBrowser {
     public static let chromedriverPath = "/usr/bin/chromedriver"
     public static let chromiumPath = "/usr/bin/chromium"
 
@@ -42,18 +42,8 @@ public actor HeadlessChromium {
         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
     ]
 
-    public struct Failure: Error, CustomStringConvertible {
-        public let description: String
-        public init(_ description: String) { self.description = description }
-    }
-
-    /// A script rejected or threw; `name` and `code` are the JavaScript error's, if it had them.
-    public struct ScriptError: Error, CustomStringConvertible {
-        public let message: String
-        public let name: String?
-        public let code: String?
-        public var description: String { "JavaScript \(name ?? "error")\(code.map { " [\($0)]" } ?? ""): \(message)" }
-    }
+    public typealias Failure = BrowserFailure
+    public typealias ScriptError = BrowserScriptError
 
     private let driver: Process
     /// chromedriver's process id, which is also the process group of every Chromium process.
@@ -129,38 +119,14 @@ public actor HeadlessChromium {
 
     /// Navigates and waits for the page's load event (WebDriver's default page-load strategy).
     public func open(_ url: String) async throws {
-        try checkLoopback(url)
+        try requireLoopback(url)
         _ = try await command("POST", "url", body: ["url": .string(url)])
     }
 
-    /// Runs `script` as a WebDriver asynchronous script: it receives `arguments` and must call
-    /// `arguments[arguments.length - 1]` with its (JSON-serialisable) result.
-    public func executeAsync(_ script: String, arguments: [WebDriverValue] = []) async throws -> WebDriverValue {
+    public func executeAsync(_ script: String, arguments: [WebDriverValue]) async throws -> WebDriverValue {
         try await command("POST", "execute/async", body: ["script": .string(script), "args": .array(arguments)])
     }
 
-    /// Runs `body` as the body of an `async function` with `arguments` as its parameters
-    /// (`arguments[0]`, …) and returns what it returns; a rejection becomes `ScriptError`.
-    public func evaluate(_ body: String, arguments: [WebDriverValue] = []) async throws -> WebDriverValue {
-        let script = """
-            const done = arguments[arguments.length - 1];
-            const args = Array.prototype.slice.call(arguments, 0, -1);
-            (async function () { \(body)
-            }).apply(null, args).then(
-                (value) => done({ ok: true, value: value === undefined ? null : value }),
-                (error) => done({ ok: false, message: String((error && error.stack) || error),
-                                  name: error && error.name ? String(error.name) : null,
-                                  code: error && error.code !== undefined ? String(error.code) : null }));
-            """
-        let result = try await executeAsync(script, arguments: arguments)
-        guard result["ok"]?.bool == true else {
-            throw ScriptError(
-                message: result["message"]?.string ?? "\(result)", name: result["name"]?.string, code: result["code"]?.string)
-        }
-        return result["value"] ?? .null
-    }
-
-    /// The visible viewport as PNG.
     public func screenshot() async throws -> Data {
         let value = try await command("GET", "screenshot")
         guard let text = value.string, let png = Data(base64Encoded: text) else { throw Failure("screenshot was not base64 PNG") }
@@ -222,12 +188,6 @@ public actor HeadlessChromium {
         return false
     }
 
-    private func checkLoopback(_ url: String) throws {
-        guard let host = URL(string: url)?.host, host == "127.0.0.1" else {
-            throw Failure("refusing to open \(url): the viewer lab only talks to 127.0.0.1")
-        }
-    }
-
     /// chromedriver leads its own process group (Foundation starts children with `setpgid`),
     /// and Chromium's processes stay in it; `kill(-pgid)` reaches them all.
     private static func signalGroup(of process: Process, _ signal: Int32) {
@@ -266,23 +226,8 @@ public struct LoopbackHTTP: Sendable {
     }
 
     private func exchange(_ method: String, _ path: String, body: Data?) throws -> Response {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard descriptor >= 0 else { throw SystemError("socket", errno: errno) }
+        let descriptor = try LoopbackPort.connect(port, timeoutSeconds: timeoutSeconds)
         defer { close(descriptor) }
-        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
-        for option in [SO_RCVTIMEO, SO_SNDTIMEO] {
-            guard setsockopt(descriptor, SOL_SOCKET, option, &timeout, socklen_t(MemoryLayout<timeval>.size)) == 0 else {
-                throw SystemError("setsockopt", errno: errno)
-            }
-        }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { throw SystemError("connect 127.0.0.1:\(port)", errno: errno) }
 
         var request = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\nAccept: application/json\r\n"
         if let body { request += "Content-Type: application/json; charset=utf-8\r\nContent-Length: \(body.count)\r\n" }
@@ -350,8 +295,32 @@ public struct LoopbackHTTP: Sendable {
     }
 }
 
-/// A TCP port on 127.0.0.1 that nothing listens on at the moment of asking.
+/// TCP ports on 127.0.0.1.
 public enum LoopbackPort {
+    /// A blocking TCP socket connected to 127.0.0.1:`port`, with send and receive timeouts.
+    static func connect(_ port: Int, timeoutSeconds: Int) throws -> Int32 {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard descriptor >= 0 else { throw SystemError("socket", errno: errno) }
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)) == 0,
+              setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)) == 0,
+              connected == 0
+        else {
+            let error = SystemError("connect 127.0.0.1:\(port)", errno: errno)
+            close(descriptor)
+            throw error
+        }
+        return descriptor
+    }
+
+    /// A port that nothing listens on at the moment of asking.
     public static func free() throws -> Int {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard descriptor >= 0 else { throw SystemError("socket", errno: errno) }

@@ -5,10 +5,9 @@ import SightlineCore
 import SightlineTesting
 import Testing
 
-/// The expert's real browser: Debian's Chromium, headless, opens the invite link from a
-/// running daemon (test-pattern camera, OpenH264) through the real relay.
-@Suite("Viewer in headless Chromium", .serialized,
-       .enabled(if: HeadlessChromium.unavailableReason == nil, "\(HeadlessChromium.unavailableReason ?? ""); scripts/install-deps test installs it"))
+/// The expert's real browser: Debian's Chromium and Firefox, headless, open the invite link
+/// from a running daemon (test-pattern camera, OpenH264) through the real relay.
+@Suite("Viewer in headless Chromium and Firefox", .serialized)
 struct LiveViewerTests {
     struct Stats: Decodable {
         var verified: Bool
@@ -21,7 +20,7 @@ struct LiveViewerTests {
     }
 
     /// The burned-in frame counter, read back from the canvas's pixels.
-    func burnedInCounter(_ browser: HeadlessChromium) async throws -> Int? {
+    func burnedInCounter(_ browser: any HeadlessBrowser) async throws -> Int? {
         let result = try await browser.evaluate("""
             const canvas = document.getElementById('video');
             const width = Math.min(canvas.width, 200), height = Math.min(canvas.height, 40);
@@ -38,15 +37,26 @@ struct LiveViewerTests {
         return DigitFont.read(count: 7, luma: luma, width: width, frameHeight: frameHeight).flatMap { Int($0) }
     }
 
-    func stats(_ browser: HeadlessChromium) async throws -> Stats {
+    func stats(_ browser: any HeadlessBrowser) async throws -> Stats {
         try await browser.evaluate("return window.sightlineViewer ? window.sightlineViewer.stats : null;").decode(Stats.self)
     }
 
-    @Test("the invite link shows the live picture: frames decode, none fail to decrypt, the burned-in counter advances")
-    func liveTestPattern() async throws {
+    @Test("in Chromium, the invite link shows the live picture: frames decode, none fail to decrypt, the burned-in counter advances",
+          .enabled(if: HeadlessChromium.unavailableReason == nil, "\(HeadlessChromium.unavailableReason ?? ""); scripts/install-deps test installs it"))
+    func liveTestPatternInChromium() async throws {
+        try await liveTestPattern(in: .chromium)
+    }
+
+    @Test("in Firefox, the invite link shows the live picture: frames decode, none fail to decrypt, the burned-in counter advances",
+          .enabled(if: HeadlessFirefox.unavailableReason == nil, "\(HeadlessFirefox.unavailableReason ?? ""); scripts/install-deps test installs it"))
+    func liveTestPatternInFirefox() async throws {
+        try await liveTestPattern(in: .firefox)
+    }
+
+    func liveTestPattern(in kind: BrowserKind) async throws {
         let rig = try await LiveCallTests.Rig(width: 1280, height: 720)
         let invite = try #require(try await rig.client.post(ControlAPI.callPath, json: [String: String](), as: CallStatus.self).invite)
-        let browser = try await HeadlessChromium.start()
+        let browser = try await kind.start()
         do {
             try await browser.open(invite)
             var current = Stats(verified: false, framesDecoded: 0, decryptFailures: 0, decodeErrors: 0)
@@ -71,7 +81,7 @@ struct LiveViewerTests {
             #expect(after > before, "the counter on the canvas did not advance: \(before) → \(after)")
 
             let png = try await browser.screenshot()
-            let artifact = try LiveViewerTests.artifactPath("viewer-live-test-pattern.png")
+            let artifact = try LiveViewerTests.artifactPath("viewer-live-test-pattern-\(kind).png")
             try png.write(to: URL(fileURLWithPath: artifact))
             #expect(png.count > 10_000)
         } catch {

@@ -11,33 +11,13 @@ extension ViewerBrowserTests {
     /// later test, so teardown is checked, not assumed.
     @Suite("headless Chromium harness")
     struct HeadlessChromiumTests {
-        /// Whether any process of `group` is still alive; polls a little, as killed processes
-        /// are reaped by init, not by us.
-        private func groupAlive(_ group: Int32, within timeout: Duration = .seconds(5)) async -> Bool {
-            let deadline = ContinuousClock.now + timeout
-            while ContinuousClock.now < deadline {
-                if kill(-group, 0) == -1, errno == ESRCH { return false }
-                try? await Task.sleep(for: .milliseconds(50))
-            }
-            return true
-        }
-
-        private func openDescriptors() -> Int {
-            (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
-        }
-
-        private func descriptorTable() -> [String] {
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
-            return names.sorted().map { name in "\(name) -> \((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(name)")) ?? "?")" }
-        }
-
         @Test("quit, and deinit as the safety net, leave no chromedriver or Chromium process and no descriptor behind")
         func teardown() async throws {
             // One cycle first: Foundation and Dispatch open their process-monitoring and timer
             // descriptors once, lazily, and keep them.
             await (try await HeadlessChromium.start()).quit()
-            let descriptorsBefore = openDescriptors()
-            let tableBefore = descriptorTable()
+            let descriptorsBefore = BrowserTeardown.openDescriptors()
+            let tableBefore = BrowserTeardown.descriptorTable()
             for _ in 0..<3 {
                 let browser = try await HeadlessChromium.start()
                 let group = browser.driverProcessID
@@ -45,7 +25,7 @@ extension ViewerBrowserTests {
                 let answer = try await browser.evaluate("return navigator.userAgent;")
                 #expect(answer.string?.contains("Chrome") == true)
                 await browser.quit()
-                #expect(await groupAlive(group) == false)
+                #expect(await BrowserTeardown.groupAlive(group) == false)
             }
             var group: Int32 = 0
             do {
@@ -53,9 +33,9 @@ extension ViewerBrowserTests {
                 group = browser.driverProcessID
                 #expect(try await browser.evaluate("return 6 * 7;") == 42)
             }  // no quit(): the last reference goes here
-            #expect(await groupAlive(group) == false, "deinit killed the process group")
+            #expect(await BrowserTeardown.groupAlive(group) == false, "deinit killed the process group")
             // Three cycles: a descriptor leaked per browser would show as at least three.
-            #expect(openDescriptors() - descriptorsBefore < 3, "before:\n\(tableBefore.joined(separator: "\n"))\nafter:\n\(descriptorTable().joined(separator: "\n"))")
+            #expect(BrowserTeardown.openDescriptors() - descriptorsBefore < 3, "before:\n\(tableBefore.joined(separator: "\n"))\nafter:\n\(BrowserTeardown.descriptorTable().joined(separator: "\n"))")
         }
 
         @Test("only 127.0.0.1 is ever opened, and scripts' errors come back typed")
@@ -78,5 +58,28 @@ extension ViewerBrowserTests {
             }
             await browser.quit()
         }
+    }
+}
+
+/// Browser teardown checks shared by the Chromium and Firefox harness tests.
+enum BrowserTeardown {
+    /// Whether any process of `group` is still alive; polls a little, as killed processes
+    /// are reaped by init, not by us.
+    static func groupAlive(_ group: Int32, within timeout: Duration = .seconds(5)) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if kill(-group, 0) == -1, errno == ESRCH { return false }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return true
+    }
+
+    static func openDescriptors() -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
+    }
+
+    static func descriptorTable() -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        return names.sorted().map { name in "\(name) -> \((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(name)")) ?? "?")" }
     }
 }

@@ -325,15 +325,15 @@ private final class LabWebSocketHandler: ChannelInboundHandler {
 /// A lab for one test: the server, and a browser that is always quit, whatever the test does.
 struct ViewerLab {
     let server: LabServer
-    let browser: HeadlessChromium
+    let browser: any HeadlessBrowser
 
     static let unavailable = HeadlessChromium.unavailableReason
 
-    static func run(_ body: (ViewerLab) async throws -> Void) async throws {
+    static func run(in kind: BrowserKind = .chromium, _ body: (ViewerLab) async throws -> Void) async throws {
         let server = try await LabServer.start()
-        let browser: HeadlessChromium
+        let browser: any HeadlessBrowser
         do {
-            browser = try await HeadlessChromium.start()
+            browser = try await kind.start()
         } catch {
             await server.stop()
             throw error

@@ -1,0 +1,71 @@
+import Foundation
+import SightlineTesting
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension ViewerBrowserTests {
+    /// The Marionette harness: the same guarantees as the Chromium one, in Firefox.
+    @Suite("headless Firefox harness",
+           .enabled(if: HeadlessFirefox.unavailableReason == nil, "\(HeadlessFirefox.unavailableReason ?? ""); scripts/install-deps test installs it"))
+    struct HeadlessFirefoxTests {
+        @Test("quit, and deinit as the safety net, leave no Firefox process and no descriptor behind")
+        func teardown() async throws {
+            await (try await HeadlessFirefox.start()).quit()
+            let descriptorsBefore = BrowserTeardown.openDescriptors()
+            let tableBefore = BrowserTeardown.descriptorTable()
+            for _ in 0..<2 {
+                let browser = try await HeadlessFirefox.start()
+                let group = browser.processID
+                #expect(kill(-group, 0) == 0, "Firefox runs in its own process group")
+                let answer = try await browser.evaluate("return navigator.userAgent;")
+                #expect(answer.string?.contains("Firefox") == true)
+                await browser.quit()
+                #expect(await BrowserTeardown.groupAlive(group) == false)
+            }
+            var group: Int32 = 0
+            do {
+                let browser = try await HeadlessFirefox.start()
+                group = browser.processID
+                #expect(try await browser.evaluate("return 6 * 7;") == 42)
+            }  // no quit(): the last reference goes here
+            #expect(await BrowserTeardown.groupAlive(group) == false, "deinit killed the process group")
+            #expect(BrowserTeardown.openDescriptors() - descriptorsBefore < 2,
+                    "before:\n\(tableBefore.joined(separator: "\n"))\nafter:\n\(BrowserTeardown.descriptorTable().joined(separator: "\n"))")
+        }
+
+        @Test("only 127.0.0.1 is opened or reached, scripts' errors come back typed, WebCodecs is there")
+        func loopbackOnlyAndErrors() async throws {
+            let page = try await LabServer.start()
+            let browser = try await HeadlessFirefox.start()
+            do {
+                await #expect(throws: BrowserFailure.self) { try await browser.open("http://example.com/") }
+                try await browser.open("\(page.baseURL)/pages/harness.html")
+                // A page's own request elsewhere goes to the dead proxy port and fails.
+                let reached = try await browser.evaluate("""
+                    try { await fetch('http://192.0.2.1:8080/', { mode: 'no-cors' }); return true; } catch (e) { return false; }
+                    """)
+                #expect(reached == false)
+                let error = await #expect(throws: BrowserScriptError.self) {
+                    _ = try await browser.evaluate("const e = new TypeError('no such thing'); e.code = 'nope'; throw e;")
+                }
+                #expect(error?.name == "TypeError")
+                #expect(error?.code == "nope")
+                let echoed = try await browser.evaluate("return arguments;", arguments: [1, "two", [true, nil], ["k": 3.5]])
+                #expect(echoed == [1, "two", [true, nil], ["k": 3.5]])
+                let h264 = try await browser.evaluate("return (await VideoDecoder.isConfigSupported({ codec: 'avc1.42E01F' })).supported;")
+                #expect(h264 == true, "Firefox decodes H.264 through the system's libavcodec")
+                let png = try await browser.screenshot()
+                #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]))
+            } catch {
+                await browser.quit()
+                await page.stop()
+                throw error
+            }
+            await browser.quit()
+            await page.stop()
+        }
+    }
+}
