@@ -190,9 +190,7 @@ enum CameraSuite {
 
     /// CLOCK_MONOTONIC, the clock V4L2 stamps buffers with (ContinuousClock is CLOCK_BOOTTIME).
     static func monotonicNow() -> Duration {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return .seconds(Int64(now.tv_sec)) + .nanoseconds(Int64(now.tv_nsec))
+        .nanoseconds(Int64(RelayLoad.monotonicNanoseconds()))
     }
 
     /// utime + stime of a process (nil: this one) from /proc/PID/stat, in seconds.

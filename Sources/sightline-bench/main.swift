@@ -93,7 +93,7 @@ enum StartupSuite {
     }
 
     static func milliseconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) * 1_000 + Double(duration.components.attoseconds) / 1e15
+        Statistics.seconds(duration) * 1_000
     }
 
     /// VmRSS from /proc/PID/status, in MiB.

@@ -135,6 +135,61 @@ extension DeviceLab {
             #expect(text.contains(added), "\(text)")
         }
 
+        func audio(_ client: ControlClient) async throws -> AudioStatus {
+            try await client.get(ControlAPI.audioPath, as: AudioStatus.self)
+        }
+
+        /// Unbinding a sound card frees it only once every file on it is closed (the kernel's
+        /// `snd_card_free` waits), so a daemon that kept its PCM open would hang the unbind:
+        /// it runs in a child with a deadline, and a hang fails the test instead of the lab.
+        func unbindLoopbackCard() throws {
+            let result = try CommandLineTool.run("/usr/bin/timeout", ["20", "sh", "-c", "echo snd_aloop.0 > /sys/bus/platform/drivers/snd_aloop/unbind"])
+            #expect(result.status == 0, "unbinding snd_aloop.0 did not finish: the daemon held the PCM open (\(result.status))")
+        }
+
+        @Test("the microphone in use: the loopback card unbound mid-capture is reported and let go, and capture resumes after bind; 10 cycles leak nothing")
+        func microphoneUnplugWhileCapturing() async throws {
+            let daemon = try DaemonProcess(configuration: """
+                camera:
+                  device: test-pattern
+                  width: 320
+                  height: 240
+                  fps: 5
+                audio:
+                  backend: alsa
+                  capture_device: plughw:Loopback,1,0
+
+                """)
+            try daemon.start()
+            try await daemon.waitUntilServing()
+            let client = ControlClient(socketPath: daemon.socketPath)
+            do {
+                try await eventually { (try await audio(client).capture?.frames ?? 0) > 50 }
+            } catch {
+                Issue.record("no capture from the loopback card: \(try await audio(client))\n\(daemon.log)")
+                throw error
+            }
+            let baseline = daemon.openDescriptorCount()
+            for cycle in 0..<10 {
+                try unbindLoopbackCard()
+                // The capture lets go of the PCM (or the unbind above would not have returned),
+                // says why, and keeps trying to reopen it.
+                try await eventually { try await audio(client).capture?.connected == false }
+                let lost = try #require(try await audio(client).capture)
+                #expect(lost.lastError != nil)
+                if cycle == 0 { print("microphone lost: \(lost.lastError ?? "")") }
+                #expect(daemon.process.isRunning)
+                try KernelLab.writeSysfs("/sys/bus/platform/drivers/snd_aloop/bind", "snd_aloop.0")
+                try await eventually {
+                    let capture = try await audio(client).capture
+                    return capture?.connected == true && (capture?.frames ?? 0) > lost.frames + 10
+                }
+                #expect(try await audio(client).capture?.reconnects == UInt64(cycle + 1))
+            }
+            #expect(daemon.process.isRunning)
+            #expect(daemon.openDescriptorCount() == baseline, "descriptors \(baseline) → \(daemon.openDescriptorCount())")
+        }
+
         @Test("100 unplug/unload/load cycles of vivid and of snd-aloop: no crash, no leaked descriptor, streaming resumes")
         func manyCycles() async throws {
             let daemon = try DaemonProcess(configuration: """
