@@ -99,6 +99,8 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -210,7 +212,11 @@ let package = Package(
         ),
         .testTarget(
             name: "SightlineDaemonTests",
-            dependencies: ["SightlineDaemon", "SightlineControlClient", "SightlineEncoding", "SightlineSystem", "SightlineTesting"]
+            dependencies: [
+                "SightlineDaemon", "SightlineControlClient", "SightlineEncoding", "SightlineSystem", "SightlineTesting",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
         ),
         /// The relay in-process on loopback, driven by real WebSocket clients (plain and TLS).
         .testTarget(

@@ -24,6 +24,8 @@ public final class CameraService: Service, Sendable {
     private let latest = Mutex<CapturedFrame?>(nil)
     /// The live stream's tap: newest frame wins, so a slow encoder never holds capture back.
     private let subscriber = Mutex<NewestFrameStream<CapturedFrame>?>(nil)
+    /// The recorder's tap, beside the live stream's: a recording never takes frames from a call.
+    private let recorder = Mutex<NewestFrameStream<CapturedFrame>?>(nil)
     private let device = Mutex<V4L2Camera?>(nil)
     private let stalled = Atomic<Bool>(false)
     private let frameCounter = Counter(label: "sightline_camera_frames_total")
@@ -158,6 +160,7 @@ public final class CameraService: Service, Sendable {
         guard !stalled.load(ordering: .acquiring) else { return }
         latest.withLock { $0 = frame }
         subscriber.withLock { $0 }?.offer(frame)
+        recorder.withLock { $0 }?.offer(frame)
         frameCounter.increment()
         await state.progress(Self.loopName)
     }
@@ -216,6 +219,19 @@ public final class CameraService: Service, Sendable {
         subscriber.withLock { current in
             if current === stream { current = nil }
         }
+        recorder.withLock { current in
+            if current === stream { current = nil }
+        }
+    }
+
+    /// Frames from now on for the video recorder; a new recording subscription ends the previous one.
+    func subscribeRecordingFrames() -> NewestFrameStream<CapturedFrame> {
+        let stream = NewestFrameStream<CapturedFrame>()
+        recorder.withLock { current in
+            current?.finish()
+            current = stream
+        }
+        return stream
     }
 
     /// Writes the newest frame as a full-resolution JPEG into the evidence area and returns

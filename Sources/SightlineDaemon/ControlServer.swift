@@ -73,6 +73,7 @@ enum ControlServer {
         let cases: CaseService
         let audio: AudioService
         let registry: DeviceRegistry
+        let actions: ActionDispatcher
         let notifier: SystemdNotifier
         let logger: Logger
     }
@@ -136,6 +137,14 @@ enum ControlServer {
             return try jsonResponse(change)
         }
 
+        router.post(RouterPath(ControlAPI.actionPath("{action}"))) { _, context in
+            let name = try context.parameters.require("action")
+            guard let action = VoiceAction(rawValue: name) else {
+                throw HTTPError(.notFound, message: "\(name) is not an action; actions: \(VoiceAction.names)")
+            }
+            context.logger.notice("action requested", metadata: ["action": "\(name)"])
+            return try jsonResponse(await dependencies.actions.dispatch(action, source: .control))
+        }
         router.get(RouterPath(ControlAPI.audioPath)) { _, _ in
             try jsonResponse(dependencies.audio.status())
         }

@@ -6,6 +6,7 @@ import Metrics
 import Prometheus
 import ServiceLifecycle
 import SightlineCore
+import SightlineEncoding
 import SightlineSystem
 
 /// Wires the daemon's services together and runs them until SIGTERM.
@@ -80,12 +81,41 @@ public enum SightlineDaemon {
                                    evidence: EvidenceDirectory(stateDirectory: configuration.stateDirectory), cases: cases,
                                    state: state, registry: devices, logger: logger)
         let calls = CallService(configuration: configuration, identity: identityKey, camera: camera, cases: cases, logger: logger)
-        let audio = AudioService(configuration: configuration.audio, state: state, logger: logger)
+        let voiceTap = configuration.voice.enabled ? VoiceTap.makeStream() : nil
+        let audio = AudioService(configuration: configuration.audio, state: state, logger: logger, voice: voiceTap?.continuation)
+        let board = VoiceStatusBoard(enabled: configuration.voice.enabled)
+        await state.setVoiceStatus { board.status }
+        let hooks = HookRunner(configuration: configuration.hooks, board: board, logger: logger)
+        let voiceJournal: VoiceJournal?
+        do {
+            voiceJournal = try VoiceJournal(stateDirectory: configuration.stateDirectory)
+        } catch {
+            logger.error("voice command journal unavailable", metadata: ["error": "\(error)"])
+            voiceJournal = nil
+        }
+        let ledger = ActionLedger(board: board, cases: cases, journal: voiceJournal, hooks: hooks,
+                                  device: .init(fingerprint: identity.fingerprint, hostname: hostname()), logger: logger)
+        let notes = voiceTap == nil ? nil : VoiceNoteRecorder(
+            silenceMilliseconds: configuration.actions.noteSilenceMilliseconds, maximumSeconds: configuration.actions.noteMaximumSeconds,
+            cases: cases, evidence: EvidenceDirectory(stateDirectory: configuration.stateDirectory), logger: logger)
+        let actions = ActionDispatcher(
+            performer: DaemonActionPerformer(
+                camera: camera, calls: calls, cases: cases, audio: audio, notes: notes,
+                video: VideoRecorder(camera: camera, cases: cases, evidence: EvidenceDirectory(stateDirectory: configuration.stateDirectory),
+                                     settings: EncoderSettings(width: configuration.camera.width, height: configuration.camera.height,
+                                                               fps: Double(configuration.camera.fps), bitrateKbps: configuration.stream.bitrateKbps,
+                                                               keyframeInterval: configuration.camera.fps * 2),
+                                     logger: logger),
+                logger: logger),
+            feedback: LoggingFeedback(logger: logger), cancelWindow: .milliseconds(configuration.actions.cancelWindowMilliseconds),
+            vocabulary: configuration.voice.vocabulary,
+            record: { report, command, deferred in await ledger.record(report, command: command, deferred: deferred) })
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: ControlServer.makeApplication(.init(
                 state: state, configuration: configuration, camera: camera, calls: calls, cases: cases, audio: audio, registry: devices,
-                notifier: notifier, logger: logger)),
+                actions: actions, notifier: notifier, logger: logger)),
                   serviceName: "control"),
+            .init(service: hooks, serviceName: "hooks"),
             .init(service: calls, serviceName: "calls"),
             .init(service: RetentionPurgeService(cases: cases, interval: .seconds(configuration.purgeIntervalHours * 3600), logger: logger),
                   serviceName: "retention"),
@@ -98,6 +128,17 @@ public enum SightlineDaemon {
                                          notifier: notifier, logger: logger),
                   serviceName: "reload"),
         ]
+        if let voiceTap, let voiceJournal {
+            let voice = VoiceService(configuration: configuration.voice, journal: voiceJournal, state: state, logger: logger, board: board,
+                                     tap: { chunk in notes?.feed(chunk) }) { command in
+                await actions.dispatch(command.action, source: .voice, command: command).result
+            }
+            // After audio in the list, so it stops first on SIGTERM: ending its stream ends recognition.
+            services.append(.init(service: VoiceListeningService(voice: voice, audio: voiceTap.stream, feed: voiceTap.continuation),
+                                  serviceName: "voice"))
+        } else if configuration.voice.enabled {
+            await state.set(VoiceService.name, .failed, "the command journal cannot be written; see the log")
+        }
         if configuration.metricsEnabled {
             await state.set("metrics", .starting, "binding \(configuration.metricsListen)")
             services.append(.init(service: MetricsServer.makeApplication(registry: registry, state: state,
@@ -118,4 +159,11 @@ public enum SightlineDaemon {
         notifier.stopping(status: "stopped")
         logger.info("stopped")
     }
+}
+
+/// The kernel's host name, for hook payloads (no resolver lookup, unlike ProcessInfo.hostName).
+func hostname() -> String {
+    var buffer = [CChar](repeating: 0, count: 256)
+    guard gethostname(&buffer, buffer.count - 1) == 0 else { return "unknown" }
+    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }

@@ -12,6 +12,7 @@ public actor DaemonState {
     private var serviceOrder: [String] = []
     private var camera: CameraStatus?
     private var watchdog: ProgressWatchdog
+    private var voice: (@Sendable () -> VoiceStatus)?
 
     public init(configurationLabel: String, stateDirectory: String, identity: IdentityInfo, stallAfter: Duration) {
         self.startedAt = .now
@@ -28,6 +29,9 @@ public actor DaemonState {
 
     public func updateCamera(_ status: CameraStatus) { camera = status }
 
+    /// Where the status reads the voice and action counters from (they change off this actor).
+    func setVoiceStatus(_ source: @escaping @Sendable () -> VoiceStatus) { voice = source }
+
     /// A main loop joins the watchdog: from now on it must report progress.
     public func registerLoop(_ name: String) { watchdog.register(name, at: .now) }
     public func unregisterLoop(_ name: String) { watchdog.unregister(name) }
@@ -43,7 +47,8 @@ public actor DaemonState {
             stateDirectory: stateDirectory,
             fingerprint: identity.fingerprint,
             services: serviceOrder.compactMap { services[$0] },
-            camera: camera)
+            camera: camera,
+            voice: voice?())
     }
 
     public func health() -> HealthReport {

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Logging
+import ServiceLifecycle
 import SightlineCore
 import SightlineSystem
 import SightlineVoice
@@ -61,10 +62,15 @@ final class VoiceService: Sendable {
     private let logger: Logger
     private let perform: Perform
     private let backlogSeconds: Int
+    private let board: VoiceStatusBoard?
+    /// Sees every chunk the recognizer gets (the voice-note recorder); must not block.
+    private let tap: (@Sendable ([Int16]) -> Void)?
 
     /// - Parameter backlogSeconds: audio that may wait for the recognizer before new audio is dropped.
     init(configuration: DaemonConfiguration.VoiceConfiguration, journal: VoiceJournal, state: DaemonState, logger: Logger,
-         backlogSeconds: Int = 5, perform: @escaping Perform) {
+         backlogSeconds: Int = 5, board: VoiceStatusBoard? = nil, tap: (@Sendable ([Int16]) -> Void)? = nil, perform: @escaping Perform) {
+        self.board = board
+        self.tap = tap
         self.configuration = configuration
         self.backlogSeconds = backlogSeconds
         self.journal = journal
@@ -87,10 +93,15 @@ final class VoiceService: Sendable {
             return
         }
         await state.set(Self.name, .running, "listening for \(configuration.vocabulary.phrases.count) phrases")
+        board?.setListening(true)
+        defer { board?.setListening(false) }
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 do {
-                    for try await chunk in audio { listener.submit(chunk) }
+                    for try await chunk in audio {
+                        listener.submit(chunk)
+                        self.tap?(chunk)
+                    }
                 } catch {
                     self.logger.warning("voice audio ended with an error", metadata: ["error": "\(error)"])
                 }
@@ -119,5 +130,23 @@ final class VoiceService: Sendable {
             logger.error("voice journal not written", metadata: ["error": "\(error)"])
             await state.set(Self.name, .degraded, "the command journal cannot be written: \(error)")
         }
+    }
+}
+
+/// Runs `VoiceService` in the daemon's service group on the microphone's voice tap; a graceful
+/// shutdown ends the tap's stream, which ends recognition. A recognizer that cannot start (no
+/// model) stays failed in the status until shutdown instead of ending the service group.
+struct VoiceListeningService: Service {
+    let voice: VoiceService
+    let audio: AsyncStream<[Int16]>
+    let feed: AsyncStream<[Int16]>.Continuation
+
+    func run() async throws {
+        await withGracefulShutdownHandler {
+            await voice.run(audio: audio)
+        } onGracefulShutdown: {
+            feed.finish()
+        }
+        try? await gracefulShutdown()
     }
 }

@@ -55,6 +55,9 @@ public final class DaemonProcess: @unchecked Sendable {
         var yaml = "state_directory: \(stateDirectory)\ncontrol:\n  socket: \(socketPath)\n  group: \(controlGroup)\n"
         if !extra.contains("metrics:") { yaml += "metrics:\n  enabled: false\n" }
         yaml += extra
+        // Speech recognition costs a model load and a core's share while audio flows: only the
+        // tests that configure voice get it. Appended, so the test's own lines keep their numbers.
+        if !extra.contains("voice:") { yaml += (yaml.hasSuffix("\n") ? "" : "\n") + "voice:\n  enabled: false\n" }
         try yaml.write(toFile: configurationPath, atomically: true, encoding: .utf8)
 
         process.executableURL = URL(fileURLWithPath: BuiltProducts.path(of: "sightlined"))

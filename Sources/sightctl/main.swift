@@ -10,7 +10,7 @@ struct Sightctl: AsyncParsableCommand {
         commandName: "sightctl",
         abstract: "Operate a Sightline device: status, identity, configuration.",
         version: SightlineVersion.current,
-        subcommands: [Status.self, Version.self, Identity.self, Config.self, Snapshot.self, Camera.self, Devices.self, Audio.self, Call.self, Case.self, Privacy.self, Voice.self])
+        subcommands: [Status.self, Version.self, Identity.self, Config.self, Snapshot.self, Camera.self, Devices.self, Audio.self, Call.self, Case.self, Privacy.self, Voice.self, Action.self])
 }
 
 /// Options every command that talks to the daemon shares.
@@ -66,6 +66,14 @@ struct Status: AsyncParsableCommand {
         if let camera = status.camera {
             print("camera:        \(camera.source) \(camera.width)x\(camera.height)@\(camera.fps), "
                   + "\(camera.framesCaptured) frames, \(camera.framesDropped) dropped")
+        }
+        if let voice = status.voice {
+            print("voice:         \(voice.enabled ? (voice.listening ? "listening" : "not listening") : "off"), "
+                  + "\(voice.actionsRun) actions, hooks \(voice.hooksRun) run, \(voice.hookFailures) failed, \(voice.hooksDropped) dropped")
+            if let last = voice.lastCommand {
+                print("last command:  \(last.time) \(last.phrase.map { "\"\($0)\" " } ?? "")\(last.action.rawValue) (\(last.source.rawValue)): \(last.result)")
+            }
+            if let failure = voice.lastHookFailure { print("hook failure:  \(failure)") }
         }
         print("services:")
         let width = status.services.map(\.name.count).max() ?? 0
@@ -767,5 +775,34 @@ struct Privacy: AsyncParsableCommand {
         func run() async throws {
             try await saveExport(ControlAPI.personExportPath(person), to: out ?? "person-\(person).zip", options)
         }
+    }
+}
+
+struct Action: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run an action as a voice command would (for buttons, foot pedals, scanners): take_photo, mark_step, call_expert …",
+        discussion: "Actions: \(VoiceAction.names). Unlike a spoken command, a risky action runs at once: a deliberate request needs no cancellation window.")
+    @OptionGroup var options: DaemonOptions
+
+    @Argument(help: ArgumentHelp("The action's name, as in voice.phrases.", valueName: "NAME"))
+    var name: String
+
+    func run() async throws {
+        guard VoiceAction(rawValue: name) != nil else {
+            throw ValidationError("\(name) is not an action; actions: \(VoiceAction.names)")
+        }
+        let report = try await request { () async throws(ControlClient.Failure) in
+            try await options.client.post(ControlAPI.actionPath(name), json: [String: String](), as: ActionReport.self)
+        }
+        if options.json {
+            try printJSON(report)
+        } else {
+            print("\(report.action.rawValue): \(report.result)")
+            if let caseID = report.caseId { print("case:  \(caseID)\(report.itemId.map { " item \($0)" } ?? "")") }
+            for artefact in report.artefacts { print("file:  \(artefact)") }
+            print("said:  \(report.spoken)")
+        }
+        // Scripts (a foot pedal's handler) learn from the status that nothing happened.
+        if report.outcome == .failed || report.outcome == .unavailable { throw ExitCode(1) }
     }
 }

@@ -109,6 +109,11 @@ struct ConfigurationTests {
         ("camera:\n  format_preference: mjpeg\n", "camera.format_preference", 2, "expected a list"),
         ("camera:\n  width:\n    a: 1\n", "camera.width", 3, "expected a single value"),
         ("camera: 5\n", "camera", 1, "is a section"),
+        ("hooks:\n  run:\n    - take_photo=/bin/true\n    - snap=/bin/true\n", "hooks.run", 3, "\"snap\" is not an action"),
+        ("hooks:\n  run: [\"take_photo=relative/hook\"]\n", "hooks.run", 2, "neither an absolute path"),
+        ("hooks:\n  run: [\"take_photo\"]\n", "hooks.run", 2, "is not ACTION=TARGET"),
+        ("hooks:\n  user: Hook User\n", "hooks.user", 2, "not a valid user name"),
+        ("actions:\n  cancel_window_ms: 20000\n", "actions.cancel_window_ms", 2, "from 0 to 10000"),
     ])
     func badValues(yaml: String, key: String, line: Int, fragment: String) {
         let problems = rejected(yaml)
@@ -184,5 +189,27 @@ struct ConfigurationReferenceTests {
             #expect(documented[key.path] == key.defaultValue, "\(key.path): documented \(documented[key.path] ?? "nothing")")
         }
         #expect(Set(documented.keys) == Set(DaemonConfigSchema.keys.map(\.path)))
+    }
+
+    @Test("hooks, actions and voice.enabled are read; an empty hook user means the daemon's own")
+    func hooksAndActions() throws {
+        let configuration = try DaemonConfiguration.parse("""
+            voice:
+              enabled: false
+            actions:
+              cancel_window_ms: 0
+            hooks:
+              run: ["take_photo=/usr/local/bin/upload", "call_expert=https://tickets.example/api/hook?token=a=b"]
+              timeout_ms: 2000
+              retries: 1
+            """, file: "hooks.yaml")
+        #expect(configuration.voice.enabled == false)
+        #expect(configuration.actions.cancelWindowMilliseconds == 0)
+        #expect(configuration.hooks.hooks == [
+            HookSpec(action: .takePhoto, target: .command(path: "/usr/local/bin/upload")),
+            HookSpec(action: .callExpert, target: .webhook(url: "https://tickets.example/api/hook?token=a=b")),
+        ])
+        #expect(configuration.hooks.timeoutMilliseconds == 2000 && configuration.hooks.retries == 1 && configuration.hooks.user == nil)
+        #expect(DaemonConfiguration.defaults.voice.enabled && DaemonConfiguration.defaults.hooks.hooks.isEmpty)
     }
 }

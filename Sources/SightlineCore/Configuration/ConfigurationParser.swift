@@ -134,6 +134,24 @@ public struct ConfigurationParser: Sendable {
             }
             return .success(.list(entries))
         }
+        if case .hooks = kind {
+            guard case .sequence(let sequence) = node else {
+                return .failure(ValidationFailure("expected a list like [\"take_photo=/usr/local/bin/upload-photo\"]"))
+            }
+            var entries: [String] = []
+            for item in sequence {
+                guard case .scalar(let scalar) = item else {
+                    return .failure(ValidationFailure("\(Self.show(item)) is not an ACTION=TARGET string"))
+                }
+                do {
+                    _ = try HookSpec(entry: scalar.string)
+                } catch {
+                    return .failure(ValidationFailure(error.description))
+                }
+                entries.append(scalar.string)
+            }
+            return .success(.list(entries))
+        }
         if case .choiceList(let choices) = kind {
             guard case .sequence(let sequence) = node else {
                 return .failure(ValidationFailure("expected a list like [a, b]"))
@@ -211,12 +229,17 @@ public struct ConfigurationParser: Sendable {
                 return .failure(ValidationFailure("ws:// sends the device token in the clear; use wss:// for \(host)"))
             }
             return .success(.string(text))
+        case .optionalAccount:
+            guard text.isEmpty || GroupName.isValid(text) else {
+                return .failure(ValidationFailure("\(Self.show(node)) is not a valid user name"))
+            }
+            return .success(.string(text))
         case .optionalAbsolutePath:
             guard text.isEmpty || (text.hasPrefix("/") && !text.contains("\0") && text.count < 4096) else {
                 return .failure(ValidationFailure("\(Self.show(node)) is not an absolute path"))
             }
             return .success(.string(text))
-        case .choiceList, .stringList, .voicePhrases:
+        case .choiceList, .stringList, .voicePhrases, .hooks:
             preconditionFailure("handled above")
         }
     }

@@ -24,6 +24,10 @@ public enum ConfigValueKind: Sendable, Equatable {
     case optionalAbsolutePath
     /// A list of `PHRASE=ACTION` voice commands (`VoicePhrase`); empty means the built-in phrases.
     case voicePhrases
+    /// A list of `ACTION=TARGET` hooks (`HookSpec`): an executable's absolute path or an http(s) URL.
+    case hooks
+    /// A user name (same rules as `groupName`), or empty for "none".
+    case optionalAccount
 
     /// What an operator may write, for error messages and the configuration reference.
     public var allowed: String {
@@ -40,6 +44,8 @@ public enum ConfigValueKind: Sendable, Equatable {
         case .stringList: "a list of strings, like [\"ID_SERIAL=Acme_0042\", /dev/v4l/by-id/usb-Acme-video-index0]"
         case .relayURL: "wss://HOST[:PORT], or ws://HOST:PORT with a loopback host (127.0.0.1, [::1] or localhost)"
         case .optionalAbsolutePath: "an absolute path, or \"\" for none"
+        case .hooks: "a list of \"ACTION=TARGET\" entries where TARGET is an executable's absolute path or an http:// or https:// URL, like [\"take_photo=/usr/local/bin/upload-photo\"]; actions: \(VoiceAction.names)"
+        case .optionalAccount: "a user name (lowercase letters, digits, _ and -, starting with a letter or _), or \"\" for none"
         case .voicePhrases: "a list of \"PHRASE=ACTION\" entries with distinct phrases, like [\"take a picture=take_photo\"]; actions: \(VoiceAction.names)"
         }
     }
@@ -118,6 +124,8 @@ public enum DaemonConfigSchema {
                   "Sound system: auto (PulseAudio when a server answers, else ALSA), pulse, or alsa."),
         ConfigKey("audio.capture_device", .string, default: "default",
                   "Microphone: a PulseAudio source name or an ALSA PCM name; default is the sound system's default."),
+        ConfigKey("voice.enabled", .boolean, default: "true",
+                  "Listen for voice commands on the microphone's 16 kHz tap."),
         ConfigKey("voice.model_directory", .absolutePath, default: "/usr/share/pocketsphinx/model/en-us",
                   "PocketSphinx model: the acoustic model in en-us/, cmudict-en-us.dict and en-us-phone.lm.bin (Debian's pocketsphinx-en-us)."),
         ConfigKey("voice.phrases", .voicePhrases, default: "[]",
@@ -128,6 +136,22 @@ public enum DaemonConfigSchema {
                   "Longest utterance that can be a command; longer speech is never one."),
         ConfigKey("voice.end_silence_ms", .integer(100...2000), default: "300",
                   "Silence that ends an utterance; shorter reacts sooner but may cut phrases at a pause."),
+        ConfigKey("actions.cancel_window_ms", .integer(0...10_000), default: "3000",
+                  "How long a spoken risky action (start_recording, call_expert) waits before it runs; its opposite command cancels it meanwhile. 0 runs it at once."),
+        ConfigKey("actions.note_silence_ms", .integer(500...10_000), default: "1500",
+                  "Silence that ends a voice note."),
+        ConfigKey("actions.note_max_seconds", .integer(5...900), default: "120",
+                  "Longest voice note; the note is filed when it is reached."),
+        ConfigKey("hooks.run", .hooks, default: "[]",
+                  "Integrator hooks as ACTION=TARGET entries: an executable run with the action's JSON on stdin, or an http(s) URL the JSON is posted to."),
+        ConfigKey("hooks.timeout_ms", .integer(100...600_000), default: "10000",
+                  "Longest a hook program or one webhook attempt may take; a program's whole process group is killed at the limit."),
+        ConfigKey("hooks.user", .optionalAccount, default: "\"\"",
+                  "Unprivileged user hook programs run as (through setpriv); \"\" runs them as the daemon's user."),
+        ConfigKey("hooks.retries", .integer(0...10), default: "3",
+                  "Further attempts of a failed webhook, with doubling backoff from one second."),
+        ConfigKey("hooks.queue", .integer(1...10_000), default: "64",
+                  "Hook runs that may wait; beyond this new ones are dropped and counted."),
         ConfigKey("retention.commercial_letter_years", .integer(1...30), default: "6",
                   "Retention of service documentation (photos, recordings, call records, notes): years from the end of the calendar year."),
         ConfigKey("retention.booking_voucher_years", .integer(1...30), default: "8",

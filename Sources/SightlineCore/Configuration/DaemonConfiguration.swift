@@ -16,6 +16,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var relay: RelayConfiguration
     public var stream: StreamConfiguration
     public var voice: VoiceConfiguration
+    public var actions: ActionConfiguration
+    public var hooks: HookConfiguration
     public var audio: AudioConfiguration
     /// The evidence archive's retention classes, from the `retention.*` keys.
     public var retention: RetentionPolicy
@@ -49,9 +51,33 @@ public struct DaemonConfiguration: Sendable, Equatable {
     }
 
     public struct VoiceConfiguration: Sendable, Equatable {
+        public var enabled = true
         public var modelDirectory: String
         public var vocabulary: VoiceVocabulary
         public var thresholds: VoiceThresholds
+    }
+
+    public struct ActionConfiguration: Sendable, Equatable {
+        public var cancelWindowMilliseconds: Int
+        public var noteSilenceMilliseconds: Int
+        public var noteMaximumSeconds: Int
+    }
+
+    public struct HookConfiguration: Sendable, Equatable {
+        public var hooks: [HookSpec]
+        public var timeoutMilliseconds: Int
+        /// nil: hook programs run as the daemon's user.
+        public var user: String?
+        public var retries: Int
+        public var queue: Int
+
+        public init(hooks: [HookSpec], timeoutMilliseconds: Int, user: String?, retries: Int, queue: Int) {
+            self.hooks = hooks
+            self.timeoutMilliseconds = timeoutMilliseconds
+            self.user = user
+            self.retries = retries
+            self.queue = queue
+        }
     }
 
     public struct CameraConfiguration: Sendable, Equatable {
@@ -147,12 +173,27 @@ public struct DaemonConfiguration: Sendable, Equatable {
             throw ConfigurationRejected([ConfigurationDiagnostic(file: file, line: nil, key: "voice.phrases", message: error.description)])
         }
         voice = VoiceConfiguration(
+            enabled: reader.boolean("voice.enabled"),
             modelDirectory: reader.string("voice.model_directory"),
             vocabulary: vocabulary,
             thresholds: VoiceThresholds(
                 minimumMargin: reader.integer("voice.min_margin"),
                 maximumCommandMilliseconds: reader.integer("voice.max_command_ms"),
                 endSilenceMilliseconds: reader.integer("voice.end_silence_ms")))
+        actions = ActionConfiguration(
+            cancelWindowMilliseconds: reader.integer("actions.cancel_window_ms"),
+            noteSilenceMilliseconds: reader.integer("actions.note_silence_ms"),
+            noteMaximumSeconds: reader.integer("actions.note_max_seconds"))
+        let hookSpecs: [HookSpec]
+        do {
+            hookSpecs = try HookSpec.parse(reader.list("hooks.run"))
+        } catch {
+            throw ConfigurationRejected([ConfigurationDiagnostic(file: file, line: nil, key: "hooks.run", message: error.description)])
+        }
+        let hookUser = reader.string("hooks.user")
+        hooks = HookConfiguration(hooks: hookSpecs, timeoutMilliseconds: reader.integer("hooks.timeout_ms"),
+                                  user: hookUser.isEmpty ? nil : hookUser, retries: reader.integer("hooks.retries"),
+                                  queue: reader.integer("hooks.queue"))
         let captureDevice = reader.string("audio.capture_device")
         audio = AudioConfiguration(backend: AudioBackendKind(rawValue: reader.string("audio.backend")) ?? .auto,
                                    captureDevice: captureDevice == "default" || captureDevice.isEmpty ? nil : captureDevice)

@@ -85,9 +85,12 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
     public var fingerprint: String
     public var services: [ServiceStatus]
     public var camera: CameraStatus?
+    /// Voice commands, actions and their hooks; nil from daemons that predate them.
+    public var voice: VoiceStatus?
 
     public init(version: String, pid: Int32, uptimeSeconds: Double, configuration: String, stateDirectory: String,
-                fingerprint: String, services: [ServiceStatus], camera: CameraStatus?) {
+                fingerprint: String, services: [ServiceStatus], camera: CameraStatus?, voice: VoiceStatus? = nil) {
+        self.voice = voice
         self.version = version
         self.pid = pid
         self.uptimeSeconds = uptimeSeconds

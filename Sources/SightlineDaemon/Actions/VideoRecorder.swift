@@ -1,0 +1,145 @@
+import Dispatch
+import Foundation
+import Logging
+import SightlineArchive
+import SightlineCore
+import SightlineEncoding
+import SightlineSystem
+import Synchronization
+
+/// Records the camera as H.264 (camera H.264 passed through, else OpenH264) into a 0600 file in
+/// the evidence area while it runs, and files it as a `video-recording` item when it stops. The
+/// archive streams the file in chunk by chunk (`EvidenceContent.file`), so a long recording
+/// never sits in memory. Frames come from a tap of their own, so a recording and a call never
+/// compete for frames; encoding runs on its own queue, file writes on another.
+final class VideoRecorder: Sendable {
+    private struct Running {
+        let path: String
+        let frames: NewestFrameStream<CapturedFrame>
+        let task: Task<RecordingTotals, Never>
+        let started: ContinuousClock.Instant
+    }
+
+    struct RecordingTotals: Sendable {
+        var frames = 0
+        var bytes = 0
+        var failure: String?
+    }
+
+    private let running = Mutex<Running?>(nil)
+    private let camera: CameraService
+    private let cases: CaseService
+    private let evidence: EvidenceDirectory
+    private let settings: EncoderSettings
+    private let logger: Logger
+
+    init(camera: CameraService, cases: CaseService, evidence: EvidenceDirectory, settings: EncoderSettings, logger: Logger) {
+        self.camera = camera
+        self.cases = cases
+        self.evidence = evidence
+        self.settings = settings
+        self.logger = logger
+    }
+
+    var isRecording: Bool { running.withLock { $0 != nil } }
+
+    /// Starts recording; the effect says where, or why not.
+    func start() -> ActionEffect {
+        let path: String
+        do {
+            // An empty placeholder reserves the name (0600, in the 0700 evidence directory).
+            path = try evidence.store([], kind: "recording", extension: "h264", sequence: UInt32(truncatingIfNeeded: Int(Date().timeIntervalSince1970)))
+        } catch {
+            return .failed("cannot create the recording file: \(error)", spoken: "Recording could not start.")
+        }
+        let started: Bool = running.withLock { current in
+            guard current == nil else { return false }
+            let frames = camera.subscribeRecordingFrames()
+            let task = Task { [settings, logger] in await Self.record(frames, to: path, settings: settings, logger: logger) }
+            current = Running(path: path, frames: frames, task: task, started: .now)
+            return true
+        }
+        guard started else {
+            unlink(path)
+            return .unavailable("a recording is already running", spoken: "Already recording.")
+        }
+        logger.notice("recording started", metadata: ["path": "\(path)"])
+        return ActionEffect(outcome: .done, result: "done: recording to \(path)", spoken: "Recording.", artefacts: [path])
+    }
+
+    /// Stops the recording and files it in the active case.
+    func stop() async -> ActionEffect {
+        guard let current = running.withLock({ current in defer { current = nil }; return current }) else {
+            return .unavailable("no recording is running", spoken: "Nothing is being recorded.")
+        }
+        camera.unsubscribeFrames(current.frames)
+        let totals = await current.task.value
+        let seconds = Double((ContinuousClock.now - current.started).components.seconds)
+        if let failure = totals.failure {
+            return ActionEffect(outcome: .failed, result: "failed: \(failure); what was recorded is in \(current.path)",
+                                spoken: "The recording failed.", artefacts: [current.path])
+        }
+        guard totals.frames > 0 else {
+            unlink(current.path)
+            return .failed("no frames arrived from the camera (sightctl status)", spoken: "Nothing was recorded: the camera sent no picture.")
+        }
+        do {
+            let path = current.path
+            let (caseID, item) = try await cases.perform { archive in
+                let caseID = try archive.activeCaseID()
+                let draft = EvidenceDraft(kind: .videoRecording, capturedAt: EvidenceArchive.systemClock(), mediaType: "video/h264")
+                return (caseID, try archive.file(draft, content: .file(path: path), into: caseID))
+            }
+            logger.notice("recording filed", metadata: [
+                "case": "\(caseID)", "item": "\(item.id)", "frames": "\(totals.frames)", "bytes": "\(totals.bytes)", "seconds": "\(seconds)",
+            ])
+            return .done("Recording saved.", caseId: caseID, itemId: item.id, artefacts: [path])
+        } catch {
+            return ActionEffect(outcome: .failed, result: "failed: \(DaemonActionPerformer.reason(error)); the recording stays in \(current.path)",
+                                spoken: "The recording could not be filed.", artefacts: [current.path])
+        }
+    }
+
+    /// Encodes frames until the stream ends, appending each encoded frame to `path`.
+    private static func record(_ frames: NewestFrameStream<CapturedFrame>, to path: String, settings: EncoderSettings,
+                               logger: Logger) async -> RecordingTotals {
+        var totals = RecordingTotals()
+        guard let handle = FileHandle(forWritingAtPath: path) else {
+            totals.failure = "cannot open \(path) for writing"
+            return totals
+        }
+        let writer = DispatchQueue(label: "sightline.recording-writer")
+        let worker = EncodingWorker(codec: .h264)
+        var wanted = settings
+        var lastEncoded: Duration?
+        var first = true
+        for await frame in frames {
+            wanted.width = frame.mode.size.width
+            wanted.height = frame.mode.size.height
+            if let lastEncoded, frame.timestamp - lastEncoded < .seconds(0.9 / wanted.fps) { continue }
+            lastEncoded = frame.timestamp
+            do {
+                guard let encoded = try await worker.encode(frame, settings: wanted, forceKeyframe: first) else { continue }
+                first = false
+                let data = Data(encoded.data)
+                let written: Result<Void, any Error> = await withCheckedContinuation { done in
+                    writer.async { done.resume(returning: Result { try handle.write(contentsOf: data) }) }
+                }
+                try written.get()
+                totals.frames += 1
+                totals.bytes += data.count
+            } catch {
+                logger.error("recording stopped by an error", metadata: ["path": "\(path)", "error": "\(error)"])
+                totals.failure = "\(error)"
+                break
+            }
+        }
+        do {
+            try handle.synchronize()
+            try handle.close()
+        } catch {
+            totals.failure = totals.failure ?? "cannot finish \(path): \(error)"
+        }
+        return totals
+    }
+}

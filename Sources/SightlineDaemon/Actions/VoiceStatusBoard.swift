@@ -1,0 +1,44 @@
+import Foundation
+import SightlineCore
+import Synchronization
+
+/// The counters behind the `voice` part of `GET /v1/status`, written from the recognizer, the
+/// dispatcher and the hook runner without waiting on any of them.
+final class VoiceStatusBoard: Sendable {
+    private let current: Mutex<VoiceStatus>
+
+    init(enabled: Bool) {
+        current = Mutex(VoiceStatus(enabled: enabled))
+    }
+
+    var status: VoiceStatus { current.withLock { $0 } }
+
+    func setListening(_ listening: Bool) {
+        current.withLock { $0.listening = listening }
+    }
+
+    func recordAction(_ report: ActionReport, phrase: String?) {
+        let time = Date().formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+        current.withLock {
+            $0.actionsRun += 1
+            $0.lastCommand = .init(time: time, action: report.action, source: report.source, phrase: phrase, result: report.result)
+        }
+    }
+
+    func recordHook(failure: String?) {
+        current.withLock {
+            $0.hooksRun += 1
+            if let failure {
+                $0.hookFailures += 1
+                $0.lastHookFailure = failure
+            }
+        }
+    }
+
+    func recordHookDropped(_ reason: String) {
+        current.withLock {
+            $0.hooksDropped += 1
+            $0.lastHookFailure = reason
+        }
+    }
+}
