@@ -64,7 +64,13 @@ public enum ChildProcess {
             envp.forEach { free($0) }
         }
         var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, arguments.first ?? "", &actions, &attributes, argv, envp)
+        // ETXTBSY: a program just written (by an installer, or a test) can still be open for
+        // writing in a process another thread is forking; that clears within milliseconds.
+        var spawned = posix_spawn(&pid, arguments.first ?? "", &actions, &attributes, argv, envp)
+        for _ in 0..<25 where spawned == ETXTBSY {
+            usleep(20_000)
+            spawned = posix_spawn(&pid, arguments.first ?? "", &actions, &attributes, argv, envp)
+        }
         close(stdinPipe[0])
         close(stdoutPipe[1])
         close(stderrPipe[1])
