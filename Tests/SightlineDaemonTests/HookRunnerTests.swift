@@ -18,10 +18,11 @@ struct HookRunnerTests {
                              artefacts: ["/evidence/photo 1.jpg"], spoken: "Photo taken."),
         phrase: "take a picture", device: .init(fingerprint: "SHA256:test", hostname: "glasses-1"), time: Date())
 
-    func makeRunner(_ hooks: [String], timeoutMilliseconds: Int = 5000, retries: Int = 0, queue: Int = 8) throws -> (HookRunner, VoiceStatusBoard) {
+    func makeRunner(_ hooks: [String], timeoutMilliseconds: Int = 5000, retries: Int = 0, queue: Int = 8,
+                    user: String? = nil) throws -> (HookRunner, VoiceStatusBoard) {
         let board = VoiceStatusBoard(enabled: true)
         let configuration = DaemonConfiguration.HookConfiguration(
-            hooks: try HookSpec.parse(hooks), timeoutMilliseconds: timeoutMilliseconds, user: nil, retries: retries, queue: queue)
+            hooks: try HookSpec.parse(hooks), timeoutMilliseconds: timeoutMilliseconds, user: user, retries: retries, queue: queue)
         return (HookRunner(configuration: configuration, board: board, logger: Logger(label: "test"), firstBackoff: .milliseconds(20)), board)
     }
 
@@ -144,5 +145,22 @@ struct HookRunnerTests {
         let closed = await quick.execute(.init(hook: try HookSpec(entry: "take_photo=http://127.0.0.1:9/none"), payload: Self.payload))
         #expect(closed?.hasSuffix("(after 2 attempts)") == true, "\(closed ?? "nil")")
         #expect(quickBoard.status.hookFailures == 1)
+    }
+
+    @Test("hooks.user: the program runs as that user and group with no supplementary groups (setpriv); an unknown user is a failure")
+    func unprivilegedUser() async throws {
+        guard getuid() == 0 else { print("skipped: switching the hook's user needs root (CI runs the suite as root)"); return }
+        let directory = try TemporaryDirectory()
+        chmod(directory.path, 0o777)
+        let out = directory.file("ids")
+        let hook = try script(directory, "whoami", "cat > /dev/null\necho \"$(id -u) $(id -g) $(id -G)\" > \(out)")
+        let (runner, _) = try makeRunner([], user: "nobody")
+        #expect(await runner.execute(.init(hook: try HookSpec(entry: "take_photo=\(hook)"), payload: Self.payload)) == nil)
+        let nobody = try #require(getpwnam("nobody")).pointee
+        #expect(try String(contentsOfFile: out, encoding: .utf8) == "\(nobody.pw_uid) \(nobody.pw_gid) \(nobody.pw_gid)\n")
+        let (missing, board) = try makeRunner([], user: "no_such_hook_user")
+        let failure = await missing.execute(.init(hook: try HookSpec(entry: "take_photo=\(hook)"), payload: Self.payload))
+        #expect(failure?.contains("hooks.user no_such_hook_user does not exist") == true)
+        #expect(board.status.hookFailures == 1)
     }
 }

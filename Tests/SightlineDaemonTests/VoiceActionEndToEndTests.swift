@@ -23,7 +23,7 @@ struct VoiceActionEndToEndTests {
         throw TestFailure("timed out waiting for \(what)")
     }
 
-    @Test("spoken \"mark this step\" is captured from PulseAudio, runs, fires its hook and is journalled; a crashing hook is reported")
+    @Test("spoken \"mark this step\" is captured from PulseAudio, runs, fires its hook and is journalled; a crashing hook is reported; a spoken voice note ends at silence and is filed")
     func spokenCommandRunsHook() async throws {
         if let reason = PulseAudioServer.unavailableReason { print("skipped: \(reason)"); return }
         let server = try PulseAudioServer(sampleRate: 16000, channels: 1)
@@ -32,6 +32,10 @@ struct VoiceActionEndToEndTests {
         let received = directory.file("hook-stdin.json")
         let hook = directory.file("record-hook")
         try "#!/bin/sh\ncat > \(received).tmp && mv \(received).tmp \(received)\n".write(toFile: hook, atomically: true, encoding: .utf8)
+        let noteReceived = directory.file("note-hook-stdin.json")
+        let noteHook = directory.file("note-hook")
+        try "#!/bin/sh\ncat > \(noteReceived).tmp && mv \(noteReceived).tmp \(noteReceived)\n".write(toFile: noteHook, atomically: true, encoding: .utf8)
+        chmod(noteHook, 0o755)
         let crash = directory.file("crash-hook")
         try "#!/bin/sh\necho zoom hook crashed >&2\nkill -SEGV $$\n".write(toFile: crash, atomically: true, encoding: .utf8)
         chmod(hook, 0o755)
@@ -48,7 +52,7 @@ struct VoiceActionEndToEndTests {
             voice:
               enabled: true
             hooks:
-              run: ["mark_step=\(hook)", "zoom_in=\(crash)"]
+              run: ["mark_step=\(hook)", "zoom_in=\(crash)", "add_voice_note=\(noteHook)"]
               timeout_ms: 20000
 
             """, environment: ["PULSE_SERVER": server.server])
@@ -116,6 +120,31 @@ struct VoiceActionEndToEndTests {
         let text = try CommandLineTool.run("sightctl", ["status", "--socket", daemon.socketPath])
         #expect(text.stdout.contains("voice:         listening, 2 actions, hooks 2 run, 1 failed, 0 dropped"), "\(text.stdout)")
         #expect(text.stdout.contains("\"mark this step\" mark_step (voice): done"), "\(text.stdout)")
+
+        // A voice note: the command, a sentence, then silence ends it; the hook gets the filed note.
+        var note = SpeechSynthesizer.inRoom(try SpeechSynthesizer.speak("add a voice note", voice: "slt"), seed: 8)
+        note += SpeechSynthesizer.roomTone(seconds: 0.8, seed: 9)
+        note += SpeechSynthesizer.inRoom(try SpeechSynthesizer.speak("the pump seal is leaking oil at the front flange", voice: "slt"), seed: 10)
+        note += SpeechSynthesizer.roomTone(seconds: 3.0, seed: 11)
+        let noteRaw = server.directory.file("note.raw")
+        try Data(note.withUnsafeBufferPointer { Data(buffer: $0) }).write(to: URL(fileURLWithPath: noteRaw))
+        #expect(try server.play(rawFile: noteRaw).wait() == 0)
+        do {
+            try await Self.waitFor("the voice note's hook") { FileManager.default.fileExists(atPath: noteReceived) }
+        } catch {
+            print(daemon.log)
+            throw error
+        }
+        let notePayload = try decoder.decode(HookPayload.self, from: Data(contentsOf: URL(fileURLWithPath: noteReceived)))
+        #expect(notePayload.action == "add_voice_note" && notePayload.outcome == "done", "\(notePayload)")
+        let wav = try WAVFile(contentsOf: try #require(notePayload.artefacts.first))
+        // The sentence (about 3 s) and the silence that ended it (1.5 s), not the whole recording.
+        #expect(wav.sampleRate == 16000 && wav.duration > 3 && wav.duration < 8, "\(wav.duration) s")
+        let noteCase = try await ControlClient(socketPath: daemon.socketPath).get(ControlAPI.casePath(try #require(notePayload.caseId)), as: CaseDetail.self)
+        #expect(noteCase.items.contains { $0.itemId == notePayload.itemId && $0.kind == "audio-note" && $0.mediaType == "audio/wav" })
+        let noteEntries = try String(contentsOfFile: journal, encoding: .utf8).split(separator: "\n")
+            .map { try JSONDecoder().decode(VoiceJournalEntry.self, from: Data($0.utf8)) }.filter { $0.action == .addVoiceNote }
+        #expect(noteEntries.map(\.result) == ["pending: recording until silence or end_note", "done"])
 
         daemon.signal(SIGTERM)
         #expect(await daemon.waitForExit(timeout: .seconds(20)) == 0)
