@@ -109,7 +109,7 @@ struct ConfigurationTests {
         ("camera:\n  format_preference: mjpeg\n", "camera.format_preference", 2, "expected a list"),
         ("camera:\n  width:\n    a: 1\n", "camera.width", 3, "expected a single value"),
         ("camera: 5\n", "camera", 1, "is a section"),
-        ("hooks:\n  run:\n    - take_photo=/bin/true\n    - snap=/bin/true\n", "hooks.run", 3, "\"snap\" is not an action"),
+        ("hooks:\n  run:\n    - take_photo=/bin/true\n    - snap=/bin/true\n", "hooks.run", 4, "\"snap\" is not an action"),
         ("hooks:\n  run: [\"take_photo=relative/hook\"]\n", "hooks.run", 2, "neither an absolute path"),
         ("hooks:\n  run: [\"take_photo\"]\n", "hooks.run", 2, "is not ACTION=TARGET"),
         ("hooks:\n  user: Hook User\n", "hooks.user", 2, "not a valid user name"),

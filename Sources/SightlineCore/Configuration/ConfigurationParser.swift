@@ -71,7 +71,7 @@ public struct ConfigurationParser: Sendable {
                 case .success(let value): values[path] = value
                 case .failure(let reason):
                     problems.append(ConfigurationDiagnostic(
-                        file: file, line: valueNode.mark?.line ?? line, key: path,
+                        file: file, line: reason.line ?? valueNode.mark?.line ?? line, key: path,
                         message: "\(reason); allowed: \(key.kind.allowed)"))
                 }
             }
@@ -146,7 +146,8 @@ public struct ConfigurationParser: Sendable {
                 do {
                     _ = try HookSpec(entry: scalar.string)
                 } catch {
-                    return .failure(ValidationFailure(error.description))
+                    // With many hooks, the entry's own line is what the operator needs.
+                    return .failure(ValidationFailure(error.description, line: item.mark?.line))
                 }
                 entries.append(scalar.string)
             }
@@ -295,7 +296,12 @@ public struct ConfigurationParser: Sendable {
 
 public struct ValidationFailure: Error, Sendable {
     public let reason: String
-    init(_ reason: String) { self.reason = reason }
+    /// The line of the offending list item, when it is not the key's value line.
+    public let line: Int?
+    init(_ reason: String, line: Int? = nil) {
+        self.reason = reason
+        self.line = line
+    }
 }
 
 extension ValidationFailure: CustomStringConvertible {
