@@ -24,7 +24,7 @@ struct ActionDispatcherTests {
 
     final class FakeFeedback: ActionFeedback {
         let heard = Mutex<[String]>([])
-        func earcon(_ earcon: Earcon) async { heard.withLock { $0.append("earcon:\(earcon.rawValue)") } }
+        func cue(_ cue: ActionCue, for action: VoiceAction) async { heard.withLock { $0.append("cue:\(cue.rawValue)") } }
         func speak(_ text: String) async { heard.withLock { $0.append(text) } }
     }
 
@@ -61,7 +61,7 @@ struct ActionDispatcherTests {
         #expect(records.all.map(\.0.outcome) == [.pending, .done])
         #expect(records.all.map(\.1) == [false, true])
         #expect(await !dispatcher.isPending(.callExpert))
-        #expect(feedback.heard.withLock { $0 }.first == "earcon:pending")
+        #expect(feedback.heard.withLock { $0 }.first == "cue:pending")
     }
 
     @Test("the opposite command cancels a pending risky action, which never runs")
@@ -75,7 +75,7 @@ struct ActionDispatcherTests {
         try await Task.sleep(for: .milliseconds(600))
         #expect(performer.performed.withLock { $0 }.isEmpty)
         #expect(records.all.map(\.0.outcome) == [.pending, .cancelled])
-        #expect(feedback.heard.withLock { $0 }.contains("earcon:cancelled"))
+        #expect(feedback.heard.withLock { $0 }.contains("cue:cancelled"))
         // With nothing pending the opposite command is an ordinary action again.
         let stop = await dispatcher.dispatch(.stopRecording, source: .voice)
         #expect(stop.outcome == .done)
@@ -96,7 +96,7 @@ struct ActionDispatcherTests {
         #expect(await !dispatcher.isPending(.startRecording))
     }
 
-    @Test("repeat_last says the last result again; failures are heard with the failure earcon")
+    @Test("repeat_last says the last result again; failures are heard with the failure cue")
     func repeatLast() async throws {
         let performer = FakePerformer(), feedback = FakeFeedback(), records = Records()
         let dispatcher = ActionDispatcher(performer: performer, feedback: feedback, cancelWindow: .zero, record: records.recorder)
@@ -109,7 +109,7 @@ struct ActionDispatcherTests {
         // Repeating does not replace what is repeated.
         #expect(await dispatcher.dispatch(.repeatLast, source: .voice).spoken == "Photo taken.")
         let heard = feedback.heard.withLock { $0 }
-        #expect(heard.contains("earcon:failed") && heard.contains("This camera has no zoom."))
+        #expect(heard.contains("cue:failed") && heard.contains("This camera has no zoom."))
         #expect(!performer.performed.withLock { $0 }.contains(.repeatLast))
     }
 

@@ -124,10 +124,10 @@ actor ActionDispatcher {
     private func finish(_ report: ActionReport, command: RecognizedCommand?, remember: Bool = true, deferred: Bool = false) async -> ActionReport {
         if remember { lastSpoken = report.spoken }
         switch report.outcome {
-        case .done: await feedback.earcon(.done)
-        case .pending: await feedback.earcon(.pending)
-        case .cancelled: await feedback.earcon(.cancelled)
-        case .failed, .unavailable: await feedback.earcon(.failed)
+        case .done: await feedback.cue(.done, for: report.action)
+        case .pending: await feedback.cue(.pending, for: report.action)
+        case .cancelled: await feedback.cue(.cancelled, for: report.action)
+        case .failed, .unavailable: await feedback.cue(.failed, for: report.action)
         }
         await feedback.speak(report.spoken)
         await record(report, command, deferred)

@@ -1,21 +1,24 @@
 import Logging
+import SightlineCore
 
-/// Short sounds that tell a technician who is not looking at a screen what happened.
-enum Earcon: String, Sendable {
+/// What an action's outcome sounds like, before any speaker decides which sound that is (the
+/// speaker's earcons may tell a started recording from any other success).
+enum ActionCue: String, Sendable {
     /// The action ran.
     case done
-    /// A risky action waits out its cancellation window.
+    /// A risky action waits out its cancellation window, or a voice note is being recorded.
     case pending
     case cancelled
     /// The action could not run, or failed.
     case failed
 }
 
-/// How actions talk back: an earcon and a short spoken sentence. The device's speaker plays them
-/// when audio playback exists; until then `LoggingFeedback` records what would be heard, so the
-/// dispatcher and its tests do not depend on a speaker.
+/// How actions talk back to a technician who is not looking at a screen: a short sound and a
+/// short spoken sentence. Device playback implements it when the speaker exists; until then
+/// `LoggingFeedback` records what would be heard, so the dispatcher and its tests do not depend
+/// on a speaker.
 protocol ActionFeedback: Sendable {
-    func earcon(_ earcon: Earcon) async
+    func cue(_ cue: ActionCue, for action: VoiceAction) async
     func speak(_ text: String) async
 }
 
@@ -23,8 +26,8 @@ protocol ActionFeedback: Sendable {
 struct LoggingFeedback: ActionFeedback {
     let logger: Logger
 
-    func earcon(_ earcon: Earcon) async {
-        logger.info("feedback: earcon", metadata: ["earcon": "\(earcon.rawValue)"])
+    func cue(_ cue: ActionCue, for action: VoiceAction) async {
+        logger.info("feedback: cue", metadata: ["cue": "\(cue.rawValue)", "action": "\(action.rawValue)"])
     }
 
     func speak(_ text: String) async {
