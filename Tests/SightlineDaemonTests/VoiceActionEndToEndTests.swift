@@ -150,7 +150,7 @@ struct VoiceActionEndToEndTests {
         #expect(await daemon.waitForExit(timeout: .seconds(20)) == 0)
     }
 
-    @Test("start_recording and stop_recording from the control API file an H.264 recording in the case; a second start is refused")
+    @Test("from the control API: start/stop_recording file an H.264 recording, a second start is refused; take_photo files a JPEG; repeat_last; privacy")
     func recordingThroughControlAPI() async throws {
         let daemon = try DaemonProcess(configuration: "camera:\n  device: test-pattern\n  width: 320\n  height: 240\n  fps: 10\n")
         try daemon.start()
@@ -182,6 +182,22 @@ struct VoiceActionEndToEndTests {
         #expect(item.kind == "video-recording" && item.mediaType == "video/h264" && item.size == UInt64(bytes.count))
         let (_, none) = try action("stop_recording")
         #expect(none?.outcome == .unavailable)
+
+        // A photo from a button: the full-resolution still, filed in the same case.
+        let (photoStatus, photo) = try action("take_photo")
+        #expect(photoStatus == 0 && photo?.outcome == .done, "\(String(describing: photo))")
+        let jpeg = try Data(contentsOf: URL(fileURLWithPath: try #require(photo?.artefacts.first)))
+        #expect(jpeg.starts(with: [0xFF, 0xD8]))
+        let photoCase = try await client.get(ControlAPI.casePath(try #require(photo?.caseId)), as: CaseDetail.self)
+        #expect(photoCase.items.contains { $0.itemId == photo?.itemId && $0.kind == "photo" })
+        let (_, again2) = try action("repeat_last")
+        #expect(again2?.spoken == "Photo taken.")
+        let (_, privacy) = try action("privacy_on")
+        #expect(privacy?.outcome == .done)
+        let (_, live) = try action("privacy_off")
+        #expect(live?.outcome == .done)
+        let status = try await client.get(ControlAPI.statusPath, as: DaemonStatus.self)
+        #expect(status.voice?.enabled == false && status.voice?.actionsRun == 8, "\(String(describing: status.voice))")
         daemon.signal(SIGTERM)
         #expect(await daemon.waitForExit(timeout: .seconds(20)) == 0)
     }
