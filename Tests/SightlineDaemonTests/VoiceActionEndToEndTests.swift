@@ -23,7 +23,7 @@ struct VoiceActionEndToEndTests {
         throw TestFailure("timed out waiting for \(what)")
     }
 
-    @Test("spoken \"mark this step\" is captured from PulseAudio, runs, fires its hook and is journalled; a crashing hook is reported; a spoken voice note ends at silence and is filed")
+    @Test("spoken \"mark this step\" is captured from PulseAudio, runs, fires its hook and is journalled; a crashing hook is reported; a risky command taken back is cancelled; a spoken voice note ends at silence and is filed")
     func spokenCommandRunsHook() async throws {
         if let reason = PulseAudioServer.unavailableReason { print("skipped: \(reason)"); return }
         let server = try PulseAudioServer(sampleRate: 16000, channels: 1)
@@ -51,6 +51,8 @@ struct VoiceActionEndToEndTests {
               fps: 5
             voice:
               enabled: true
+            actions:
+              cancel_window_ms: 6000
             hooks:
               run: ["mark_step=\(hook)", "zoom_in=\(crash)", "add_voice_note=\(noteHook)"]
               timeout_ms: 20000
@@ -121,6 +123,22 @@ struct VoiceActionEndToEndTests {
         #expect(text.stdout.contains("voice:         listening, 2 actions, hooks 2 run, 1 failed, 0 dropped"), "\(text.stdout)")
         #expect(text.stdout.contains("\"mark this step\" mark_step (voice): done"), "\(text.stdout)")
 
+        // A risky command said by mistake and taken back at once: nothing is recorded. The window
+        // (6 s here) runs out while the note below plays.
+        var oops = SpeechSynthesizer.inRoom(try SpeechSynthesizer.speak("begin recording", voice: "slt"), seed: 12)
+        oops += SpeechSynthesizer.roomTone(seconds: 0.7, seed: 13)
+        oops += SpeechSynthesizer.inRoom(try SpeechSynthesizer.speak("finish recording", voice: "slt"), seed: 14)
+        oops += SpeechSynthesizer.roomTone(seconds: 1.0, seed: 15)
+        let oopsRaw = server.directory.file("oops.raw")
+        try Data(oops.withUnsafeBufferPointer { Data(buffer: $0) }).write(to: URL(fileURLWithPath: oopsRaw))
+        #expect(try server.play(rawFile: oopsRaw).wait() == 0)
+        func journalEntries(_ action: VoiceAction) throws -> [String] {
+            try String(contentsOfFile: journal, encoding: .utf8).split(separator: "\n")
+                .map { try JSONDecoder().decode(VoiceJournalEntry.self, from: Data($0.utf8)) }.filter { $0.action == action }.map(\.result)
+        }
+        try await Self.waitFor("the cancelling command") { try !journalEntries(.stopRecording).isEmpty }
+        #expect(try journalEntries(.stopRecording) == ["cancelled pending start_recording"])
+
         // A voice note: the command, a sentence, then silence ends it; the hook gets the filed note.
         var note = SpeechSynthesizer.inRoom(try SpeechSynthesizer.speak("add a voice note", voice: "slt"), seed: 8)
         note += SpeechSynthesizer.roomTone(seconds: 0.8, seed: 9)
@@ -142,9 +160,12 @@ struct VoiceActionEndToEndTests {
         #expect(wav.sampleRate == 16000 && wav.duration > 3 && wav.duration < 8, "\(wav.duration) s")
         let noteCase = try await ControlClient(socketPath: daemon.socketPath).get(ControlAPI.casePath(try #require(notePayload.caseId)), as: CaseDetail.self)
         #expect(noteCase.items.contains { $0.itemId == notePayload.itemId && $0.kind == "audio-note" && $0.mediaType == "audio/wav" })
-        let noteEntries = try String(contentsOfFile: journal, encoding: .utf8).split(separator: "\n")
-            .map { try JSONDecoder().decode(VoiceJournalEntry.self, from: Data($0.utf8)) }.filter { $0.action == .addVoiceNote }
-        #expect(noteEntries.map(\.result) == ["pending: recording until silence or end_note", "done"])
+        #expect(try journalEntries(.addVoiceNote) == ["pending: recording until silence or end_note", "done"])
+        // Well past the cancelled recording's window: it never started.
+        try await Task.sleep(for: .seconds(1))
+        #expect(try journalEntries(.startRecording) == ["pending: runs in 6 s unless cancelled by stop_recording"])
+        let evidence = (daemon.stateDirectory as NSString).appendingPathComponent("evidence/unassigned")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: evidence).allSatisfy { !$0.hasPrefix("recording-") })
 
         daemon.signal(SIGTERM)
         #expect(await daemon.waitForExit(timeout: .seconds(20)) == 0)
