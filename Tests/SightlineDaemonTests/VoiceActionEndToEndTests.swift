@@ -13,6 +13,20 @@ struct VoiceActionEndToEndTests {
         try await ControlClient(socketPath: daemon.socketPath).get(ControlAPI.statusPath, as: DaemonStatus.self)
     }
 
+    /// Plays `phrases` (flite's slt, room tone underneath) into the null sink, each followed by its
+    /// pause of room tone, and waits until pacat has played them all.
+    func say(_ phrases: [String], pauses: [Double], lead: Double = 0, name: String, on server: PulseAudioServer) throws {
+        var speech = SpeechSynthesizer.roomTone(seconds: lead)
+        for (index, phrase) in phrases.enumerated() {
+            speech += SpeechSynthesizer.inRoom(try SpeechSynthesizer.speak(phrase, voice: "slt"), seed: UInt64(speech.count + index))
+            speech += SpeechSynthesizer.roomTone(seconds: pauses[index], seed: UInt64(speech.count + index + 1))
+        }
+        let raw = server.directory.file("\(name).raw")
+        try Data(speech.withUnsafeBufferPointer { Data(buffer: $0) }).write(to: URL(fileURLWithPath: raw))
+        let status = try server.play(rawFile: raw).wait()
+        guard status == 0 else { throw TestFailure("pacat exited with \(status) playing \(name)") }
+    }
+
     /// Polls `condition` until it holds; generous, because the machine may be loaded.
     static func waitFor(_ what: String, timeout: Duration = .seconds(60), _ condition: () async throws -> Bool) async throws {
         let deadline = ContinuousClock.now + timeout
@@ -77,15 +91,7 @@ struct VoiceActionEndToEndTests {
         }
         // Ordinary speech first: the recognizer's first utterance after a start scores low
         // (docs/VOICE.md), as it would on a site where people talk before the first command.
-        var speech = SpeechSynthesizer.roomTone(seconds: 1.5)
-        speech += SpeechSynthesizer.inRoom(try SpeechSynthesizer.speak("the bearing on the left side is worn", voice: "slt"), seed: 5)
-        speech += SpeechSynthesizer.roomTone(seconds: 1.0, seed: 6)
-        speech += SpeechSynthesizer.inRoom(try SpeechSynthesizer.speak("mark this step", voice: "slt"), seed: 3)
-        speech += SpeechSynthesizer.roomTone(seconds: 1.5, seed: 4)
-        let raw = server.directory.file("phrase.raw")
-        try Data(speech.withUnsafeBufferPointer { Data(buffer: $0) }).write(to: URL(fileURLWithPath: raw))
-        let player = try server.play(rawFile: raw)
-        #expect(player.wait() == 0)
+        try say(["the bearing on the left side is worn", "mark this step"], pauses: [1.0, 1.5], lead: 1.5, name: "phrase", on: server)
 
         do {
             try await Self.waitFor("the mark_step hook's stdin") { FileManager.default.fileExists(atPath: received) }
@@ -125,13 +131,7 @@ struct VoiceActionEndToEndTests {
 
         // A risky command said by mistake and taken back at once: nothing is recorded. The window
         // (6 s here) runs out while the note below plays.
-        var oops = SpeechSynthesizer.inRoom(try SpeechSynthesizer.speak("begin recording", voice: "slt"), seed: 12)
-        oops += SpeechSynthesizer.roomTone(seconds: 0.7, seed: 13)
-        oops += SpeechSynthesizer.inRoom(try SpeechSynthesizer.speak("finish recording", voice: "slt"), seed: 14)
-        oops += SpeechSynthesizer.roomTone(seconds: 1.0, seed: 15)
-        let oopsRaw = server.directory.file("oops.raw")
-        try Data(oops.withUnsafeBufferPointer { Data(buffer: $0) }).write(to: URL(fileURLWithPath: oopsRaw))
-        #expect(try server.play(rawFile: oopsRaw).wait() == 0)
+        try say(["begin recording", "finish recording"], pauses: [0.7, 1.0], name: "oops", on: server)
         func journalEntries(_ action: VoiceAction) throws -> [String] {
             try String(contentsOfFile: journal, encoding: .utf8).split(separator: "\n")
                 .map { try JSONDecoder().decode(VoiceJournalEntry.self, from: Data($0.utf8)) }.filter { $0.action == action }.map(\.result)
@@ -140,13 +140,7 @@ struct VoiceActionEndToEndTests {
         #expect(try journalEntries(.stopRecording) == ["cancelled pending start_recording"])
 
         // A voice note: the command, a sentence, then silence ends it; the hook gets the filed note.
-        var note = SpeechSynthesizer.inRoom(try SpeechSynthesizer.speak("add a voice note", voice: "slt"), seed: 8)
-        note += SpeechSynthesizer.roomTone(seconds: 0.8, seed: 9)
-        note += SpeechSynthesizer.inRoom(try SpeechSynthesizer.speak("the pump seal is leaking oil at the front flange", voice: "slt"), seed: 10)
-        note += SpeechSynthesizer.roomTone(seconds: 3.0, seed: 11)
-        let noteRaw = server.directory.file("note.raw")
-        try Data(note.withUnsafeBufferPointer { Data(buffer: $0) }).write(to: URL(fileURLWithPath: noteRaw))
-        #expect(try server.play(rawFile: noteRaw).wait() == 0)
+        try say(["add a voice note", "the pump seal is leaking oil at the front flange"], pauses: [0.8, 3.0], name: "note", on: server)
         do {
             try await Self.waitFor("the voice note's hook") { FileManager.default.fileExists(atPath: noteReceived) }
         } catch {
