@@ -111,6 +111,8 @@ struct VoiceActionEndToEndTests {
         let caseID = try #require(payload.caseId)
 
         let journal = (daemon.stateDirectory as NSString).appendingPathComponent("voice/commands.jsonl")
+        // The hook may run before the recognizer's journal line is appended: both follow the action.
+        try await Self.waitFor("the command journal") { FileManager.default.fileExists(atPath: journal) }
         let lines = try String(contentsOfFile: journal, encoding: .utf8).split(separator: "\n")
         let entries = try lines.map { try JSONDecoder().decode(VoiceJournalEntry.self, from: Data($0.utf8)) }
         #expect(entries.map(\.action) == [.markStep], "\(lines)")
@@ -154,6 +156,7 @@ struct VoiceActionEndToEndTests {
         #expect(wav.sampleRate == 16000 && wav.duration > 3 && wav.duration < 8, "\(wav.duration) s")
         let noteCase = try await ControlClient(socketPath: daemon.socketPath).get(ControlAPI.casePath(try #require(notePayload.caseId)), as: CaseDetail.self)
         #expect(noteCase.items.contains { $0.itemId == notePayload.itemId && $0.kind == "audio-note" && $0.mediaType == "audio/wav" })
+        try await Self.waitFor("the note's final journal line") { try journalEntries(.addVoiceNote).count == 2 }
         #expect(try journalEntries(.addVoiceNote) == ["pending: recording until silence or end_note", "done"])
         // Well past the cancelled recording's window: it never started.
         try await Task.sleep(for: .seconds(1))
