@@ -27,6 +27,22 @@ struct VoiceActionEndToEndTests {
         guard status == 0 else { throw TestFailure("pacat exited with \(status) playing \(name)") }
     }
 
+    /// A loopback TCP port nobody listens on right now (the kernel's choice for port 0).
+    static func freeLoopbackPort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw TestFailure("bind: errno \(errno)") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
     /// Polls `condition` until it holds; generous, because the machine may be loaded.
     static func waitFor(_ what: String, timeout: Duration = .seconds(60), _ condition: () async throws -> Bool) async throws {
         let deadline = ContinuousClock.now + timeout
@@ -170,7 +186,18 @@ struct VoiceActionEndToEndTests {
 
     @Test("from the control API: start/stop_recording file an H.264 recording, a second start is refused; take_photo files a JPEG; repeat_last; privacy")
     func recordingThroughControlAPI() async throws {
-        let daemon = try DaemonProcess(configuration: "camera:\n  device: test-pattern\n  width: 320\n  height: 240\n  fps: 10\n")
+        let port = try Self.freeLoopbackPort()
+        let daemon = try DaemonProcess(configuration: """
+            camera:
+              device: test-pattern
+              width: 320
+              height: 240
+              fps: 10
+            metrics:
+              enabled: true
+              listen: 127.0.0.1:\(port)
+
+            """)
         try daemon.start()
         defer { daemon.signal(SIGKILL) }
         try await daemon.waitUntilServing()
@@ -216,6 +243,9 @@ struct VoiceActionEndToEndTests {
         #expect(live?.outcome == .done)
         let status = try await client.get(ControlAPI.statusPath, as: DaemonStatus.self)
         #expect(status.voice?.enabled == false && status.voice?.actionsRun == 8, "\(String(describing: status.voice))")
+        let metrics = try CommandLineTool.run("/usr/bin/curl", ["--silent", "--max-time", "10", "http://127.0.0.1:\(port)/metrics"]).stdout
+        #expect(metrics.contains(#"sightline_actions_total{action="start_recording",outcome="unavailable"} 1"#), "\(metrics)")
+        #expect(metrics.contains(#"sightline_actions_total{action="take_photo",outcome="done"} 1"#))
         daemon.signal(SIGTERM)
         #expect(await daemon.waitForExit(timeout: .seconds(20)) == 0)
     }
