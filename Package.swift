@@ -40,6 +40,8 @@ let package = Package(
         .systemLibrary(name: "CYUV", providers: [.apt(["libyuv-dev"])]),
         /// PocketSphinx 5prealpha; its pkg-config file pulls in sphinxbase.
         .systemLibrary(name: "CPocketSphinx", pkgConfig: "pocketsphinx", providers: [.apt(["libpocketsphinx-dev", "libsphinxbase-dev"])]),
+        /// speexdsp's preprocessor: the noise suppressor in front of the voice recognizer.
+        .systemLibrary(name: "CSpeexDSP", pkgConfig: "speexdsp", providers: [.apt(["libspeexdsp-dev"])]),
         /// Turns V4L2's function-like macros into constants and wraps libv4l2's variadic calls.
         .target(name: "CV4L2", dependencies: ["CLibV4L2"]),
         /// Wraps ALSA's variadic error handler and libopus's variadic ctl calls.
@@ -72,7 +74,7 @@ let package = Package(
         .target(name: "SightlineEncoding", dependencies: ["SightlineCore", "SightlineCamera", "COpenH264", "CTurboJPEG", "CYUV"]),
 
         /// Voice commands: a PocketSphinx grammar decoder checked by an all-phone decoder, on its own thread.
-        .target(name: "SightlineVoice", dependencies: ["SightlineCore", "CPocketSphinx"]),
+        .target(name: "SightlineVoice", dependencies: ["SightlineCore", "CPocketSphinx", "CSpeexDSP"]),
         /// Audio capture and playback through PulseAudio or ALSA, and the Opus codec.
         .target(name: "SightlineAudio", dependencies: ["SightlineCore", "CALSA", "CPulse", "COpus", "CAudioShim"]),
 
@@ -168,7 +170,7 @@ let package = Package(
         .executableTarget(
             name: "sightline-bench",
             dependencies: [
-                "SightlineCore", "SightlineControlClient", "SightlineEncoding", "SightlineTesting",
+                "SightlineCore", "SightlineControlClient", "SightlineEncoding", "SightlineTesting", "SightlineVoice",
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

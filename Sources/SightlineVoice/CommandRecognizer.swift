@@ -20,10 +20,20 @@ public struct CommandRecognizer: ~Copyable {
     public let thresholds: VoiceThresholds
     private let grammar: SphinxDecoder
     private let allPhone: SphinxDecoder
+    /// Speex's denoiser in front of both decoders; nil when `voice.noise_suppression_db` is 0.
+    private let suppressor: NoiseSuppressor?
     /// Samples consumed since the start: the stream clock.
     private var position = 0
     /// Where the voice-activity detector opened the current utterance.
     private var utteranceStart: Int?
+    /// Samples short of a whole piece, waiting for the next call.
+    private var pending: [Int16] = []
+    /// The background's power as the microphone delivers it, and the open utterance's summed
+    /// piece powers: the utterance's signal-to-noise ratio for the noise-aware margin.
+    private var background = BackgroundLevel()
+    private var suppression = 0
+    private var utterancePower = 0.0
+    private var utterancePieces = 0
 
     /// Loads the model twice (about a second each) and checks every phrase word against the dictionary.
     public init(modelDirectory: String, vocabulary: VoiceVocabulary, thresholds: VoiceThresholds) throws(VoiceRecognizerError) {
@@ -45,8 +55,12 @@ public struct CommandRecognizer: ~Copyable {
         let allPhone = try SphinxDecoder(role: "all-phone", arguments: common + [
             "-allphone", phones, "-allphone_ci", "yes", "-beam", "1e-20", "-pbeam", "1e-20", "-lw", "2.0",
         ])
+        // Until the background's level is known the suppressor passes audio through (0 dB).
+        let suppressor: NoiseSuppressor? = thresholds.noiseSuppressionDecibels > 0
+            ? try NoiseSuppressor(sampleRate: Self.sampleRate, suppressionDecibels: 0) : nil
         try grammar.startUtterance()
         try allPhone.startUtterance()
+        self.suppressor = suppressor
         self.grammar = grammar
         self.allPhone = allPhone
         self.vocabulary = vocabulary
@@ -57,39 +71,64 @@ public struct CommandRecognizer: ~Copyable {
     public var streamSeconds: Double { Double(position) / Double(Self.sampleRate) }
 
     /// Decodes the next samples and returns a decision for every utterance that ended in them.
+    /// Samples are decoded in whole 20 ms pieces (the suppressor's frame); a remainder waits for
+    /// the next call, so callers may hand over chunks of any size.
     public mutating func process(_ samples: [Int16]) throws(VoiceRecognizerError) -> [UtteranceDecision] {
+        pending += samples
         var decisions: [UtteranceDecision] = []
         var offset = 0
-        while offset < samples.count {
-            let count = min(Self.pieceSamples, samples.count - offset)
-            let result: Result<Void, VoiceRecognizerError> = samples.withUnsafeBufferPointer { all in
-                let piece = UnsafeBufferPointer(rebasing: all[offset..<offset + count])
-                do throws(VoiceRecognizerError) {
-                    try grammar.process(piece)
-                    try allPhone.process(piece)
-                    return .success(())
-                } catch {
-                    return .failure(error)
-                }
-            }
-            try result.get()
-            offset += count
-            position += count
-            let speaking = grammar.inSpeech
-            if speaking, utteranceStart == nil {
-                utteranceStart = position - count
-            } else if let start = utteranceStart {
-                let runaway = position - start > Self.runawayFactor * thresholds.maximumCommandMilliseconds * Self.sampleRate / 1000
-                if !speaking || runaway { decisions.append(try closeUtterance(startedAt: start)) }
-            }
+        while pending.count - offset >= Self.pieceSamples {
+            if let decision = try decode(Array(pending[offset..<offset + Self.pieceSamples])) { decisions.append(decision) }
+            offset += Self.pieceSamples
         }
+        pending.removeFirst(offset)
         return decisions
     }
 
-    /// Ends the stream: an utterance still open is judged as it stands.
+    /// Ends the stream: the last partial piece is decoded and an utterance still open is judged as it stands.
     public mutating func finish() throws(VoiceRecognizerError) -> [UtteranceDecision] {
-        guard let start = utteranceStart else { return [] }
-        return [try closeUtterance(startedAt: start)]
+        var decisions: [UtteranceDecision] = []
+        if !pending.isEmpty, let decision = try decode(pending) { decisions.append(decision) }
+        pending = []
+        if let start = utteranceStart { decisions.append(try closeUtterance(startedAt: start)) }
+        return decisions
+    }
+
+    /// Feeds one piece through the suppressor to both decoders and closes the utterance when the
+    /// voice-activity detector does, or when it has run away.
+    private mutating func decode(_ samples: [Int16]) throws(VoiceRecognizerError) -> UtteranceDecision? {
+        var piece = samples
+        let power = BackgroundLevel.meanPower(samples)
+        suppressor?.process(&piece)
+        let result: Result<Void, VoiceRecognizerError> = piece.withUnsafeBufferPointer { piece in
+            do throws(VoiceRecognizerError) {
+                try grammar.process(piece)
+                try allPhone.process(piece)
+                return .success(())
+            } catch {
+                return .failure(error)
+            }
+        }
+        try result.get()
+        position += piece.count
+        let speaking = grammar.inSpeech
+        background.observe(piecePower: power, inSpeech: speaking)
+        let wanted = background.suppression(maximum: thresholds.noiseSuppressionDecibels)
+        if wanted != suppression {
+            suppressor?.setSuppression(decibels: wanted)
+            suppression = wanted
+        }
+        if speaking {
+            utterancePower += power
+            utterancePieces += 1
+        }
+        if speaking, utteranceStart == nil {
+            utteranceStart = position - piece.count
+        } else if let start = utteranceStart {
+            let runaway = position - start > Self.runawayFactor * thresholds.maximumCommandMilliseconds * Self.sampleRate / 1000
+            if !speaking || runaway { return try closeUtterance(startedAt: start) }
+        }
+        return nil
     }
 
     /// Writes the dictionary entries of the phrase words to a private temporary file for the
@@ -127,12 +166,17 @@ public struct CommandRecognizer: ~Copyable {
         // The phones (not silences) the all-phone decoder found: the speech in the utterance, whatever
         // the voice-activity detector added around it (it opens early while it learns the noise floor).
         let speech = allPhone.wordFrames().map(Self.seconds) ?? utterance
+        let signalToNoise = background.power.flatMap {
+            SignalToNoise.decibels(power: utterancePower / Double(max(1, utterancePieces)), over: $0)
+        }
+        utterancePower = 0
+        utterancePieces = 0
         try grammar.startUtterance()
         try allPhone.startUtterance()
         return UtteranceDecision.judge(
             UtteranceScores(hypothesis: best.text, grammarScore: best.score, allPhoneScore: yardstick.score,
                             speechStart: speech.0, speechEnd: speech.1, phraseStart: words.0, phraseEnd: words.1,
-                            decidedAt: utterance.1),
+                            decidedAt: utterance.1, signalToNoise: signalToNoise),
             vocabulary: vocabulary, thresholds: thresholds)
     }
 }

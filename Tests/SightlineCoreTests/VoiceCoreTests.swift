@@ -56,6 +56,63 @@ struct VoiceVocabularyTests {
         #expect(judge("", grammar: 0, allPhone: -3100, speech: 1.0).rejection == .noPhrase)
         #expect(judge("", grammar: 0, allPhone: -3100, speech: 1.0).command == nil)
     }
+
+    @Test("the margin a command needs falls from the quiet to the noisy threshold as the SNR drops")
+    func noiseAwareMargin() {
+        let thresholds = VoiceThresholds(minimumMargin: -200, maximumCommandMilliseconds: 1500, endSilenceMilliseconds: 300,
+                                         noisyMinimumMargin: -600)
+        #expect(thresholds.minimumMargin(signalToNoise: nil) == -200)
+        #expect(thresholds.minimumMargin(signalToNoise: 45) == -200)
+        #expect(thresholds.minimumMargin(signalToNoise: 30) == -200)
+        #expect(thresholds.minimumMargin(signalToNoise: 20) == -400)
+        #expect(thresholds.minimumMargin(signalToNoise: 10) == -600)
+        #expect(thresholds.minimumMargin(signalToNoise: -3) == -600)
+        func judge(margin: Int, snr: Double?) -> UtteranceDecision {
+            UtteranceDecision.judge(
+                UtteranceScores(hypothesis: "mark this step", grammarScore: -3000 + margin, allPhoneScore: -3000, speechStart: 1,
+                                speechEnd: 2, phraseStart: 1, phraseEnd: 2, decidedAt: 2.3, signalToNoise: snr),
+                vocabulary: .builtIn, thresholds: thresholds)
+        }
+        #expect(judge(margin: -500, snr: 10).accepted)
+        #expect(judge(margin: -500, snr: 40).rejection == .lowMargin)
+        #expect(judge(margin: -500, snr: nil).rejection == .lowMargin)
+        #expect(SignalToNoise.decibels(power: 1000, over: 10) == 20)
+        #expect(SignalToNoise.decibels(power: 1000, over: 0) == nil)
+    }
+
+    @Test("the background level counts only pieces well clear of speech")
+    func backgroundLevel() {
+        var level = BackgroundLevel()
+        // Quiet, then loud speech: the detector opens late, as PocketSphinx's does.
+        for _ in 0..<60 { level.observe(piecePower: 100, inSpeech: false) }
+        #expect(level.power == 100)
+        for index in 0..<50 { level.observe(piecePower: 1_000_000, inSpeech: index >= 10) }
+        // The end silence: quiet again, detector still open for 15 pieces, then closed.
+        for index in 0..<60 { level.observe(piecePower: 100, inSpeech: index < 15) }
+        // Neither the speech before the detector opened nor its tail reached the background.
+        #expect(level.power == 100)
+        // A steady noise that starts is followed within a second or two.
+        for _ in 0..<150 { level.observe(piecePower: 10_000, inSpeech: false) }
+        let power = level.power ?? 0
+        #expect(power > 9_000 && power <= 10_000)
+        #expect(BackgroundLevel.meanPower([3, -4]) == 12.5)
+        #expect(BackgroundLevel().power == nil)
+        #expect(BackgroundLevel().suppression(maximum: 30) == 0)
+    }
+
+    @Test("suppression stops at a microphone's own noise floor")
+    func suppressionAmount() {
+        func level(amplitude: Double) -> BackgroundLevel {
+            var level = BackgroundLevel()
+            for _ in 0..<60 { level.observe(piecePower: amplitude * amplitude, inSpeech: false) }
+            return level
+        }
+        // A quiet room (about -71 dBFS) passes untouched; -50 dBFS loses 20 dB; loud noise the maximum.
+        #expect(level(amplitude: 9).suppression(maximum: 30) == 0)
+        #expect(level(amplitude: 104).suppression(maximum: 30) == 20)
+        #expect(level(amplitude: 1036).suppression(maximum: 30) == 30)
+        #expect(level(amplitude: 1036).suppression(maximum: 15) == 15)
+    }
 }
 
 /// The voice keys, with the configuration tests' helpers.
@@ -69,10 +126,14 @@ extension ConfigurationTests {
               min_margin: -100
               max_command_ms: 2000
               end_silence_ms: 400
+              noisy_min_margin: -900
+              noise_suppression_db: 20
             """, file: "test.yaml")
         #expect(configuration.voice.modelDirectory == "/opt/model")
         #expect(configuration.voice.vocabulary.phrases.map(\.entry) == ["snap the picture=take_photo", "phone a friend=call_expert"])
-        #expect(configuration.voice.thresholds == VoiceThresholds(minimumMargin: -100, maximumCommandMilliseconds: 2000, endSilenceMilliseconds: 400))
+        #expect(configuration.voice.thresholds == VoiceThresholds(minimumMargin: -100, maximumCommandMilliseconds: 2000, endSilenceMilliseconds: 400,
+                                                                   noisyMinimumMargin: -900, noiseSuppressionDecibels: 20))
+        #expect(DaemonConfiguration.defaults.voice.thresholds.noiseSuppressionDecibels == VoiceThresholds.defaultNoiseSuppressionDecibels)
         #expect(DaemonConfiguration.defaults.voice.vocabulary == .builtIn)
     }
 
@@ -101,6 +162,7 @@ extension ConfigurationTests {
     func badThresholds() {
         #expect(rejected("voice:\n  min_margin: 9000\n").first?.key == "voice.min_margin")
         #expect(rejected("voice:\n  end_silence_ms: 50\n").first?.key == "voice.end_silence_ms")
+        #expect(rejected("voice:\n  noise_suppression_db: 61\n").first?.key == "voice.noise_suppression_db")
         #expect(rejected("voice:\n  model_directory: model\n").first?.key == "voice.model_directory")
     }
 }

@@ -8,12 +8,8 @@ import Testing
 struct CommandRecognizerTests {
     @Test("every built-in phrase in every flite voice gives its action")
     func builtInPhrases() async throws {
-        var corpus = VoiceCorpus()
-        corpus.pause(0.8)
+        let corpus = try VoiceCorpus.commands(VoiceFixture.configuration.vocabulary)
         let phrases = VoiceFixture.configuration.vocabulary.phrases
-        for voice in SpeechSynthesizer.voices {
-            for phrase in phrases { try corpus.say(phrase.phrase, voice: voice) }
-        }
         let started = ContinuousClock.now
         let decisions = try await VoiceFixture.decide(corpus)
         let elapsed = ContinuousClock.now - started
@@ -35,17 +31,13 @@ struct CommandRecognizerTests {
         if !waits.isEmpty {
             print(String(format: "end of phrase to decision (audio time): p50 %.2f s, max %.2f s", waits[waits.count / 2], waits[waits.count - 1]))
         }
-        // Measured 51/52 and 52/52 at tempo 1.0 on this model; one miss of slack.
-        #expect(right >= total - 2)
+        // The target is 97 % (51 of 52); measured 52/52 at tempo 1.0.
+        #expect(right * 100 >= total * 97)
     }
 
     @Test("unrelated speech, near misses included, triggers nothing")
     func unrelatedSpeech() async throws {
-        var corpus = VoiceCorpus()
-        corpus.pause(0.8)
-        for voice in SpeechSynthesizer.voices {
-            for sentence in VoiceFixture.unrelatedSentences { try corpus.say(sentence, voice: voice, pauseAfter: 0.9) }
-        }
+        let corpus = try VoiceCorpus.unrelatedSpeech()
         let decisions = try await VoiceFixture.decide(corpus)
         let accepted = decisions.filter(\.accepted)
         for decision in accepted {

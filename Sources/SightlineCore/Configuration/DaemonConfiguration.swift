@@ -179,7 +179,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
             thresholds: VoiceThresholds(
                 minimumMargin: reader.integer("voice.min_margin"),
                 maximumCommandMilliseconds: reader.integer("voice.max_command_ms"),
-                endSilenceMilliseconds: reader.integer("voice.end_silence_ms")))
+                endSilenceMilliseconds: reader.integer("voice.end_silence_ms"),
+                noisyMinimumMargin: reader.integer("voice.noisy_min_margin"),
+                noiseSuppressionDecibels: reader.integer("voice.noise_suppression_db")))
         actions = ActionConfiguration(
             cancelWindowMilliseconds: reader.integer("actions.cancel_window_ms"),
             noteSilenceMilliseconds: reader.integer("actions.note_silence_ms"),

@@ -1,3 +1,5 @@
+import Foundation
+
 /// When a grammar hypothesis counts as a command. A closed grammar always answers with one of its
 /// phrases, whatever was said; the rejection test compares its path score with an all-phone
 /// decoder's on the same audio. The all-phone decoder may follow any phone sequence, so it fits
@@ -8,15 +10,57 @@ public struct VoiceThresholds: Sendable, Equatable {
     /// Lowest (grammar − all-phone) score per second of speech that is still a command, in the
     /// decoder's log units (negative: the grammar may trail the all-phone decoder by this much).
     public var minimumMargin: Int
+    /// The lowest margin that still counts when the speech stands only `SignalToNoise.noisy` dB
+    /// above the background (`minimumMargin` holds from `SignalToNoise.quiet` dB up; linear between).
+    /// Noise left over by the suppressor fits the all-phone decoder's free phones better than any
+    /// phrase, so real commands lose margin in noise; unrelated speech, measured in the same
+    /// noise, stays further below (docs/VOICE.md).
+    public var noisyMinimumMargin: Int
     /// Longest speech, from the first to the last phone of the utterance, that can be a command.
     public var maximumCommandMilliseconds: Int
     /// Silence that ends an utterance; shorter answers faster, too short splits phrases at pauses.
     public var endSilenceMilliseconds: Int
+    /// How far speex's denoiser in front of the decoders may attenuate noise, in dB; 0 turns it off.
+    /// Broadband noise otherwise fits the all-phone decoder's free phones far better than any
+    /// phrase, and commands are lost by margin (docs/VOICE.md).
+    public var noiseSuppressionDecibels: Int
 
-    public init(minimumMargin: Int, maximumCommandMilliseconds: Int, endSilenceMilliseconds: Int) {
+    public init(minimumMargin: Int, maximumCommandMilliseconds: Int, endSilenceMilliseconds: Int,
+                noisyMinimumMargin: Int? = nil,
+                noiseSuppressionDecibels: Int = VoiceThresholds.defaultNoiseSuppressionDecibels) {
         self.minimumMargin = minimumMargin
+        self.noisyMinimumMargin = noisyMinimumMargin ?? minimumMargin
         self.maximumCommandMilliseconds = maximumCommandMilliseconds
         self.endSilenceMilliseconds = endSilenceMilliseconds
+        self.noiseSuppressionDecibels = noiseSuppressionDecibels
+    }
+
+    /// The margin an utterance needs at `signalToNoise` dB (nil: unknown, the quiet threshold).
+    public func minimumMargin(signalToNoise: Double?) -> Int {
+        guard let signalToNoise else { return minimumMargin }
+        let span = SignalToNoise.quiet - SignalToNoise.noisy
+        let noisiness = min(1, max(0, (SignalToNoise.quiet - signalToNoise) / span))
+        return minimumMargin + Int((Double(noisyMinimumMargin - minimumMargin) * noisiness).rounded())
+    }
+
+    /// The default of `voice.noisy_min_margin`.
+    public static let defaultNoisyMinimumMargin = -600
+
+    /// The default of `voice.noise_suppression_db`.
+    public static let defaultNoiseSuppressionDecibels = 30
+}
+
+/// Where the noise-aware threshold starts and stops moving (`VoiceThresholds.minimumMargin(signalToNoise:)`).
+public enum SignalToNoise {
+    /// At or above this many dB the speech is clean enough for the quiet threshold.
+    public static let quiet = 30.0
+    /// At or below this many dB the noisy threshold applies.
+    public static let noisy = 10.0
+
+    /// Decibels of a mean power over a reference power; nil when either is zero.
+    public static func decibels(power: Double, over reference: Double) -> Double? {
+        guard power > 0, reference > 0 else { return nil }
+        return 10 * log10(power / reference)
     }
 }
 
@@ -34,9 +78,13 @@ public struct UtteranceScores: Sendable, Equatable {
     public var phraseEnd: Double
     /// When the voice-activity detector closed the utterance.
     public var decidedAt: Double
+    /// The utterance's power over the background's before it, in dB, as the microphone delivered
+    /// it (before noise suppression); nil when unknown.
+    public var signalToNoise: Double?
 
     public init(hypothesis: String, grammarScore: Int, allPhoneScore: Int, speechStart: Double, speechEnd: Double,
-                phraseStart: Double, phraseEnd: Double, decidedAt: Double) {
+                phraseStart: Double, phraseEnd: Double, decidedAt: Double, signalToNoise: Double? = nil) {
+        self.signalToNoise = signalToNoise
         self.hypothesis = hypothesis
         self.grammarScore = grammarScore
         self.allPhoneScore = allPhoneScore
@@ -87,7 +135,7 @@ public struct UtteranceDecision: Sendable, Equatable, Codable {
         let rejection: Rejection? =
             if action == nil { .noPhrase }
             else if speech * 1000 > Double(thresholds.maximumCommandMilliseconds) { .tooLong }
-            else if margin < thresholds.minimumMargin { .lowMargin }
+            else if margin < thresholds.minimumMargin(signalToNoise: scores.signalToNoise) { .lowMargin }
             else { nil }
         return UtteranceDecision(
             phrase: scores.hypothesis, action: action, startSeconds: scores.phraseStart, endSeconds: scores.phraseEnd,
