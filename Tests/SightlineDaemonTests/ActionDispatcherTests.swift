@@ -62,6 +62,7 @@ struct ActionDispatcherTests {
         #expect(records.all.map(\.1) == [false, true])
         #expect(await !dispatcher.isPending(.callExpert))
         #expect(feedback.heard.withLock { $0 }.first == "cue:pending")
+        #expect(feedback.heard.withLock { $0 }.contains("cue:done"))
     }
 
     @Test("the opposite command cancels a pending risky action, which never runs")
@@ -75,7 +76,7 @@ struct ActionDispatcherTests {
         try await Task.sleep(for: .milliseconds(600))
         #expect(performer.performed.withLock { $0 }.isEmpty)
         #expect(records.all.map(\.0.outcome) == [.pending, .cancelled])
-        #expect(feedback.heard.withLock { $0 }.contains("cue:cancelled"))
+        #expect(await eventually { feedback.heard.withLock { $0 }.contains("cue:cancelled") })
         // With nothing pending the opposite command is an ordinary action again.
         let stop = await dispatcher.dispatch(.stopRecording, source: .voice)
         #expect(stop.outcome == .done)
@@ -108,6 +109,7 @@ struct ActionDispatcherTests {
         #expect(await dispatcher.dispatch(.repeatLast, source: .voice).spoken == "Photo taken.")
         // Repeating does not replace what is repeated.
         #expect(await dispatcher.dispatch(.repeatLast, source: .voice).spoken == "Photo taken.")
+        #expect(await eventually { feedback.heard.withLock { $0 }.count == 10 })
         let heard = feedback.heard.withLock { $0 }
         #expect(heard.contains("cue:failed") && heard.contains("This camera has no zoom."))
         #expect(!performer.performed.withLock { $0 }.contains(.repeatLast))
@@ -141,5 +143,31 @@ struct ActionDispatcherTests {
         #expect(ActionRisk.cancelledBy(.startRecording) == .stopRecording)
         #expect(ActionRisk.cancels(.endCall) == .callExpert)
         #expect(VoiceAction.allCases.filter { ActionRisk.cancelledBy($0) != nil } == [.startRecording, .callExpert])
+    }
+
+    /// Feedback that takes its time, like a sentence on a real speaker.
+    final class SlowFeedback: ActionFeedback {
+        let heard = Mutex<[String]>([])
+        func cue(_ cue: ActionCue, for action: VoiceAction) async {}
+        func speak(_ text: String) async {
+            try? await Task.sleep(for: .milliseconds(400))
+            heard.withLock { $0.append(text) }
+        }
+    }
+
+    @Test("slow feedback never holds the next command, and a risky action's window starts once its warning was heard")
+    func slowFeedback() async throws {
+        let performer = FakePerformer(), feedback = SlowFeedback(), records = Records()
+        let dispatcher = ActionDispatcher(performer: performer, feedback: feedback, cancelWindow: .milliseconds(100), record: records.recorder)
+        let started = ContinuousClock.now
+        _ = await dispatcher.dispatch(.markStep, source: .voice)
+        _ = await dispatcher.dispatch(.callExpert, source: .voice)
+        #expect(ContinuousClock.now - started < .milliseconds(300), "the dispatcher waited for the speaker")
+        // The warning plays after the mark_step sentence (0.8 s of speech), then the 0.1 s window.
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(performer.performed.withLock { $0 } == [.markStep], "the call ran before its warning was heard")
+        #expect(await eventually { performer.performed.withLock { $0 } == [.markStep, .callExpert] })
+        #expect(await eventually { feedback.heard.withLock { $0 }.count == 3 })
+        #expect(feedback.heard.withLock { $0 }[1].hasPrefix("Calling the expert in 1 second. Say hang up the call to cancel."))
     }
 }

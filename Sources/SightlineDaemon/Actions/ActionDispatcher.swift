@@ -48,6 +48,17 @@ actor ActionDispatcher {
     private let phrases: [VoiceAction: String]
     private var pending: [VoiceAction: Task<Void, Never>] = [:]
     private var lastSpoken: String?
+    /// Feedback plays in order on a task of its own: a sentence on the speaker takes seconds, and
+    /// the next command (perhaps the one that cancels) must not wait for it.
+    private let announcements: AsyncStream<Announcement>.Continuation
+
+    private struct Announcement: Sendable {
+        let cue: ActionCue
+        let action: VoiceAction
+        let text: String
+        /// Called once the feedback has played.
+        let played: (@Sendable () -> Void)?
+    }
 
     init(performer: any ActionPerformer, feedback: any ActionFeedback, cancelWindow: Duration, vocabulary: VoiceVocabulary = .builtIn,
          record: @escaping ActionRecorder) {
@@ -58,7 +69,18 @@ actor ActionDispatcher {
         self.feedback = feedback
         self.cancelWindow = cancelWindow
         self.record = record
+        let (stream, continuation) = AsyncStream.makeStream(of: Announcement.self)
+        announcements = continuation
+        Task {
+            for await announcement in stream {
+                await feedback.cue(announcement.cue, for: announcement.action)
+                await feedback.speak(announcement.text)
+                announcement.played?()
+            }
+        }
     }
+
+    deinit { announcements.finish() }
 
     /// Runs `action` (or schedules it, for a risky spoken one) and returns what happened.
     func dispatch(_ action: VoiceAction, source: ActionSource, command: RecognizedCommand? = nil) async -> ActionReport {
@@ -82,15 +104,20 @@ actor ActionDispatcher {
                                           spoken: "\(phrase) is already on its way.")
                 return await finish(report, command: command)
             }
-            let window = cancelWindow
+            let report = ActionReport(action: action, source: source, outcome: .pending,
+                                      result: "pending: runs in \(seconds) s unless cancelled by \(canceller.rawValue)",
+                                      spoken: "\(phrase) in \(seconds) second\(seconds == 1 ? "" : "s"). \(cancelHint(canceller))")
+            // The window counts from the end of the spoken warning: the technician can only
+            // cancel what they have heard about.
+            let window = cancelWindow, announcements = self.announcements
             pending[action] = Task { [weak self] in
+                await withCheckedContinuation { (heard: CheckedContinuation<Void, Never>) in
+                    announcements.yield(Announcement(cue: .pending, action: action, text: report.spoken, played: { heard.resume() }))
+                }
                 do { try await Task.sleep(for: window) } catch { return }
                 await self?.runPending(action, source: source, command: command)
             }
-            let report = ActionReport(action: action, source: source, outcome: .pending,
-                                      result: "pending: runs in \(seconds) s unless cancelled by \(canceller.rawValue)",
-                                      spoken: "\(phrase) in \(seconds) seconds. \(cancelHint(canceller))")
-            return await finish(report, command: command)
+            return await finish(report, command: command, announce: false)
         }
         return await run(action, source: source, command: command)
     }
@@ -121,15 +148,18 @@ actor ActionDispatcher {
         _ = await finish(Self.report(effect, action: action, source: source), command: command, deferred: true)
     }
 
-    private func finish(_ report: ActionReport, command: RecognizedCommand?, remember: Bool = true, deferred: Bool = false) async -> ActionReport {
+    private func finish(_ report: ActionReport, command: RecognizedCommand?, remember: Bool = true, deferred: Bool = false,
+                        announce: Bool = true) async -> ActionReport {
         if remember { lastSpoken = report.spoken }
-        switch report.outcome {
-        case .done: await feedback.cue(.done, for: report.action)
-        case .pending: await feedback.cue(.pending, for: report.action)
-        case .cancelled: await feedback.cue(.cancelled, for: report.action)
-        case .failed, .unavailable: await feedback.cue(.failed, for: report.action)
+        if announce {
+            let cue: ActionCue = switch report.outcome {
+            case .done: .done
+            case .pending: .pending
+            case .cancelled: .cancelled
+            case .failed, .unavailable: .failed
+            }
+            announcements.yield(Announcement(cue: cue, action: report.action, text: report.spoken, played: nil))
         }
-        await feedback.speak(report.spoken)
         await record(report, command, deferred)
         return report
     }
