@@ -33,6 +33,8 @@ let package = Package(
         .systemLibrary(name: "CALSA", pkgConfig: "alsa", providers: [.apt(["libasound2-dev"])]),
         .systemLibrary(name: "CPulse", pkgConfig: "libpulse", providers: [.apt(["libpulse-dev"])]),
         .systemLibrary(name: "COpus", pkgConfig: "opus", providers: [.apt(["libopus-dev"])]),
+        /// espeak-ng for spoken confirmations on the device's speaker.
+        .systemLibrary(name: "CESpeakNG", pkgConfig: "espeak-ng", providers: [.apt(["libespeak-ng-dev"])]),
         .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
         .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
         .systemLibrary(name: "COpenH264", pkgConfig: "openh264", providers: [.apt(["libopenh264-dev"])]),
@@ -75,8 +77,8 @@ let package = Package(
 
         /// Voice commands: a PocketSphinx grammar decoder checked by an all-phone decoder, on its own thread.
         .target(name: "SightlineVoice", dependencies: ["SightlineCore", "CPocketSphinx", "CSpeexDSP"]),
-        /// Audio capture and playback through PulseAudio or ALSA, and the Opus codec.
-        .target(name: "SightlineAudio", dependencies: ["SightlineCore", "CALSA", "CPulse", "COpus", "CAudioShim"]),
+        /// Audio capture and playback through PulseAudio or ALSA, the Opus codec, and spoken feedback (espeak-ng).
+        .target(name: "SightlineAudio", dependencies: ["SightlineCore", "CALSA", "CPulse", "COpus", "CAudioShim", "CESpeakNG"]),
 
         /// Device discovery and hotplug through libudev.
         .target(name: "SightlineDiscovery", dependencies: ["SightlineCore", "SightlineCamera", "CUdev"]),
@@ -170,7 +172,7 @@ let package = Package(
         .executableTarget(
             name: "sightline-bench",
             dependencies: [
-                "SightlineCore", "SightlineControlClient", "SightlineEncoding", "SightlineTesting", "SightlineVoice",
+                "SightlineCore", "SightlineControlClient", "SightlineEncoding", "SightlineAudio", "SightlineTesting", "SightlineVoice",
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -197,7 +199,7 @@ let package = Package(
         /// Encodes through the real libraries and decodes the output again (OpenH264, turbojpeg).
         .testTarget(name: "SightlineEncodingTests", dependencies: ["SightlineEncoding", "COpenH264", "CTurboJPEG"]),
         /// Device tests that run inside the kernel lab (the host suite starts it).
-        .testTarget(name: "SightlineLabTests", dependencies: ["SightlineCamera", "SightlineDaemon", "SightlineControlClient", "SightlineTesting"]),
+        .testTarget(name: "SightlineLabTests", dependencies: ["SightlineCamera", "SightlineAudio", "SightlineDaemon", "SightlineControlClient", "SightlineTesting"]),
         /// The real PocketSphinx decoders on speech that flite synthesises at test time.
         .testTarget(name: "SightlineVoiceTests", dependencies: ["SightlineVoice", "SightlineTesting"]),
         .testTarget(name: "SightlineSystemTests", dependencies: ["SightlineSystem", "SightlineTesting"]),
@@ -215,7 +217,7 @@ let package = Package(
         .testTarget(
             name: "SightlineDaemonTests",
             dependencies: [
-                "SightlineDaemon", "SightlineControlClient", "SightlineEncoding", "SightlineSystem", "SightlineTesting",
+                "SightlineDaemon", "SightlineAudio", "SightlineControlClient", "SightlineEncoding", "SightlineSystem", "SightlineTesting",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]

@@ -84,6 +84,9 @@ final class ALSAStreamEngine: StreamEngine, @unchecked Sendable {
     private let wakePipe: (read: Int32, write: Int32)
     let control = StreamControl()
     private let idle = Atomic<Bool>(true)
+    /// Playback: frames written but not yet played by the device (`snd_pcm_delay`), as the
+    /// device thread last saw it while idle; `drain` waits for 0.
+    private let deviceBacklog = Atomic<Int>(0)
 
     /// Opens the PCM once here so a wrong name or format fails at once, with ALSA's reason.
     init(direction: Direction, backend: ALSABackend, device: String, format: AudioFormat) throws(AudioError) {
@@ -123,7 +126,7 @@ final class ALSAStreamEngine: StreamEngine, @unchecked Sendable {
     func drain(timeout: Duration) async -> Bool {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            if queue.count == 0, idle.load(ordering: .acquiring) { return true }
+            if queue.count == 0, idle.load(ordering: .acquiring), deviceBacklog.load(ordering: .acquiring) == 0 { return true }
             try? await Task.sleep(for: .milliseconds(5))
         }
         return false
@@ -231,8 +234,17 @@ final class ALSAStreamEngine: StreamEngine, @unchecked Sendable {
     private func playbackStep(_ pcm: PCMHandle, pending: inout [Int16]) -> Int {
         if pending.isEmpty {
             idle.store(true, ordering: .releasing)
-            guard let frame = queue.pop(timeout: .milliseconds(50)) else { return 0 }
+            guard let frame = queue.pop(timeout: .milliseconds(20)) else {
+                // What the device still holds; an underrun at the end of the audio (an error
+                // here) means it holds nothing.
+                var delay: snd_pcm_sframes_t = 0
+                let result = snd_pcm_delay(pcm.pointer, &delay)
+                deviceBacklog.store(result < 0 || snd_pcm_state(pcm.pointer) != SND_PCM_STATE_RUNNING ? 0 : max(0, delay),
+                                    ordering: .releasing)
+                return 0
+            }
             idle.store(false, ordering: .releasing)
+            deviceBacklog.store(frame.frameCount, ordering: .releasing)
             pending = frame.samples
             let level = AudioLevel(samples: frame.samples)
             control.statistics.withLock {

@@ -1,4 +1,5 @@
 import CALSA
+import CESpeakNG
 import COpus
 import CPulse
 
@@ -12,6 +13,10 @@ public enum AudioError: Error, Equatable, CustomStringConvertible {
     case opus(operation: String, code: Int32)
     case unsupportedFormat(AudioFormatDescription)
     case wrongFrameSize(expected: Int, got: Int)
+    /// espeak-ng refused (its `espeak_ERROR` or `espeak_Initialize`'s result).
+    case speech(operation: String, code: Int32)
+    /// A playback did not get its audio to the device in time.
+    case playbackStalled(device: String, lastError: String?)
 
     public struct AudioFormatDescription: Equatable, Sendable {
         public let text: String
@@ -33,6 +38,12 @@ public enum AudioError: Error, Equatable, CustomStringConvertible {
             "audio format \(format.text) is not supported; use 8, 12, 16, 24 or 48 kHz with 1 or 2 channels"
         case .wrongFrameSize(let expected, let got):
             "audio frame of \(got) samples where \(expected) (20 ms) were expected"
+        case .speech(let operation, let code):
+            "espeak-ng \(operation) failed (code \(code)); check that espeak-ng-data is installed "
+                + "(`espeak-ng --voices` lists the voices) and the voice name is one of them"
+        case .playbackStalled(let device, let lastError):
+            "playback on \(device) did not finish: \(lastError ?? "the sound system took no audio"); "
+                + "check the speaker with `sightctl audio` and `pactl list short sinks` or `aplay -L`"
         }
     }
 

@@ -90,6 +90,9 @@ final class PulseStreamEngine: StreamEngine, @unchecked Sendable {
     private var clock: CaptureClock
 
     let control = StreamControl()
+    /// Set while `drain` waits for the server to play out: the underflow that ends every
+    /// drained stream is not an underrun.
+    private let draining = Atomic<Bool>(false)
 
     init(direction: Direction, server: String?, device: String?, format: AudioFormat, latency: Duration) throws(AudioError) {
         guard format.sampleRate > 0, (1...8).contains(format.channels) else { throw .unsupportedFormat(.init(text: format.description)) }
@@ -126,15 +129,45 @@ final class PulseStreamEngine: StreamEngine, @unchecked Sendable {
         await control.waitUntilFinished()
     }
 
+    /// Waits until everything queued has been handed to the server and the server has played
+    /// it (`pa_stream_drain`): a stream stopped earlier would cut off what the server still holds.
     func drain(timeout: Duration) async -> Bool {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             pa_threaded_mainloop_lock(mainloop)
             let empty = playbackPending.isEmpty
             pa_threaded_mainloop_unlock(mainloop)
-            if empty, queue.count == 0 { return true }
+            if empty, queue.count == 0 { return await drainServer(until: deadline) }
             try? await Task.sleep(for: .milliseconds(5))
         }
+        return false
+    }
+
+    private func drainServer(until deadline: ContinuousClock.Instant) async -> Bool {
+        draining.store(true, ordering: .releasing)
+        defer { draining.store(false, ordering: .releasing) }
+        pa_threaded_mainloop_lock(mainloop)
+        let operation: OpaquePointer? = stream.flatMap { stream in
+            guard pa_stream_get_state(stream) == PA_STREAM_READY else { return nil }
+            return pa_stream_drain(stream, { _, _, userdata in
+                guard let userdata else { return }
+                pa_threaded_mainloop_signal(OpaquePointer(userdata), 0)
+            }, UnsafeMutableRawPointer(mainloop))
+        }
+        pa_threaded_mainloop_unlock(mainloop)
+        // No stream (the server is away): nothing more can be played.
+        guard let operation else { return direction == .capture }
+        defer { pa_operation_unref(operation) }
+        while ContinuousClock.now < deadline {
+            pa_threaded_mainloop_lock(mainloop)
+            let state = pa_operation_get_state(operation)
+            pa_threaded_mainloop_unlock(mainloop)
+            if state != PA_OPERATION_RUNNING { return state == PA_OPERATION_DONE }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        pa_threaded_mainloop_lock(mainloop)
+        pa_operation_cancel(operation)
+        pa_threaded_mainloop_unlock(mainloop)
         return false
     }
 
@@ -362,7 +395,9 @@ final class PulseStreamEngine: StreamEngine, @unchecked Sendable {
             pa_stream_set_write_callback(stream, request, loop)
             pa_stream_set_underflow_callback(stream, { _, userdata in
                 guard let userdata else { return }
-                Unmanaged<PulseStreamEngine>.fromOpaque(userdata).takeUnretainedValue().control.statistics.withLock { $0.xruns += 1 }
+                let engine = Unmanaged<PulseStreamEngine>.fromOpaque(userdata).takeUnretainedValue()
+                guard !engine.draining.load(ordering: .acquiring) else { return }
+                engine.control.statistics.withLock { $0.xruns += 1 }
             }, engine)
             attributes = pa_buffer_attr(maxlength: unset, tlength: bytes, prebuf: unset, minreq: unset, fragsize: unset)
             result = pa_stream_connect_playback(stream, device, &attributes, flags, nil, nil)

@@ -148,6 +148,12 @@ enum ControlServer {
         router.get(RouterPath(ControlAPI.audioPath)) { _, _ in
             try jsonResponse(dependencies.audio.status())
         }
+        router.post(RouterPath(ControlAPI.audioMutePath)) { request, context in
+            let change = try await request.decode(as: AudioMuteRequest.self, context: context)
+            dependencies.audio.setMuted(change.muted)
+            context.logger.notice("privacy: microphone \(change.muted ? "muted" : "unmuted")")
+            return try jsonResponse(dependencies.audio.status())
+        }
         router.get(RouterPath(ControlAPI.devicesPath)) { _, _ in
             try jsonResponse(await dependencies.registry.list())
         }

@@ -80,9 +80,9 @@ public enum SightlineDaemon {
         let camera = CameraService(configuration: configuration.camera,
                                    evidence: EvidenceDirectory(stateDirectory: configuration.stateDirectory), cases: cases,
                                    state: state, registry: devices, logger: logger)
-        let calls = CallService(configuration: configuration, identity: identityKey, camera: camera, cases: cases, logger: logger)
         let voiceTap = configuration.voice.enabled ? VoiceTap.makeStream() : nil
         let audio = AudioService(configuration: configuration.audio, state: state, logger: logger, voice: voiceTap?.continuation)
+        let calls = CallService(configuration: configuration, identity: identityKey, camera: camera, cases: cases, audio: audio, logger: logger)
         let board = VoiceStatusBoard(enabled: configuration.voice.enabled)
         await state.setVoiceStatus { board.status }
         let hooks = HookRunner(configuration: configuration.hooks, board: board, logger: logger)

@@ -46,13 +46,36 @@ public enum ExpertClient {
         public var otherMessages: [String] = []
         /// Keyframe payloads (without the 16-byte header), the first few.
         public var keyframePayloads: [[UInt8]] = []
+        /// The device's audio frames that opened, their headers and Opus packets (the first 1000).
+        public var audioFramesOpened = 0
+        public var audioHeaders: [AudioPayloadHeader] = []
+        public var audioPackets: [[UInt8]] = []
+        /// Our own audio frames sent to the device.
+        public var audioFramesSent = 0
+        /// Every `stream-state` the device sent us.
+        public var streamStates: [CallMessage.StreamState] = []
+    }
+
+    /// What the expert says: Opus packets (20 ms each) sent sealed under a key of its own once
+    /// the device gave it a media key, paced in real time, stamped with the time each is sent.
+    public struct Speech: Sendable {
+        public var packets: [[UInt8]]
+        public var delay: Duration
+
+        public init(packets: [[UInt8]], delay: Duration = .milliseconds(300)) {
+            self.packets = packets
+            self.delay = delay
+        }
     }
 
     /// Joins and collects until `frames` frames opened or `timeout` passed.
     /// - Parameter secret: the call secret; pass another to play a party that lacks it (it still
     ///   presents the right join token, like the relay itself could).
+    /// - Parameters:
+    ///   - audioFrames: also wait for this many of the device's audio frames.
+    ///   - speech: what to say to the device; the run also waits until all of it is sent.
     public static func run(_ invite: Invite, secret: CallSecret? = nil, frames: Int, timeout: Duration,
-                           requestKeyframe: Bool = true) async throws -> Report {
+                           requestKeyframe: Bool = true, audioFrames: Int = 0, speech: Speech? = nil) async throws -> Report {
         let secret = secret ?? invite.secret
         let report = ReportBox()
         let logger = Logger(label: "expert-client")
@@ -69,6 +92,12 @@ public enum ExpertClient {
                 var exchange: ExpertKeyExchange?
                 var pairKey: SymmetricKey?
                 var opener = SFrameOpener(maximumFrameSize: 2 << 20)
+                var talking: Task<Void, any Error>?
+                defer { talking?.cancel() }
+                func finished(_ report: Report) -> Bool {
+                    report.framesOpened >= frames && report.audioFramesOpened >= audioFrames
+                        && report.audioFramesSent >= (speech?.packets.count ?? 0)
+                }
                 for try await message in inbound.messages(maxSize: 2 << 20) {
                     switch message {
                     case .text(let text):
@@ -92,13 +121,22 @@ public enum ExpertClient {
                             }
                         case "media-key":
                             guard let pairKey, case .mediaKey(_, let wrapped) = try CallMessage.decode(Data(text.utf8)) else { break }
-                            opener.install(kid: wrapped.kid, baseKey: try MediaKeyWrapping.unwrap(wrapped, pairKey: pairKey))
+                            let baseKey = try MediaKeyWrapping.unwrap(wrapped, pairKey: pairKey)
+                            opener.install(kid: wrapped.kid, baseKey: baseKey)
+                            opener.install(kid: MediaKeyID(wrapped.kid).deviceAudio.kid, baseKey: baseKey)
                             report.update { $0.kids.insert(wrapped.kid) }
+                            if let speech, talking == nil, let peer = report.value.peer {
+                                talking = Task { try await Self.talk(speech, peer: peer, pairKey: pairKey, outbound: outbound, report: report) }
+                            }
                             if requestKeyframe {
                                 try await outbound.writeTextMessage(json(["type": "keyframe-request", "to": 0, "reason": "new-viewer"]))
                             }
                         case "kx-failed":
                             report.update { $0.keyExchangeFailed = true }
+                        case "stream-state":
+                            if case .streamState(_, let state) = try CallMessage.decode(Data(text.utf8)) {
+                                report.update { $0.streamStates.append(state) }
+                            }
                         case let other:
                             report.update { $0.otherMessages.append(other ?? "?") }
                         }
@@ -107,6 +145,27 @@ public enum ExpertClient {
                         report.update { $0.framesReceived += 1 }
                         guard let envelope = MediaEnvelope(bytes) else { continue }
                         let metadata = Array(bytes.prefix(MediaEnvelope.size))
+                        if envelope.kind == .audio {
+                            guard let (_, plaintext) = try? opener.open(bytes.dropFirst(MediaEnvelope.size), metadata: metadata),
+                                  let header = AudioPayloadHeader(plaintext)
+                            else {
+                                report.update { $0.openFailures += 1 }
+                                continue
+                            }
+                            let done = report.update { report in
+                                report.audioFramesOpened += 1
+                                if report.audioHeaders.count < 1000 {
+                                    report.audioHeaders.append(header)
+                                    report.audioPackets.append(Array(plaintext.dropFirst(AudioPayloadHeader.size)))
+                                }
+                                return finished(report)
+                            }
+                            if done {
+                                try await outbound.close(.normalClosure, reason: nil)
+                                return
+                            }
+                            continue
+                        }
                         guard let (_, plaintext) = try? opener.open(bytes.dropFirst(MediaEnvelope.size), metadata: metadata),
                               let header = MediaPayloadHeader(plaintext)
                         else {
@@ -123,7 +182,7 @@ public enum ExpertClient {
                             }
                             if report.headers.count < 1000 { report.headers.append(header) }
                             report.latenciesMs.append(latency)
-                            return report.framesOpened >= frames
+                            return finished(report)
                         }
                         if done {
                             try await outbound.close(.normalClosure, reason: nil)
@@ -148,6 +207,31 @@ public enum ExpertClient {
             }
         } catch is CancellationError {}
         return report.value
+    }
+
+    /// Sends `speech` as the expert `peer`: its own key first (wrapped under the pair key), then
+    /// one sealed audio frame every 20 ms.
+    private static func talk(_ speech: Speech, peer: UInt32, pairKey: SymmetricKey, outbound: WebSocketOutboundWriter,
+                             report: ReportBox) async throws {
+        let baseKey = SymmetricKey(size: .bits128)
+        let kid = MediaKeyID(epoch: 1, sender: UInt16(truncatingIfNeeded: peer)).kid
+        let wrapped = try MediaKeyWrapping.wrap(baseKey, kid: kid, pairKey: pairKey)
+        try await outbound.writeTextMessage(String(decoding: CallMessage.expertMediaKey(from: peer, wrapped).encoded, as: UTF8.self))
+        try await Task.sleep(for: speech.delay)
+        var sealer = SFrameSealer(kid: kid, baseKey: baseKey)
+        let envelope = MediaEnvelope(kind: .audio, isKeyframe: false).bytes
+        var tick = ContinuousClock.now
+        for (index, packet) in speech.packets.enumerated() {
+            let header = AudioPayloadHeader(sequence: UInt16(truncatingIfNeeded: index), captureMicroseconds: UInt64(nowMicroseconds()))
+            let sealed = try sealer.seal(header.bytes + packet, metadata: envelope)
+            var buffer = ByteBuffer()
+            buffer.writeBytes(envelope)
+            buffer.writeBytes(sealed)
+            try await outbound.writeBinaryMessage(buffer)
+            report.update { $0.audioFramesSent += 1 }
+            tick += .milliseconds(20)
+            try await Task.sleep(until: tick)
+        }
     }
 
     static func json(_ object: [String: Any]) -> String {

@@ -80,6 +80,32 @@ public final class PulseAudioServer: @unchecked Sendable {
         try CommandLineTool.run("/usr/bin/pactl", ["--server=\(server)"] + arguments, environment: environment)
     }
 
+    /// Adds a second 48 kHz mono null sink (a device's speaker apart from its microphone).
+    public func addNullSink(named name: String) throws {
+        let loaded = try pactl(["load-module", "module-null-sink", "sink_name=\(name)", "rate=48000", "channels=1"])
+        guard loaded.status == 0 else { throw TestFailure("pactl load-module module-null-sink failed: \(loaded.stderr)") }
+    }
+
+    /// A daemon configuration for a call with sound on this server: test-pattern video through
+    /// `relay`, the microphone on this sink's monitor and the speaker on `speaker`.
+    public func callConfiguration(relay: RelayProcess, speaker: String) -> String {
+        """
+        camera:
+          device: test-pattern
+          width: 320
+          height: 240
+          fps: 15
+        relay:
+          url: \(relay.webSocketURL)
+          token_file: \(relay.deviceTokenFile)
+        audio:
+          backend: pulse
+          capture_device: \(monitorSource)
+          playback_device: \(speaker)
+
+        """
+    }
+
     /// Starts `pacat` playing raw S16LE samples into the null sink; the caller waits for it
     /// (`wait`). 250 ms of buffer: with less, a busy machine makes pacat underrun, and every
     /// underrun inserts silence into what the monitor records.

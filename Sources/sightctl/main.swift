@@ -298,6 +298,23 @@ struct Audio: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show the sound system in use, the microphone's level (RMS/peak dBFS), frames and xruns.")
     @OptionGroup var options: DaemonOptions
+    @Flag(help: "Print a live level line four times a second until interrupted.")
+    var watch = false
+    @Option(help: ArgumentHelp("With --watch: stop after this many lines.", valueName: "N"))
+    var count: Int?
+    @Flag(help: "Privacy: mute the microphone at the source (nothing reaches voice commands or a call).")
+    var mute = false
+    @Flag(help: "Unmute the microphone.")
+    var unmute = false
+
+    /// One line of `--watch`: meter, levels, counters and privacy state.
+    static func levelLine(_ audio: AudioStatus) -> String {
+        guard let capture = audio.capture else { return "no microphone: \(audio.problem ?? "not open yet")" }
+        guard !capture.muted else { return "muted (privacy): no samples leave the microphone" }
+        guard let level = capture.level else { return "waiting for the first frame" }
+        return level.meter() + String(format: " %6.1f dBFS RMS %6.1f peak", level.rmsDBFS, level.peakDBFS)
+            + "  frames \(capture.frames)  xruns \(capture.xruns)"
+    }
 
     static func describe(_ audio: AudioStatus) -> String {
         var lines = ["backend:   \(audio.backend) (audio.backend: \(audio.configured); \(audio.reason))",
@@ -314,12 +331,33 @@ struct Audio: AsyncParsableCommand {
         return lines.joined(separator: "\n")
     }
 
+    func validate() throws {
+        if mute && unmute { throw ValidationError("--mute and --unmute exclude each other") }
+    }
+
     func run() async throws {
         let audio = try await request { () async throws(ControlClient.Failure) in
-            try await options.client.get(ControlAPI.audioPath, as: AudioStatus.self)
+            if mute || unmute {
+                return try await options.client.post(ControlAPI.audioMutePath, json: AudioMuteRequest(muted: mute), as: AudioStatus.self)
+            }
+            return try await options.client.get(ControlAPI.audioPath, as: AudioStatus.self)
         }
-        if options.json { return try printJSON(audio) }
-        print(Self.describe(audio))
+        guard watch else {
+            if options.json { return try printJSON(audio) }
+            print(Self.describe(audio))
+            return
+        }
+        var lines = 0
+        var latest = audio
+        while count.map({ lines < $0 }) ?? true {
+            // Unbuffered, so a pipe sees each line as it comes.
+            FileHandle.standardOutput.write(Data((Self.levelLine(latest) + "\n").utf8))
+            lines += 1
+            try await Task.sleep(for: .milliseconds(250))
+            latest = try await request { () async throws(ControlClient.Failure) in
+                try await options.client.get(ControlAPI.audioPath, as: AudioStatus.self)
+            }
+        }
     }
 }
 
@@ -340,6 +378,11 @@ struct Call: AsyncParsableCommand {
             lines.append("key:      epoch \(call.epoch)")
             lines.append("video:    \(call.step), \(call.framesSent) frames (\(call.keyframesSent) keyframes), \(call.bytesSent / 1024) KiB sent"
                 + (call.lastEncodeMs.map { String(format: ", encode %.1f ms", $0) } ?? ""))
+        }
+        if let audio = call.audio {
+            lines.append("audio:    \(audio.microphoneMuted ? "microphone muted (privacy), nothing sent" : "\(audio.framesSent) frames sent")"
+                + ", \(audio.framesReceived) received from experts (\(audio.framesPlayed) played, \(audio.recovered) rebuilt by FEC, "
+                + "\(audio.concealed) concealed, \(audio.late) late), jitter buffer \(audio.jitterBufferMs) ms")
         }
         if let error = call.lastError { lines.append("problem:  \(error)") }
         return lines.joined(separator: "\n")

@@ -12,7 +12,7 @@ struct Bench {
     static func main() async throws {
         let arguments = CommandLine.arguments
         guard arguments.count == 3 else {
-            FileHandle.standardError.write(Data("usage: sightline-bench SUITE OUTPUT.json (suites: startup, camera, hotplug, stream, relay, voice)\n".utf8))
+            FileHandle.standardError.write(Data("usage: sightline-bench SUITE OUTPUT.json (suites: startup, camera, hotplug, stream, relay, voice, audio)\n".utf8))
             exit(64)
         }
         let results: [(String, Double)]
@@ -23,8 +23,9 @@ struct Bench {
         case "stream": results = try await StreamSuite.run()
         case "relay": results = try await RelayLoad.measure()
         case "voice": results = try await VoiceSuite.run()
+        case "audio": results = try await AudioSuite.run()
         default:
-            FileHandle.standardError.write(Data("unknown suite \(arguments[1]); known: startup, camera, hotplug, stream, relay, voice\n".utf8))
+            FileHandle.standardError.write(Data("unknown suite \(arguments[1]); known: startup, camera, hotplug, stream, relay, voice, audio\n".utf8))
             exit(64)
         }
         let width = results.map(\.0.count).max() ?? 0

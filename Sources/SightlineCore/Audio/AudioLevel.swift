@@ -46,6 +46,23 @@ public struct AudioLevel: Sendable, Equatable, Codable {
         self.init(rmsDBFS: Self.decibels((sumOfSquares / count).squareRoot()), peakDBFS: Self.decibels(Double(peak)))
     }
 
+    /// A text meter for a terminal: `width` cells from `range.lowerBound` to 0 dBFS, `#` up to the
+    /// RMS level, `|` at the peak, `.` for the rest (e.g. `#####|....` for speech).
+    public func meter(width: Int = 40, range: ClosedRange<Double> = -60...0) -> String {
+        guard width > 0 else { return "" }
+        func cells(_ dbfs: Double) -> Int {
+            let fraction = (min(range.upperBound, max(range.lowerBound, dbfs)) - range.lowerBound) / (range.upperBound - range.lowerBound)
+            return Int((fraction * Double(width)).rounded())
+        }
+        let filled = cells(rmsDBFS)
+        let peak = cells(peakDBFS)
+        return String((0..<width).map { index -> Character in
+            if index < filled { return "#" }
+            if index == peak - 1, peak > filled { return "|" }
+            return "."
+        })
+    }
+
     /// 20·log10 of an amplitude ratio, never below `floor`.
     public static func decibels(_ amplitude: Double) -> Double {
         amplitude > 0 ? max(floor, 20 * log10(amplitude)) : floor

@@ -24,6 +24,8 @@ public enum CallMessage: Sendable, Equatable {
     case keyExchangeConfirm(from: UInt32, mac: Data)
     case keyExchangeFailed(to: UInt32)
     case mediaKey(to: UInt32, WrappedMediaKey)
+    /// An expert's own base key for its microphone, sealed for the device (KID sender = `from`).
+    case expertMediaKey(from: UInt32, WrappedMediaKey)
     case streamState(to: PeerAddress, StreamState)
     case keyframeRequest(from: UInt32, reason: String)
     case receiverReport(from: UInt32, ReceiverReport)
@@ -48,8 +50,11 @@ public enum CallMessage: Sendable, Equatable {
         public var fps: Int
         public var bitrateKbps: Int
         public var privacy: Bool
+        /// The technician's microphone is muted (privacy mode for audio): no audio frames come.
+        /// Nil from devices that predate the voice channel.
+        public var audioMuted: Bool?
 
-        public init(step: String, codec: String, width: Int, height: Int, fps: Int, bitrateKbps: Int, privacy: Bool) {
+        public init(step: String, codec: String, width: Int, height: Int, fps: Int, bitrateKbps: Int, privacy: Bool, audioMuted: Bool? = nil) {
             self.step = step
             self.codec = codec
             self.width = width
@@ -57,6 +62,7 @@ public enum CallMessage: Sendable, Equatable {
             self.fps = fps
             self.bitrateKbps = bitrateKbps
             self.privacy = privacy
+            self.audioMuted = audioMuted
         }
     }
 
@@ -183,8 +189,10 @@ extension CallMessage {
                 signature: try bytes(wire.signature, "signature"), mac: try bytes(wire.mac, "mac")))
         case "media-key":
             guard case .peer(let to)? = wire.to else { throw .missingField(type: wire.type, field: "to") }
-            return .mediaKey(to: to, WrappedMediaKey(
-                kid: try need(wire.kid, "kid"), nonce: try bytes(wire.nonce, "nonce"), sealedKey: try bytes(wire.key, "key")))
+            let key = WrappedMediaKey(kid: try need(wire.kid, "kid"), nonce: try bytes(wire.nonce, "nonce"), sealedKey: try bytes(wire.key, "key"))
+            // The relay stamps `from`: an expert's key for its microphone comes from a peer above 0.
+            if let from = wire.from, from != 0 { return .expertMediaKey(from: from, key) }
+            return .mediaKey(to: to, key)
         default: return .unknown(type: wire.type)
         }
     }
@@ -212,6 +220,9 @@ extension CallMessage {
         case let .keyExchangeFailed(to): wire.type = "kx-failed"; wire.to = .peer(to)
         case let .mediaKey(to, key):
             wire.type = "media-key"; wire.to = .peer(to); wire.kid = key.kid
+            wire.nonce = Base64URL.encode(key.nonce); wire.key = Base64URL.encode(key.sealedKey)
+        case let .expertMediaKey(from, key):
+            wire.type = "media-key"; wire.to = .peer(0); wire.from = from; wire.kid = key.kid
             wire.nonce = Base64URL.encode(key.nonce); wire.key = Base64URL.encode(key.sealedKey)
         case let .streamState(to, state):
             return (try? JSONEncoder().encode(Tagged(type: "stream-state", to: AnyPeer(to), body: state))) ?? Data()

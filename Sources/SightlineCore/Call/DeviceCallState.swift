@@ -14,6 +14,10 @@ public struct DeviceCallState: Sendable {
         case congestion(CallMessage.Congestion)
         case takeSnapshot(expert: UInt32, id: String)
         case receiverReport(expert: UInt32, CallMessage.ReceiverReport)
+        /// Open this verified expert's audio under this KID and base key from now on.
+        case installExpertKey(expert: UInt32, kid: UInt64, key: SymmetricKey)
+        /// The expert left: forget its audio keys.
+        case forgetExpert(UInt32)
     }
 
     public let session: String
@@ -63,8 +67,15 @@ public struct DeviceCallState: Sendable {
         case .peerLeft(let expert):
             pending[expert] = nil
             // A departed expert must not read on: a new key for everyone who stays.
-            guard verified.removeValue(forKey: expert) != nil, hasAudience else { return [] }
-            return rekey(now: now)
+            guard verified.removeValue(forKey: expert) != nil else { return [] }
+            return [.forgetExpert(expert)] + (hasAudience ? rekey(now: now) : [])
+        case .expertMediaKey(let expert, let wrapped):
+            // Only a verified expert's key, and only for its own sender number: an expert cannot
+            // speak under another's KID.
+            guard let exchange = verified[expert], MediaKeyID(wrapped.kid).sender == UInt16(truncatingIfNeeded: expert),
+                  expert < UInt32(MediaKeyID.deviceAudioSender), let key = try? exchange.unwrap(wrapped)
+            else { return [] }
+            return [.installExpertKey(expert: expert, kid: wrapped.kid, key: key)]
         case .keyframeRequest(let expert, let reason):
             return verified[expert] == nil ? [] : [.forceKeyframe(reason: reason)]
         case .snapshotRequest(let expert, let id):

@@ -97,6 +97,11 @@ public struct DeviceKeyExchange: Sendable {
     public func wrap(mediaKey: SymmetricKey, kid: UInt64) throws(KeyExchangeError) -> WrappedMediaKey {
         try MediaKeyWrapping.wrap(mediaKey, kid: kid, pairKey: pairKey)
     }
+
+    /// Decrypts the base key this expert seals its microphone's audio with.
+    public func unwrap(_ wrapped: WrappedMediaKey) throws(KeyExchangeError) -> SymmetricKey {
+        try MediaKeyWrapping.unwrap(wrapped, pairKey: pairKey)
+    }
 }
 
 /// The device's answer fields, raw bytes (b64u on the wire).
@@ -205,4 +210,12 @@ public struct MediaKeyID: Sendable, Hashable {
     }
 
     public var kid: UInt64 { UInt64(epoch) << 16 | UInt64(sender) }
+
+    /// The device seals its audio under the epoch's base key with this sender number (experts
+    /// are numbered from 1 up, so it is never theirs): SFrame derives a separate key and salt
+    /// per KID, and audio keeps a counter of its own beside video's.
+    public static let deviceAudioSender: UInt16 = 0xFFFF
+
+    /// The KID of the device's audio in the same epoch as this (video) KID.
+    public var deviceAudio: MediaKeyID { MediaKeyID(epoch: epoch, sender: Self.deviceAudioSender) }
 }

@@ -124,6 +124,8 @@ public enum DaemonConfigSchema {
                   "Sound system: auto (PulseAudio when a server answers, else ALSA), pulse, or alsa."),
         ConfigKey("audio.capture_device", .string, default: "default",
                   "Microphone: a PulseAudio source name or an ALSA PCM name; default is the sound system's default."),
+        ConfigKey("audio.playback_device", .string, default: "default",
+                  "Speaker for the expert's voice and spoken feedback: a PulseAudio sink name or an ALSA PCM name; default is the sound system's default."),
         ConfigKey("voice.enabled", .boolean, default: "true",
                   "Listen for voice commands on the microphone's 16 kHz tap."),
         ConfigKey("voice.model_directory", .absolutePath, default: "/usr/share/pocketsphinx/model/en-us",

@@ -43,10 +43,13 @@ public struct DaemonConfiguration: Sendable, Equatable {
         public var backend: AudioBackendKind
         /// nil: the sound system's default device.
         public var captureDevice: String?
+        /// nil: the sound system's default device.
+        public var playbackDevice: String?
 
-        public init(backend: AudioBackendKind, captureDevice: String?) {
+        public init(backend: AudioBackendKind, captureDevice: String?, playbackDevice: String? = nil) {
             self.backend = backend
             self.captureDevice = captureDevice
+            self.playbackDevice = playbackDevice
         }
     }
 
@@ -196,9 +199,10 @@ public struct DaemonConfiguration: Sendable, Equatable {
         hooks = HookConfiguration(hooks: hookSpecs, timeoutMilliseconds: reader.integer("hooks.timeout_ms"),
                                   user: hookUser.isEmpty ? nil : hookUser, retries: reader.integer("hooks.retries"),
                                   queue: reader.integer("hooks.queue"))
-        let captureDevice = reader.string("audio.capture_device")
+        let captureDevice = reader.string("audio.capture_device"), playbackDevice = reader.string("audio.playback_device")
         audio = AudioConfiguration(backend: AudioBackendKind(rawValue: reader.string("audio.backend")) ?? .auto,
-                                   captureDevice: captureDevice == "default" || captureDevice.isEmpty ? nil : captureDevice)
+                                   captureDevice: captureDevice == "default" || captureDevice.isEmpty ? nil : captureDevice,
+                                   playbackDevice: playbackDevice == "default" || playbackDevice.isEmpty ? nil : playbackDevice)
         var retention = RetentionPolicy.defaults
         let periods: [String: RetentionClass.Period] = [
             "commercial-letter": .years(reader.integer("retention.commercial_letter_years")),

@@ -1,5 +1,6 @@
 extension ControlAPI {
     public static let audioPath = "/v1/audio"
+    public static let audioMutePath = "/v1/audio/mute"
 }
 
 /// `GET /v1/audio`: which sound system runs and why, and the microphone's counters and level.
@@ -29,4 +30,12 @@ public struct AudioStatus: Codable, Sendable, Equatable {
         self.capture = capture
         self.problem = problem
     }
+}
+
+/// `POST /v1/audio/mute`: privacy for the microphone. Muted, no sample leaves the sound system's
+/// stream: not to the voice commands, not to a call.
+public struct AudioMuteRequest: Codable, Sendable, Equatable {
+    public var muted: Bool
+
+    public init(muted: Bool) { self.muted = muted }
 }

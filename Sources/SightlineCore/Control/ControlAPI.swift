@@ -234,9 +234,13 @@ public struct CallStatus: Codable, Sendable, Equatable {
     public var bytesSent: UInt64
     public var lastEncodeMs: Double?
     public var lastError: String?
+    /// The voice channel; nil while no call runs.
+    public var audio: CallAudioStatus?
 
     public init(state: String, session: String?, invite: String?, relay: String, verifiedExperts: [UInt32], epoch: UInt32,
-                step: String, framesSent: UInt64, keyframesSent: UInt64, bytesSent: UInt64, lastEncodeMs: Double?, lastError: String?) {
+                step: String, framesSent: UInt64, keyframesSent: UInt64, bytesSent: UInt64, lastEncodeMs: Double?, lastError: String?,
+                audio: CallAudioStatus? = nil) {
+        self.audio = audio
         self.state = state
         self.session = session
         self.invite = invite
@@ -249,5 +253,44 @@ public struct CallStatus: Codable, Sendable, Equatable {
         self.bytesSent = bytesSent
         self.lastEncodeMs = lastEncodeMs
         self.lastError = lastError
+    }
+}
+
+/// The call's voice channel as `sightctl call status` shows it.
+public struct CallAudioStatus: Codable, Sendable, Equatable {
+    /// Privacy mode: the microphone is muted at the source and nothing is sent.
+    public var microphoneMuted: Bool
+    /// Opus frames of the device's microphone sent to the experts.
+    public var framesSent: UInt64
+    /// Frames from experts' microphones that opened.
+    public var framesReceived: UInt64
+    /// Mixed 20 ms frames handed to the speaker.
+    public var framesPlayed: UInt64
+    /// Expert frames that failed to open (no key yet, forged, replayed, malformed).
+    public var openFailures: UInt64
+    public var recovered: UInt64
+    public var concealed: UInt64
+    public var late: UInt64
+    /// The jitter buffer's target depth.
+    public var jitterBufferMs: Int
+    /// Capture of a microphone frame to its sealed Opus packet handed to the socket, over the
+    /// last few thousand frames.
+    public var captureToSentMsP50: Double?
+    public var captureToSentMsP99: Double?
+
+    public init(microphoneMuted: Bool, framesSent: UInt64, framesReceived: UInt64, framesPlayed: UInt64, openFailures: UInt64,
+                recovered: UInt64, concealed: UInt64, late: UInt64, jitterBufferMs: Int,
+                captureToSentMsP50: Double? = nil, captureToSentMsP99: Double? = nil) {
+        self.captureToSentMsP50 = captureToSentMsP50
+        self.captureToSentMsP99 = captureToSentMsP99
+        self.microphoneMuted = microphoneMuted
+        self.framesSent = framesSent
+        self.framesReceived = framesReceived
+        self.framesPlayed = framesPlayed
+        self.openFailures = openFailures
+        self.recovered = recovered
+        self.concealed = concealed
+        self.late = late
+        self.jitterBufferMs = jitterBufferMs
     }
 }

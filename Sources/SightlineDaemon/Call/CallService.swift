@@ -15,13 +15,16 @@ final class CallService: Service, Sendable {
     private let identity: Curve25519.Signing.PrivateKey
     private let camera: CameraService
     private let cases: CaseService
+    private let audio: AudioService
     private let logger: Logger
     private let current = Mutex<(link: RelayLink, task: Task<Void, Never>, startedAt: EpochMilliseconds)?>(nil)
     /// Call records on their way into the archive; shutdown and the hang-up request wait for them.
     private let filing = Mutex<[Task<Void, Never>]>([])
 
-    init(configuration: DaemonConfiguration, identity: Curve25519.Signing.PrivateKey, camera: CameraService, cases: CaseService, logger: Logger) {
+    init(configuration: DaemonConfiguration, identity: Curve25519.Signing.PrivateKey, camera: CameraService, cases: CaseService,
+         audio: AudioService, logger: Logger) {
         self.configuration = configuration
+        self.audio = audio
         self.identity = identity
         self.camera = camera
         self.cases = cases
@@ -58,7 +61,7 @@ final class CallService: Service, Sendable {
                                 settings: settings, logger: logger)
         let link = RelayLink(credentials: credentials, identity: identity,
                              rekeyInterval: .seconds(configuration.stream.rekeySeconds),
-                             camera: self.camera, media: media, logger: logger)
+                             camera: self.camera, media: media, voice: CallAudio(audio: audio, media: media, logger: logger), logger: logger)
         let task = Task { await link.run() }
         current.withLock { previous in
             previous?.task.cancel()
@@ -115,6 +118,6 @@ final class CallService: Service, Sendable {
             invite: snapshot.session.map { link.secret.inviteLink(relayURL: relay.publicURL, session: $0) },
             relay: relay.url, verifiedExperts: snapshot.verifiedExperts, epoch: snapshot.epoch, step: link.media.currentStep.rawValue,
             framesSent: telemetry.framesSent, keyframesSent: telemetry.keyframesSent, bytesSent: telemetry.bytesSent,
-            lastEncodeMs: telemetry.lastEncodeMs, lastError: snapshot.lastError)
+            lastEncodeMs: telemetry.lastEncodeMs, lastError: snapshot.lastError, audio: link.voice.status)
     }
 }

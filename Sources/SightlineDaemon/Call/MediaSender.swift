@@ -50,6 +50,8 @@ final class MediaSender: Sendable {
     }
 
     func startEpoch(kid: UInt64, key: SymmetricKey) { epoch.withLock { $0 = (kid, key) } }
+    /// The epoch's video KID and base key; the voice channel seals under the same epoch.
+    var currentEpoch: (kid: UInt64, key: SymmetricKey)? { epoch.withLock { $0 } }
     /// Someone verified is listening; a new audience starts with a keyframe.
     func setAudience(_ present: Bool) {
         let before = audience.exchange(present, ordering: .acquiringAndReleasing)
@@ -82,12 +84,12 @@ final class MediaSender: Sendable {
     }
 
     /// The `stream-state` experts are told about.
-    func streamState(privacy: Bool = false) -> CallMessage.StreamState {
+    func streamState(privacy: Bool = false, audioMuted: Bool = false) -> CallMessage.StreamState {
         let step = currentStep
         let wanted = Self.settings(for: step, full: settings.withLock { $0 })
         return CallMessage.StreamState(
             step: step.rawValue, codec: codec == .h264 ? "h264" : "jpeg", width: wanted.width, height: wanted.height,
-            fps: Int(wanted.fps), bitrateKbps: wanted.bitrateKbps, privacy: privacy)
+            fps: Int(wanted.fps), bitrateKbps: wanted.bitrateKbps, privacy: privacy, audioMuted: audioMuted)
     }
 
     /// Runs until cancelled or the socket fails.

@@ -27,6 +27,8 @@ final class RelayLink: Sendable {
 
     let secret = CallSecret()
     let media: MediaSender
+    /// The voice channel: microphone out, experts' voices in.
+    let voice: CallAudio
     private let credentials: RelayCredentials
     private let identity: Curve25519.Signing.PrivateKey
     private let rekeyInterval: Duration
@@ -41,7 +43,8 @@ final class RelayLink: Sendable {
     private let droppedThisSecond = Mutex(0)
 
     init(credentials: RelayCredentials, identity: Curve25519.Signing.PrivateKey, rekeyInterval: Duration,
-         camera: CameraService, media: MediaSender, logger: Logger) {
+         camera: CameraService, media: MediaSender, voice: CallAudio, logger: Logger) {
+        self.voice = voice
         self.credentials = credentials
         self.identity = identity
         self.rekeyInterval = rekeyInterval
@@ -145,16 +148,26 @@ final class RelayLink: Sendable {
         try await send(.deviceHello(joinToken: secret.joinToken, resumeSession: resume), outbound)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.media.run(outbound) }
+            group.addTask { try await self.voice.runSender(outbound) }
+            group.addTask { await self.voice.runPlayout() }
             group.addTask {
                 while true {
                     try await Task.sleep(for: .seconds(1))
                     let actions = self.call.withLock { $0?.rekeyIfDue(now: .now) } ?? []
                     try await self.perform(actions, outbound)
                     try await self.climbLadder(outbound)
+                    try await self.announceMute(outbound)
                 }
             }
             for try await message in inbound.messages(maxSize: 1 << 16) {
-                guard case .text(let text) = message else { continue }  // expert audio arrives with the voice channel
+                let text: String
+                switch message {
+                case .text(let received): text = received
+                case .binary(let buffer):
+                    // Experts' microphones; the relay routes experts' binary messages only to us.
+                    voice.receive(buffer)
+                    continue
+                }
                 let decoded: CallMessage
                 do {
                     decoded = try CallMessage.decode(Data(text.utf8))
@@ -176,7 +189,7 @@ final class RelayLink: Sendable {
                 return true
             }
             state.withLock { $0.session = id; $0.phase = .live; $0.lastError = nil }
-            let streamState = media.streamState()
+            let streamState = currentStreamState()
             call.withLock { $0?.streamState = streamState }
             if fresh { logger.info("call: session open", metadata: ["session": "\(id)"]) }
             resolveWaiters(id)
@@ -215,6 +228,11 @@ final class RelayLink: Sendable {
                 try await takeSnapshot(for: expert, id: id, outbound)
             case .receiverReport:
                 break
+            case .installExpertKey(let expert, let kid, let key):
+                voice.installExpertKey(expert: expert, kid: kid, key: key)
+                logger.info("call: expert audio key", metadata: ["expert": "\(expert)", "epoch": "\(MediaKeyID(kid).epoch)"])
+            case .forgetExpert(let expert):
+                voice.forgetExpert(expert)
             }
         }
     }
@@ -227,9 +245,27 @@ final class RelayLink: Sendable {
         let second = DegradationLadder.Second(framesSent: frames, framesDropped: dropped, worstSendDelay: worstDelay)
         guard let step = ladder.withLock({ $0.record(second) }) else { return }
         media.setStep(step)
-        let streamState = media.streamState()
+        let streamState = currentStreamState()
         call.withLock { $0?.streamState = streamState }
         logger.notice("call: video now \(step.rawValue)", metadata: ["dropped": "\(dropped)", "worstSendDelay": "\(worstDelay)"])
+        try await send(.streamState(to: .experts, streamState), outbound)
+    }
+
+    /// What `stream-state` says now, with the microphone's privacy state.
+    private func currentStreamState() -> CallMessage.StreamState {
+        media.streamState(audioMuted: voice.isMuted)
+    }
+
+    /// Tells the experts when privacy mode mutes or unmutes the microphone (checked once a second).
+    private func announceMute(_ outbound: WebSocketOutboundWriter) async throws {
+        let streamState = currentStreamState()
+        let changed = call.withLock { call -> Bool in
+            guard let known = call?.streamState, known.audioMuted != streamState.audioMuted else { return false }
+            call?.streamState = streamState
+            return true
+        }
+        guard changed, media.hasAudience else { return }
+        logger.notice("call: microphone \(streamState.audioMuted == true ? "muted" : "live") for the experts")
         try await send(.streamState(to: .experts, streamState), outbound)
     }
 

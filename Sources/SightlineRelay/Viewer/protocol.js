@@ -9,7 +9,9 @@ import { asBytes, readBigEndian, toB64u } from './bytes.js';
 export const ENVELOPE_LENGTH = 4;
 export const ENVELOPE_VERSION = 1;
 export const Kind = Object.freeze({ video: 1, audio: 2, still: 3 });
-export const Codec = Object.freeze({ h264: 1, jpeg: 2 });
+export const Codec = Object.freeze({ h264: 1, jpeg: 2, opus: 3 });
+/** KIDs are `epoch × 65536 + sender`; the device's audio uses this sender number. */
+export const DEVICE_AUDIO_SENDER = 0xffff;
 export const PAYLOAD_HEADER_LENGTH = 16;
 /** Text messages larger than this are refused by the relay (close 4413). */
 export const MAX_TEXT_MESSAGE = 16 * 1024;
@@ -77,6 +79,42 @@ export function buildPayload({ codec, width, height, captureTimeUs, data }) {
     view.setBigUint64(8, BigInt(captureTimeUs));
     out.set(asBytes(data), PAYLOAD_HEADER_LENGTH);
     return out;
+}
+
+/**
+ * The sealed audio payload: version, codec 3 (Opus), sequence (u16, one per 20 ms frame,
+ * wrapping), samples per channel at 48 kHz, reserved, capture time (µs since the Unix epoch,
+ * u64), then one Opus packet (a view, not a copy).
+ */
+export function parseAudioPayload(plaintext) {
+    const bytes = asBytes(plaintext);
+    if (bytes.length < PAYLOAD_HEADER_LENGTH) throw new ProtocolError('short-payload', 'audio payload shorter than its header');
+    if (bytes[0] !== 1) throw new ProtocolError('payload-version', `audio payload version ${bytes[0]} is not supported`);
+    if (bytes[1] !== Codec.opus) throw new ProtocolError('codec', `audio codec ${bytes[1]} is not Opus`);
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    return {
+        sequence: view.getUint16(2),
+        frameSamples: view.getUint16(4),
+        captureTimeUs: Number(readBigEndian(bytes.subarray(8, 16))),
+        data: bytes.subarray(PAYLOAD_HEADER_LENGTH),
+    };
+}
+
+export function buildAudioPayload({ sequence, frameSamples = 960, captureTimeUs, data }) {
+    const out = new Uint8Array(PAYLOAD_HEADER_LENGTH + data.length);
+    const view = new DataView(out.buffer);
+    out[0] = 1;
+    out[1] = Codec.opus;
+    view.setUint16(2, sequence & 0xffff);
+    view.setUint16(4, frameSamples);
+    view.setBigUint64(8, BigInt(captureTimeUs));
+    out.set(asBytes(data), PAYLOAD_HEADER_LENGTH);
+    return out;
+}
+
+/** The KID of the device's audio in the epoch of a (video) KID from `media-key`. */
+export function deviceAudioKid(kid) {
+    return (BigInt(kid) & ~0xffffn) | BigInt(DEVICE_AUDIO_SENDER);
 }
 
 /** What each message from the device must carry; anything else is dropped as malformed. */
@@ -149,6 +187,8 @@ export const receiverReport = ({ decodedFps, latencyMsP50, decryptFailures, fram
     framesLost,
 });
 export const snapshotRequest = (id) => ({ type: 'snapshot-request', to: 0, id });
+/** The expert's own key for its microphone, wrapped under the pair key (`wrapMediaKey`). */
+export const expertMediaKey = ({ kid, nonce, key }) => ({ type: 'media-key', to: 0, kid: Number(kid), nonce: toB64u(nonce), key: toB64u(key) });
 
 /** What each close code of the relay means, in words an expert can act on. */
 export const closeReasons = Object.freeze({

@@ -5,9 +5,11 @@
  * what this emits; the tests read `stats`.
  */
 
-import { deriveCallKeys, ExpertKeyExchange, unwrapMediaKey } from './keyexchange.js';
-import { SFrameOpener } from './sframe.js';
+import { deriveCallKeys, ExpertKeyExchange, unwrapMediaKey, wrapMediaKey } from './keyexchange.js';
+import { SFrameOpener, SFrameSealer } from './sframe.js';
 import { VideoStreamDecoder, decodeJpeg } from './decoder.js';
+import { DeviceAudioPlayer, MicrophoneSender } from './audio.js';
+import { concat } from './bytes.js';
 import { RollingWindow, median } from './metrics.js';
 import * as protocol from './protocol.js';
 
@@ -63,6 +65,12 @@ export class ViewerSession extends EventTarget {
     #decodedWindow = new RollingWindow(1000);
     #bytesWindow = new RollingWindow(1000);
     #decoder;
+    #player;
+    #microphone;
+    #microphoneWanted = false;
+    #microphoneSealer = null;
+    #microphoneEpoch = 0;
+    #microphoneSequence = 0;
 
     #state = {
         connection: 'idle', // idle, connecting, joining, joined, reconnecting, failed, stopped
@@ -77,6 +85,9 @@ export class ViewerSession extends EventTarget {
         framesWithoutKey: 0,
         framesLost: 0,
         audioFrames: 0,
+        audioMuted: false, // the technician's microphone is muted (privacy)
+        microphoneFramesSent: 0,
+        microphoneError: null,
         decryptFailures: 0,
         decryptFailuresByCode: {},
         decodeErrors: 0,
@@ -112,6 +123,53 @@ export class ViewerSession extends EventTarget {
                 this.#changed();
             },
         });
+        this.#player = new DeviceAudioPlayer({
+            onError: (error) => {
+                this.#state.error = `audio: ${error?.message ?? error}`;
+                this.#changed();
+            },
+        });
+        this.#microphone = new MicrophoneSender({
+            now,
+            onFrame: (frame) => this.#sendMicrophoneFrame(frame),
+            onError: (error) => {
+                this.#state.microphoneError = `${error?.message ?? error}`;
+                this.#changed();
+            },
+        });
+    }
+
+    /**
+     * Starts talking to the technician: asks for the microphone, then sends it sealed under a
+     * key of our own once the call is verified. Call it from a click, which also lets the
+     * browser play the technician's audio.
+     */
+    async startMicrophone() {
+        this.#microphoneWanted = true;
+        this.#state.microphoneError = null;
+        await this.#player.resume();
+        try {
+            await this.#microphone.start();
+        } catch (error) {
+            this.#microphoneWanted = false;
+            this.#state.microphoneError = error.message;
+            this.#changed();
+            throw error;
+        }
+        if (!this.#microphoneSealer) await this.#newMicrophoneKey(this.#generation);
+        this.#changed();
+    }
+
+    stopMicrophone() {
+        this.#microphoneWanted = false;
+        this.#microphone.stop();
+        this.#changed();
+    }
+
+    /** Lets the browser play the technician's audio (needs a user gesture in most browsers). */
+    async enableSound() {
+        await this.#player.resume();
+        this.#changed();
     }
 
     /** Derives the join token and MAC key, then connects (and keeps reconnecting). */
@@ -132,6 +190,8 @@ export class ViewerSession extends EventTarget {
         this.#generation += 1;
         this.#socket?.close(1000, 'viewer closed');
         this.#decoder.close();
+        this.#microphone.stop();
+        this.#player.close();
         this.#state.connection = 'stopped';
         this.#changed();
     }
@@ -189,6 +249,19 @@ export class ViewerSession extends EventTarget {
             framesLost: s.framesLost,
             framesSkipped: this.#decoder.stats.skipped,
             audioFrames: s.audioFrames,
+            audioDecoded: this.#player.stats.decoded,
+            audioPlayed: this.#player.stats.played,
+            audioErrors: this.#player.stats.errors,
+            audible: this.#player.audible,
+            audioMuted: s.audioMuted,
+            microphone: this.#microphone.running,
+            microphoneFramesCaptured: this.#microphone.stats.captured,
+            microphoneFramesEncoded: this.#microphone.stats.encoded,
+            microphoneFramesSent: s.microphoneFramesSent,
+            microphoneOnsets: this.#microphone.stats.onsets,
+            microphoneLastOnsetAt: this.#microphone.stats.lastOnsetAt,
+            microphonePeakDbfs: this.#microphone.stats.peakDbfs,
+            microphoneError: s.microphoneError,
             decryptFailures: s.decryptFailures,
             decryptFailuresByCode: { ...s.decryptFailuresByCode },
             decodeErrors: s.decodeErrors,
@@ -297,6 +370,8 @@ export class ViewerSession extends EventTarget {
         this.#sentNewViewerRequest = false;
         this.#keyframeRequestPending = false;
         this.#decoder.reset();
+        this.#player.reset();
+        this.#microphoneSealer = null;
         if (this.#state.encryption !== 'not-verified') this.#state.encryption = 'none';
         this.#state.keyEpoch = null;
     }
@@ -368,6 +443,7 @@ export class ViewerSession extends EventTarget {
                     bitrateKbps: message.bitrateKbps,
                     privacy: message.privacy,
                 };
+                this.#state.audioMuted = message.audioMuted === true;
                 break;
             case 'snapshot-taken':
                 if (this.#state.snapshot?.id === message.id) {
@@ -433,6 +509,8 @@ export class ViewerSession extends EventTarget {
         }
         const kid = BigInt(message.kid);
         await this.#opener.install(kid, baseKey);
+        // The device's audio: same epoch and base key, its own KID (and so its own key and counter).
+        await this.#opener.install(protocol.deviceAudioKid(kid), baseKey);
         if (generation !== this.#generation) return;
         this.#lastCounterByKid.delete(kid);
         this.#deviceKids = this.#deviceKids.filter((installed) => installed !== kid);
@@ -440,12 +518,16 @@ export class ViewerSession extends EventTarget {
         this.#state.keyEpoch = protocol.splitKid(kid).epoch;
         // Keep the previous epoch a little for frames in flight; drop anything older now.
         const opener = this.#opener;
-        while (this.#deviceKids.length > 2) opener.remove(this.#deviceKids.shift());
+        const retire = (old) => {
+            opener.remove(old);
+            opener.remove(protocol.deviceAudioKid(old));
+        };
+        while (this.#deviceKids.length > 2) retire(this.#deviceKids.shift());
         if (this.#deviceKids.length === 2) {
             const previous = this.#deviceKids[0];
             setTimeout(() => {
                 if (opener !== this.#opener || this.#deviceKids[0] !== previous || this.#deviceKids.length < 2) return;
-                opener.remove(previous);
+                retire(previous);
                 this.#deviceKids.shift();
             }, PREVIOUS_KEY_LIFETIME_MS);
         }
@@ -454,6 +536,7 @@ export class ViewerSession extends EventTarget {
             this.#decoder.reset();
             this.#requestKeyframe('new-viewer', { force: true });
         }
+        if (this.#microphoneWanted && !this.#microphoneSealer) await this.#newMicrophoneKey(generation);
     }
 
     async #receiveMedia(bytes) {
@@ -486,7 +569,15 @@ export class ViewerSession extends EventTarget {
         }
         this.#countCounter(opened.kid, opened.counter);
         if (envelope.kind === protocol.Kind.audio) {
-            this.#state.audioFrames += 1; // the voice channel will play these
+            let audio;
+            try {
+                audio = protocol.parseAudioPayload(opened.plaintext);
+            } catch {
+                this.#state.malformed += 1;
+                return;
+            }
+            this.#state.audioFrames += 1;
+            this.#player.decode(audio);
             return;
         }
         let payload;
@@ -545,6 +636,33 @@ export class ViewerSession extends EventTarget {
     }
 
     // MARK: outbound
+
+    /**
+     * A fresh base key for our microphone, sent to the device wrapped under the pair key. Our
+     * KID is `epoch × 65536 + our peer number`, so the device knows whose voice it opens.
+     */
+    async #newMicrophoneKey(generation) {
+        if (this.#state.encryption !== 'verified' || !this.#pairKey || this.#state.peer === null) return;
+        const baseKey = crypto.getRandomValues(new Uint8Array(16));
+        this.#microphoneEpoch += 1;
+        const kid = (BigInt(this.#microphoneEpoch) << 16n) | BigInt(this.#state.peer);
+        const wrapped = await wrapMediaKey(this.#pairKey, kid, baseKey);
+        const sealer = await SFrameSealer.create(kid, baseKey);
+        if (generation !== this.#generation) return;
+        if (this.#send(protocol.expertMediaKey(wrapped))) this.#microphoneSealer = sealer;
+    }
+
+    async #sendMicrophoneFrame({ data, captureTimeUs }) {
+        const sealer = this.#microphoneSealer;
+        if (!sealer || !this.#isOpen()) return;
+        const payload = protocol.buildAudioPayload({ sequence: this.#microphoneSequence, captureTimeUs, data });
+        this.#microphoneSequence = (this.#microphoneSequence + 1) & 0xffff;
+        const envelope = protocol.buildEnvelope(protocol.Kind.audio);
+        const sealed = await sealer.seal(payload, envelope);
+        if (sealer !== this.#microphoneSealer || !this.#isOpen()) return;
+        this.#socket.send(concat(envelope, sealed));
+        this.#state.microphoneFramesSent += 1;
+    }
 
     #requestKeyframe(reason, { force = false } = {}) {
         const now = this.#now();

@@ -80,10 +80,18 @@ export class ViewerUI {
             snapshotFooter: $('snapshot-footer'),
             snapshotSave: $('snapshot-save'),
             snapshotClose: $('snapshot-close'),
+            audio: $('audio'),
+            microphoneButton: $('microphone-button'),
         };
         this.#context = this.#elements.canvas.getContext('2d', { alpha: false, desynchronized: true });
         this.#session = session;
         this.#elements.snapshotButton.addEventListener('click', () => session.requestSnapshot());
+        // A click is also the gesture browsers want before they play the technician's audio.
+        this.#elements.microphoneButton.addEventListener('click', () => {
+            if (session.stats.microphone) session.stopMicrophone();
+            else session.startMicrophone().catch(() => {}); // the status bar shows why
+        });
+        document.addEventListener('click', () => session.enableSound(), { once: true });
         this.#elements.snapshotClose.addEventListener('click', () => {
             this.#dismissedSnapshot = session.stats.snapshot?.id ?? null;
             this.#elements.snapshotPanel.hidden = true;
@@ -183,6 +191,13 @@ export class ViewerUI {
         setText(e.step, stats.step ? stepText[stats.step] ?? stats.step : '—');
         setTone(e.step, { full: 'good', low: 'warn', stills: 'warn' }[stats.step] ?? 'neutral');
 
+        // The technician's microphone: muted by privacy mode, live, or not heard yet.
+        const audioText = stats.audioMuted ? 'Technician muted' : stats.audioDecoded > 0 ? (stats.audible ? 'Live' : 'Click to hear') : '—';
+        setText(e.audio, audioText);
+        setTone(e.audio, stats.audioMuted ? 'warn' : stats.audioDecoded > 0 ? 'good' : 'neutral');
+        e.microphoneButton.disabled = !stats.verified || stats.connection !== 'joined';
+        setText(e.microphoneButton, stats.microphone ? 'Mute me' : 'Talk');
+
         let overlay = null;
         if (stats.privacy) overlay = 'Privacy mode: the technician has paused video and audio.';
         else if (stats.verified && stats.step === 'stills') overlay = 'The network is too slow for video. Use Snapshot for full-resolution stills.';
@@ -192,8 +207,9 @@ export class ViewerUI {
         if (overlay !== null) setText(e.overlayText, overlay);
         e.canvas.classList.toggle('stale', !live);
 
-        setText(e.message, stats.error ?? '');
-        e.message.hidden = !stats.error;
+        const message = stats.error ?? (stats.microphoneError ? `Microphone: ${stats.microphoneError}` : '');
+        setText(e.message, message);
+        e.message.hidden = !message;
 
         const snapshot = stats.snapshot;
         const pending = snapshot?.state === 'requested' || snapshot?.state === 'taken';

@@ -65,6 +65,9 @@ async function main() {
                 return call.stats;
             },
             requestSnapshot: () => call.requestSnapshot(),
+            startMicrophone: () => call.startMicrophone(),
+            stopMicrophone: () => call.stopMicrophone(),
+            enableSound: () => call.enableSound(),
         }),
         enumerable: true,
     });

@@ -1,0 +1,235 @@
+import Crypto
+import Foundation
+import HummingbirdWSClient
+import Logging
+import NIOCore
+import SightlineAudio
+import SightlineCore
+import Synchronization
+
+/// The call's voice channel on the device: the technician's microphone to the experts, and the
+/// experts' microphones to the device's speaker (docs/PROTOCOL.md, "Audio").
+///
+/// Out: each captured 20 ms frame is Opus-encoded and sealed under the epoch's device-audio KID
+/// with a counter of its own; privacy mode stops samples at the source, so nothing goes out.
+/// In: each expert seals under a key of its own; frames are opened, put in order by a jitter
+/// buffer per expert, decoded (FEC or concealment for holes), mixed and played in real time.
+final class CallAudio: Sendable {
+    struct Telemetry: Sendable, Equatable {
+        var framesSent: UInt64 = 0
+        var framesReceived: UInt64 = 0
+        var framesPlayed: UInt64 = 0
+        var openFailures: UInt64 = 0
+        /// Capture to sealed and handed to the socket, per frame, newest last (bounded).
+        var captureToSentMs: [Double] = []
+        var jitter = AudioJitterBuffer<[UInt8]>.Statistics()
+    }
+
+    private let audio: AudioService
+    private let media: MediaSender
+    private let logger: Logger
+    private let opener = Mutex(SFrameOpener())
+    /// Installed expert KIDs by expert, newest last.
+    private let expertKids = Mutex<[UInt32: [UInt64]]>([:])
+    private let buffers = Mutex<[UInt32: AudioJitterBuffer<[UInt8]>]>([:])
+    let telemetry = Mutex(Telemetry())
+
+    /// Privacy mode: the microphone is muted at the source.
+    var isMuted: Bool { audio.isMuted }
+
+    init(audio: AudioService, media: MediaSender, logger: Logger) {
+        self.audio = audio
+        self.media = media
+        self.logger = logger
+    }
+
+    var status: CallAudioStatus {
+        let telemetry = telemetry.withLock { $0 }
+        return CallAudioStatus(
+            microphoneMuted: isMuted, framesSent: telemetry.framesSent, framesReceived: telemetry.framesReceived,
+            framesPlayed: telemetry.framesPlayed, openFailures: telemetry.openFailures, recovered: telemetry.jitter.recovered,
+            concealed: telemetry.jitter.concealed, late: telemetry.jitter.late, jitterBufferMs: telemetry.jitter.targetDepth * AudioFrame.milliseconds,
+            captureToSentMsP50: Self.percentile(telemetry.captureToSentMs, 0.5), captureToSentMsP99: Self.percentile(telemetry.captureToSentMs, 0.99))
+    }
+
+    static func percentile(_ values: [Double], _ fraction: Double) -> Double? {
+        guard !values.isEmpty else { return nil }
+        let sorted = values.sorted()
+        return sorted[min(sorted.count - 1, Int((fraction * Double(sorted.count - 1)).rounded(.up)))]
+    }
+
+    // MARK: Device to experts
+
+    /// Sends the microphone while someone verified listens; runs until cancelled or the socket fails.
+    func runSender(_ outbound: WebSocketOutboundWriter) async throws {
+        let (id, frames) = audio.subscribe()
+        defer { audio.unsubscribe(id) }
+        let encoder: OpusVoiceEncoder
+        do {
+            encoder = try OpusVoiceEncoder(format: .stream)
+        } catch {
+            logger.error("call: no audio for the experts", metadata: ["problem": "\(error)"])
+            return
+        }
+        var sealer: SFrameSealer?
+        var sequence: UInt16 = 0
+        for await frame in frames {
+            try Task.checkCancellation()
+            // Belt and braces: muted captures deliver nothing, and nothing goes out if they did.
+            guard media.hasAudience, !audio.isMuted, frame.format == .stream, let epoch = media.currentEpoch else { continue }
+            let kid = MediaKeyID(epoch.kid).deviceAudio.kid
+            if sealer?.kid != kid { sealer = SFrameSealer(kid: kid, baseKey: epoch.key) }
+            let packet: OpusPacket
+            do {
+                packet = try encoder.encode(frame)
+            } catch {
+                logger.error("call: audio frame not encoded", metadata: ["problem": "\(error)"])
+                continue
+            }
+            let header = AudioPayloadHeader(sequence: sequence, frameSamples: UInt16(frame.frameCount),
+                                            captureMicroseconds: CaptureClock.unixMicroseconds(ofMonotonic: frame.timestamp))
+            sequence &+= 1
+            let envelope = MediaEnvelope(kind: .audio, isKeyframe: false).bytes
+            guard let sealed = try sealer?.seal(header.bytes + packet.bytes, metadata: envelope) else { continue }
+            var buffer = ByteBuffer()
+            buffer.reserveCapacity(envelope.count + sealed.count)
+            buffer.writeBytes(envelope)
+            buffer.writeBytes(sealed)
+            try await outbound.writeBinaryMessage(buffer)
+            let delay = MediaSender.milliseconds(MonotonicTime.now() - frame.timestamp)
+            telemetry.withLock { telemetry in
+                telemetry.framesSent += 1
+                telemetry.captureToSentMs.append(delay)
+                if telemetry.captureToSentMs.count > 3000 { telemetry.captureToSentMs.removeFirst(1000) }
+            }
+        }
+    }
+
+    // MARK: Experts to device
+
+    func installExpertKey(expert: UInt32, kid: UInt64, key: SymmetricKey) {
+        opener.withLock { $0.install(kid: kid, baseKey: key) }
+        // Keep the expert's previous key a little for frames in flight: two per expert at most.
+        let retired = expertKids.withLock { kids -> [UInt64] in
+            var list = kids[expert, default: []].filter { $0 != kid }
+            list.append(kid)
+            let retired = Array(list.dropLast(2))
+            kids[expert] = Array(list.suffix(2))
+            return retired
+        }
+        opener.withLock { opener in for old in retired { opener.remove(kid: old) } }
+    }
+
+    func forgetExpert(_ expert: UInt32) {
+        let kids = expertKids.withLock { $0.removeValue(forKey: expert) } ?? []
+        opener.withLock { opener in for kid in kids { opener.remove(kid: kid) } }
+        buffers.withLock { $0[expert] = nil }
+    }
+
+    /// A binary message from an expert: opened, checked and queued for playout. Anything that
+    /// does not open (unknown key, forged, replayed) is counted and dropped.
+    func receive(_ message: ByteBuffer) {
+        let bytes = Array(message.readableBytesView)
+        guard let envelope = MediaEnvelope(bytes), envelope.kind == .audio else { return }
+        let opened: (header: SFrameHeader, plaintext: Data)
+        do {
+            opened = try opener.withLock { opener throws(SFrameError) in
+                try opener.open(bytes[MediaEnvelope.size...], metadata: bytes[0..<MediaEnvelope.size])
+            }
+        } catch {
+            telemetry.withLock { $0.openFailures += 1 }
+            return
+        }
+        let expert = UInt32(MediaKeyID(opened.header.kid).sender)
+        guard let header = AudioPayloadHeader(opened.plaintext), header.frameSamples == 960 else {
+            telemetry.withLock { $0.openFailures += 1 }
+            return
+        }
+        let packet = Array(opened.plaintext.dropFirst(AudioPayloadHeader.size))
+        let arrival = MonotonicTime.now()
+        buffers.withLock { buffers in
+            buffers[expert, default: AudioJitterBuffer()].insert(sequence: header.sequence, payload: packet, arrival: arrival)
+        }
+        telemetry.withLock { $0.framesReceived += 1 }
+    }
+
+    /// Plays what the experts say, one mixed 20 ms frame per tick, until cancelled. The speaker
+    /// is opened when an expert starts talking and closed after two seconds without audio.
+    func runPlayout() async {
+        var decoders: [UInt32: OpusVoiceDecoder] = [:]
+        var playback: (any AudioPlayback)?
+        var idleTicks = 0
+        var tick = ContinuousClock.now
+        var frameNumber: UInt64 = 0
+        defer {
+            let open = playback
+            Task { await open?.stop() }
+        }
+        while !Task.isCancelled {
+            tick += .milliseconds(AudioFrame.milliseconds)
+            try? await Task.sleep(until: tick, clock: .continuous)
+            // After a stall (a suspended process, a busy machine) start afresh rather than catch up.
+            if ContinuousClock.now - tick > .milliseconds(200) { tick = ContinuousClock.now }
+            let playouts = buffers.withLock { buffers in
+                buffers.keys.sorted().map { expert in (expert, buffers[expert]?.pop() ?? .silence) }
+            }
+            var mix: [Int32]?
+            for (expert, playout) in playouts {
+                guard let samples = decode(playout, expert: expert, decoders: &decoders) else { continue }
+                if mix == nil { mix = [Int32](repeating: 0, count: samples.count) }
+                for index in 0..<min(samples.count, mix?.count ?? 0) { mix?[index] += Int32(samples[index]) }
+            }
+            let statistics = buffers.withLock { buffers in buffers.values.first?.statistics }
+            if let statistics { telemetry.withLock { $0.jitter = statistics } }
+            guard let mix else {
+                idleTicks += 1
+                if idleTicks >= 100, let open = playback {
+                    playback = nil
+                    await open.stop()
+                }
+                continue
+            }
+            idleTicks = 0
+            if playback == nil {
+                do {
+                    playback = try audio.openPlayback()
+                } catch {
+                    logger.warning("call: the expert's voice cannot be played", metadata: ["problem": "\(error)"])
+                    continue
+                }
+            }
+            let frame = AudioFrame(format: .stream, timestamp: MonotonicTime.now(), sequence: frameNumber,
+                                   samples: mix.map { Int16(clamping: $0) })
+            frameNumber += 1
+            if await playback?.play(frame) == true { telemetry.withLock { $0.framesPlayed += 1 } }
+        }
+    }
+
+    /// 20 ms of samples for one expert's playout decision, or nil for silence.
+    private func decode(_ playout: AudioJitterBuffer<[UInt8]>.Playout, expert: UInt32,
+                        decoders: inout [UInt32: OpusVoiceDecoder]) -> [Int16]? {
+        do {
+            let decoder: OpusVoiceDecoder
+            if let existing = decoders[expert] {
+                decoder = existing
+            } else {
+                decoder = try OpusVoiceDecoder(format: .stream)
+                decoders[expert] = decoder
+            }
+            switch playout {
+            case .silence:
+                return nil
+            case .packet(let bytes, let sequence):
+                return try decoder.decode(OpusPacket(bytes: bytes, timestamp: .zero, sequence: sequence)).samples
+            case .recover(let next, let sequence):
+                let following = OpusPacket(bytes: next, timestamp: .zero, sequence: sequence + 1)
+                return try decoder.decodeMissing(before: following, timestamp: .zero, sequence: sequence).samples
+            case .conceal(let sequence):
+                return try decoder.decodeMissing(before: nil, timestamp: .zero, sequence: sequence).samples
+            }
+        } catch {
+            logger.debug("call: expert audio frame not decoded", metadata: ["expert": "\(expert)", "problem": "\(error)"])
+            return nil
+        }
+    }
+}

@@ -1,0 +1,209 @@
+import Foundation
+import SightlineAudio
+import SightlineControlClient
+import SightlineCore
+import SightlineTesting
+import Testing
+
+/// The call's voice channel end to end: a daemon on a real PulseAudio server (microphone = one
+/// null sink's monitor, speaker = a second null sink), the real relay, and an expert in Swift or
+/// in headless Chromium.
+@Suite("Call audio through the relay", .serialized)
+struct CallAudioTests {
+    static let speakerSink = "speaker"
+
+    /// A Pulse server with a second null sink for the device's speaker, and a daemon in a call.
+    struct Rig {
+        let server: PulseAudioServer
+        let relay: RelayProcess
+        let daemon: DaemonProcess
+        let client: ControlClient
+
+        init() async throws {
+            server = try PulseAudioServer()
+            try await server.start()
+            try server.addNullSink(named: CallAudioTests.speakerSink)
+            relay = try RelayProcess()
+            try await relay.start()
+            daemon = try DaemonProcess(configuration: server.callConfiguration(relay: relay, speaker: CallAudioTests.speakerSink),
+                                       environment: ["PULSE_SERVER": server.server])
+            try daemon.start()
+            try await daemon.waitUntilServing()
+            client = ControlClient(socketPath: daemon.socketPath)
+        }
+
+        func invite() async throws -> String {
+            let call = try await client.post(ControlAPI.callPath, json: [String: String](), as: CallStatus.self)
+            return try #require(call.invite, "no invite in \(call)")
+        }
+
+        /// Waits until the daemon's microphone delivers (an idle null sink starts in a block of ~2 s).
+        func waitForMicrophone() async throws {
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline {
+                let status = try await client.get(ControlAPI.audioPath, as: AudioStatus.self)
+                if (status.capture?.frames ?? 0) >= 25 { return }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            throw TestFailure("the daemon's microphone delivered nothing within 20 s; daemon log:\n\(daemon.log)")
+        }
+
+        func callAudio() async throws -> CallAudioStatus {
+            try #require(try await client.get(ControlAPI.callPath, as: CallStatus.self).audio)
+        }
+    }
+
+    /// A spoken sentence at 48 kHz and its Opus packets, as an expert's microphone would give them.
+    static func speech() async throws -> (reference: [Int16], packets: [[UInt8]]) {
+        let clip = try await SpeechVoice.shared.synthesize("Open the left valve, then check the pressure gauge.").converted(to: .stream)
+        let frames = clip.frames(tail: .milliseconds(200))
+        let encoder = try OpusVoiceEncoder(format: .stream)
+        let decoder = try OpusVoiceDecoder(format: .stream)
+        let packets = try frames.map { try encoder.encode($0) }
+        // What the device can at best play: the Opus-decoded speech.
+        let reference = try packets.flatMap { try decoder.decode($0).samples }
+        return (reference, packets.map(\.bytes))
+    }
+
+    @Test("An expert's speech, sealed under its own key, plays on the device's speaker: correlation ≥ 0.8, level within 3 dB")
+    func expertSpeechReachesSpeaker() async throws {
+        if let reason = PulseAudioServer.unavailableReason { print("skipped: \(reason)"); return }
+        let rig = try await Rig()
+        let invite = try #require(ExpertClient.Invite(try await rig.invite()))
+        let (reference, packets) = try await Self.speech()
+        let recorder = try PulseBackend(server: rig.server.server).openCapture(device: "\(Self.speakerSink).monitor", format: .stream)
+        defer { Task { await recorder.stop() } }
+        let recording = Task {
+            var samples: [Int16] = []
+            for await frame in recorder.frames { samples += frame.samples }
+            return samples
+        }
+        let report = try await ExpertClient.run(invite, frames: 1, timeout: .seconds(60),
+                                                speech: .init(packets: packets, delay: .milliseconds(500)))
+        // The speaker plays in real time behind the jitter buffer; give it time to finish.
+        try await Task.sleep(for: .seconds(2))
+        await recorder.stop()
+        let recorded = await recording.value
+        let audio = try await rig.callAudio()
+        let match = SignalMatch.find(reference: reference, in: recorded, maxLag: 48000 * 8)
+        print("expert speech on the device's speaker: \(match); sent \(report.audioFramesSent); device \(audio)")
+        #expect(report.audioFramesSent == packets.count)
+        #expect(audio.framesReceived == UInt64(packets.count), "\(audio)")
+        #expect(audio.framesPlayed >= UInt64(packets.count) - 5, "\(audio)")
+        #expect(audio.openFailures == 0)
+        #expect(match.correlation >= 0.8, "\(match)\ndaemon log:\n\(rig.daemon.log)")
+        #expect(abs(match.levelDifferenceDB) <= 3, "\(match)")
+    }
+
+    @Test("The device's microphone reaches the expert as Opus; privacy mode: zero audio frames leave, the expert is told, and audio returns after")
+    func privacyStopsAudio() async throws {
+        if let reason = PulseAudioServer.unavailableReason { print("skipped: \(reason)"); return }
+        let rig = try await Rig()
+        try await rig.waitForMicrophone()
+        let invite = try #require(ExpertClient.Invite(try await rig.invite()))
+
+        let live = try await ExpertClient.run(invite, frames: 1, timeout: .seconds(60), audioFrames: 25)
+        #expect(live.audioFramesOpened >= 25, "\(live.audioFramesOpened) audio frames; daemon log:\n\(rig.daemon.log)")
+        #expect(live.openFailures == 0)
+        let sequences = live.audioHeaders.map(\.sequence)
+        #expect(zip(sequences, sequences.dropFirst()).allSatisfy { $1 == $0 &+ 1 }, "sequence numbers not consecutive: \(sequences.prefix(30))")
+        #expect(live.audioHeaders.allSatisfy { $0.frameSamples == 960 })
+        // The packets are real Opus for the device's format.
+        let decoder = try OpusVoiceDecoder(format: .stream)
+        for (index, bytes) in live.audioPackets.prefix(25).enumerated() {
+            #expect(try decoder.decode(OpusPacket(bytes: bytes, timestamp: .zero, sequence: UInt64(index))).samples.count == 960)
+        }
+
+        let muted = try await rig.client.post(ControlAPI.audioMutePath, json: AudioMuteRequest(muted: true), as: AudioStatus.self)
+        #expect(muted.capture?.muted == true)
+        try await Task.sleep(for: .milliseconds(500))  // frames captured before the mute drain out
+        let before = try await rig.callAudio()
+        #expect(before.microphoneMuted)
+        let whileMuted = try await ExpertClient.run(invite, frames: 45, timeout: .seconds(60))
+        let after = try await rig.callAudio()
+        #expect(whileMuted.framesOpened >= 45, "video goes on while the microphone is muted")
+        #expect(whileMuted.audioFramesOpened == 0, "audio left the device in privacy mode")
+        #expect(whileMuted.streamStates.last?.audioMuted == true, "\(whileMuted.streamStates)")
+        #expect(after.framesSent == before.framesSent, "frames sent while muted: \(before.framesSent) → \(after.framesSent)")
+        let statusText = try CommandLineTool.run("sightctl", ["status", "--socket", rig.daemon.socketPath]).stdout
+        #expect(statusText.contains("muted (privacy)"), "\(statusText)")
+        let callText = try CommandLineTool.run("sightctl", ["call", "status", "--socket", rig.daemon.socketPath]).stdout
+        #expect(callText.contains("microphone muted"), "\(callText)")
+
+        _ = try await rig.client.post(ControlAPI.audioMutePath, json: AudioMuteRequest(muted: false), as: AudioStatus.self)
+        let again = try await ExpertClient.run(invite, frames: 1, timeout: .seconds(60), audioFrames: 10)
+        #expect(again.audioFramesOpened >= 10)
+    }
+
+    struct ViewerAudio: Decodable {
+        var verified: Bool
+        var audioFrames: Int
+        var audioDecoded: Int
+        var audioPlayed: Int
+        var audioMuted: Bool
+        var microphone: Bool
+        var microphoneFramesSent: Int
+        var microphoneError: String?
+    }
+
+    @Test("Headless Chromium hears the device (Opus decoded by WebCodecs) and its fake microphone reaches the device's speaker; muting shows there",
+          .enabled(if: HeadlessChromium.unavailableReason == nil, "\(HeadlessChromium.unavailableReason ?? ""); scripts/install-deps test installs it"))
+    func viewerTwoWay() async throws {
+        if let reason = PulseAudioServer.unavailableReason { print("skipped: \(reason)"); return }
+        let rig = try await Rig()
+        try await rig.waitForMicrophone()
+        let invite = try await rig.invite()
+        let recorder = try PulseBackend(server: rig.server.server).openCapture(device: "\(Self.speakerSink).monitor", format: .stream)
+        let recording = Task {
+            var loudest = AudioLevel.floor
+            for await frame in recorder.frames { loudest = max(loudest, AudioLevel(samples: frame.samples).peakDBFS) }
+            return loudest
+        }
+        let browser = try await HeadlessChromium.start(extraArguments: ["--autoplay-policy=no-user-gesture-required"])
+        func stats() async throws -> ViewerAudio? {
+            try? await browser.evaluate("return window.sightlineViewer ? window.sightlineViewer.stats : null;").decode(ViewerAudio.self)
+        }
+        func waitFor(_ what: String, _ condition: (ViewerAudio) -> Bool) async throws -> ViewerAudio? {
+            var current: ViewerAudio?
+            let deadline = ContinuousClock.now + .seconds(60)
+            while ContinuousClock.now < deadline {
+                current = try await stats()
+                if let current, condition(current) { return current }
+                try await Task.sleep(for: .milliseconds(250))
+            }
+            let log = (try? await browser.browserLog().joined(separator: "\n")) ?? ""
+            Issue.record("viewer never got \(what): \(String(describing: current))\nbrowser log:\n\(log)\ndaemon log:\n\(rig.daemon.log)")
+            return current
+        }
+        do {
+            try await browser.open(invite)
+            _ = try await waitFor("verified") { $0.verified }
+            _ = try await browser.evaluate("await window.sightlineViewer.startMicrophone(); return true;")
+            let heard = try await waitFor("device audio and a live microphone") { $0.audioDecoded >= 50 && $0.microphoneFramesSent >= 50 }
+            #expect(heard?.microphoneError == nil)
+            // The device opened and played the browser's Opus.
+            var audio = try await rig.callAudio()
+            let deadline = ContinuousClock.now + .seconds(20)
+            while audio.framesPlayed < 50, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(250))
+                audio = try await rig.callAudio()
+            }
+            print("viewer \(String(describing: heard)); device \(audio)")
+            #expect(audio.framesReceived >= 50, "\(audio)")
+            #expect(audio.framesPlayed >= 50, "\(audio)")
+            #expect(audio.openFailures == 0, "\(audio)")
+
+            _ = try await rig.client.post(ControlAPI.audioMutePath, json: AudioMuteRequest(muted: true), as: AudioStatus.self)
+            let muted = try await waitFor("the muted state") { $0.audioMuted }
+            #expect(muted?.audioMuted == true)
+        } catch {
+            await browser.quit()
+            throw error
+        }
+        await browser.quit()
+        await recorder.stop()
+        let loudest = await recording.value
+        // Chromium's fake microphone beeps: the speaker played more than silence.
+        #expect(loudest > -40, "loudest peak on the device's speaker \(loudest) dBFS")
+    }
+}
