@@ -41,6 +41,37 @@ public struct SignalMatch: CustomStringConvertible, Sendable {
         return SignalMatch(lag: best.lag - padding, correlation: best.score, levelDifferenceDB: 20 * log10(max(level, 1e-9)))
     }
 
+    /// Like `find`, but aligned piece by piece: a real-time path (jitter buffer, sound server)
+    /// may insert a few milliseconds of silence or concealment when it runs late, which shifts
+    /// everything after it. The reference is cut into `segment`-sample pieces; each is aligned on
+    /// its own within `slack` samples after where the previous one ended up. The correlation is
+    /// the energy-weighted mean over the pieces that carry sound, the level that of all of them.
+    public static func piecewise(reference: [Int16], in recovered: [Int16], maxLag: Int, segment: Int = 4800,
+                                 slack: Int = 9600) -> SignalMatch {
+        let first = find(reference: reference, in: recovered, maxLag: maxLag)
+        let loudest = rms(reference.map(Double.init))
+        var lag = first.lag
+        var weighted = 0.0, weights = 0.0, referenceEnergy = 0.0, recoveredEnergy = 0.0
+        for start in stride(from: 0, to: reference.count - segment / 2, by: segment) {
+            let piece = Array(reference[start..<min(reference.count, start + segment)])
+            let pieceLevel = rms(piece.map(Double.init))
+            // Quiet pieces (pauses) say nothing about alignment.
+            guard pieceLevel > loudest / 10 else { continue }
+            let low = max(0, start + lag - slack / 4), high = min(recovered.count, start + lag + piece.count + slack)
+            guard high - low > piece.count / 2 else { continue }
+            let match = find(reference: piece, in: Array(recovered[low..<high]), maxLag: high - low)
+            let energy = pieceLevel * pieceLevel * Double(piece.count)
+            weighted += max(0, match.correlation) * energy
+            weights += energy
+            referenceEnergy += energy
+            recoveredEnergy += energy * pow(10, match.levelDifferenceDB / 10)
+            lag = low + match.lag - start
+        }
+        guard weights > 0 else { return first }
+        return SignalMatch(lag: first.lag, correlation: weighted / weights,
+                           levelDifferenceDB: 10 * log10(max(recoveredEnergy, 1e-9) / referenceEnergy))
+    }
+
     private static func envelope(_ samples: [Int16], block: Int) -> [Double] {
         stride(from: 0, to: samples.count - block + 1, by: block).map { start in
             rms(samples[start..<(start + block)].map(Double.init))

@@ -56,7 +56,8 @@ struct CallAudioTests {
     /// A spoken sentence at 48 kHz and its Opus packets, as an expert's microphone would give them.
     static func speech() async throws -> (reference: [Int16], packets: [[UInt8]]) {
         let clip = try await SpeechVoice.shared.synthesize("Open the left valve, then check the pressure gauge.").converted(to: .stream)
-        let frames = clip.frames(tail: .milliseconds(200))
+        // A pause first, as before any sentence: the idle null sink loses its first ~100 ms.
+        let frames = clip.frames(lead: .milliseconds(400), tail: .milliseconds(200))
         let encoder = try OpusVoiceEncoder(format: .stream)
         let decoder = try OpusVoiceDecoder(format: .stream)
         let packets = try frames.map { try encoder.encode($0) }
@@ -65,7 +66,7 @@ struct CallAudioTests {
         return (reference, packets.map(\.bytes))
     }
 
-    @Test("An expert's speech, sealed under its own key, plays on the device's speaker: correlation ≥ 0.8, level within 3 dB")
+    @Test("An expert's speech, sealed under its own key, plays on the device's speaker: correlation ≥ 0.8 after alignment, level within 3 dB")
     func expertSpeechReachesSpeaker() async throws {
         if let reason = PulseAudioServer.unavailableReason { print("skipped: \(reason)"); return }
         let rig = try await Rig()
@@ -85,7 +86,10 @@ struct CallAudioTests {
         await recorder.stop()
         let recorded = await recording.value
         let audio = try await rig.callAudio()
-        let match = SignalMatch.find(reference: reference, in: recorded, maxLag: 48000 * 8)
+        // Piece by piece: on a loaded machine the playout may run late and the speaker insert a
+        // moment of silence or concealment, which shifts what follows (counted, not hidden:
+        // see the jitter buffer's counters printed below).
+        let match = SignalMatch.piecewise(reference: reference, in: recorded, maxLag: 48000 * 8)
         print("expert speech on the device's speaker: \(match); sent \(report.audioFramesSent); device \(audio)")
         #expect(report.audioFramesSent == packets.count)
         #expect(audio.framesReceived == UInt64(packets.count), "\(audio)")

@@ -32,7 +32,7 @@ struct KernelLabTests {
         let summary = result.stdout.split(separator: "\n").last { $0.contains("Test run with") }.map(String.init) ?? ""
         #expect(summary.contains("passed"), "no passing summary from the lab: \(summary)")
         let count = summary.split(separator: " ").compactMap { Int($0) }.first ?? 0
-        #expect(count >= 9, "only \(count) device tests ran in the lab")
+        #expect(count >= 10, "only \(count) device tests ran in the lab")
     }
 
     @Test("the expert's browser on the host shows vivid from the guest's daemon, through the guest's relay and a port forward on 127.0.0.1; it stays in its session while the camera is unplugged and re-plugged",
