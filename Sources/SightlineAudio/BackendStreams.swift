@@ -29,6 +29,7 @@ final class BackendPlayback: AudioPlayback {
     var format: AudioFormat { engine.format }
     var statistics: AudioStreamStatistics { engine.control.statistics.withLock { $0 } }
     func play(_ frame: AudioFrame) async -> Bool { await engine.queue.send(frame) }
+    func push(_ frame: AudioFrame, timeout: Duration) -> Bool { engine.queue.push(frame, timeout: timeout) }
     func drain(timeout: Duration) async -> Bool { await engine.drain(timeout: timeout) }
     func stop() async { await engine.stop() }
 }

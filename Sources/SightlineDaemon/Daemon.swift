@@ -107,7 +107,7 @@ public enum SightlineDaemon {
                                                                keyframeInterval: configuration.camera.fps * 2),
                                      logger: logger),
                 logger: logger),
-            feedback: LoggingFeedback(logger: logger), cancelWindow: .milliseconds(configuration.actions.cancelWindowMilliseconds),
+            feedback: SpeakerFeedback(audio: audio, log: LoggingFeedback(logger: logger)), cancelWindow: .milliseconds(configuration.actions.cancelWindowMilliseconds),
             vocabulary: configuration.voice.vocabulary,
             record: { report, command, deferred in await ledger.record(report, command: command, deferred: deferred) })
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [

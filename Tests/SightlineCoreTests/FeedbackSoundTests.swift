@@ -40,7 +40,7 @@ struct FeedbackSoundTests {
         #expect(Double(largestStep) <= limit, "\(earcon): step \(largestStep)")
     }
 
-    @Test("Accepted and recording-started rise in pitch; rejected and recording-stopped fall")
+    @Test("Accepted and recording-started rise in pitch; rejected and recording-stopped fall; pending and cancelled hold theirs")
     func earconDirection() {
         for earcon in Earcon.allCases {
             let clip = earcon.clip(sampleRate: 48000)
@@ -49,6 +49,7 @@ struct FeedbackSoundTests {
             switch earcon {
             case .accepted, .recordingStarted: #expect(end > start * 1.3, "\(earcon): \(start) → \(end) Hz")
             case .rejected, .recordingStopped: #expect(end < start / 1.3, "\(earcon): \(start) → \(end) Hz")
+            case .pending, .cancelled: #expect(abs(end - start) < start * 0.15, "\(earcon) keeps its pitch: \(start) → \(end) Hz")
             }
         }
         let clips = Earcon.allCases.map { $0.clip().samples }

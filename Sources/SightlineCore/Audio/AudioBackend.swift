@@ -43,6 +43,9 @@ public protocol AudioPlayback: AnyObject, Sendable {
     /// Queues a frame, suspending while the playback queue is full. Returns false once stopped.
     @discardableResult
     func play(_ frame: AudioFrame) async -> Bool
+    /// Queues a frame from a real-time thread, waiting at most `timeout` for room; false when
+    /// the queue stayed full or the playback stopped (the caller counts the frame as dropped).
+    func push(_ frame: AudioFrame, timeout: Duration) -> Bool
     /// Waits until everything queued has been handed to the sound system, or `timeout` passed.
     func drain(timeout: Duration) async -> Bool
     /// Stops playing and drops what is queued. Idempotent.

@@ -1,7 +1,8 @@
 import Foundation
 
 /// Short synthesised sounds that tell a technician with busy hands what just happened, without
-/// words: a command was accepted or rejected, recording started or stopped.
+/// words: a command was accepted or rejected, a risky one waits out its cancel window or was
+/// cancelled, recording started or stopped.
 ///
 /// Each is a few tone segments (rising means yes/start, falling means no/stop) with raised-cosine
 /// edges so they do not click; generated sample by sample, no files to ship or lose.
@@ -10,6 +11,10 @@ public enum Earcon: String, Sendable, CaseIterable, Codable {
     case rejected
     case recordingStarted = "recording-started"
     case recordingStopped = "recording-stopped"
+    /// Waiting (a risky action's cancel window): two short beeps at one pitch.
+    case pending
+    /// Called off: one low beep.
+    case cancelled
 
     /// One tone: a frequency sweep from `from` to `to` Hz, then `gap` of silence.
     struct Segment {
@@ -34,6 +39,10 @@ public enum Earcon: String, Sendable, CaseIterable, Codable {
             [Segment(from: 600, to: 1200, milliseconds: 180)]
         case .recordingStopped:
             [Segment(from: 1200, to: 600, milliseconds: 180)]
+        case .pending:
+            [Segment(from: 660, to: 660, milliseconds: 60, gapMilliseconds: 80), Segment(from: 660, to: 660, milliseconds: 60)]
+        case .cancelled:
+            [Segment(from: 330, to: 330, milliseconds: 160)]
         }
     }
 

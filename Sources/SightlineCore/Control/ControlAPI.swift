@@ -271,6 +271,8 @@ public struct CallAudioStatus: Codable, Sendable, Equatable {
     public var recovered: UInt64
     public var concealed: UInt64
     public var late: UInt64
+    /// Skipped to bring the delay down after a burst (or a stall of this process).
+    public var skipped: UInt64 = 0
     /// The jitter buffer's target depth.
     public var jitterBufferMs: Int
     /// Capture of a microphone frame to its sealed Opus packet handed to the socket, over the

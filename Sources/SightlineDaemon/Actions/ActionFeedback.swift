@@ -14,7 +14,7 @@ enum ActionCue: String, Sendable {
 }
 
 /// How actions talk back to a technician who is not looking at a screen: a short sound and a
-/// short spoken sentence. Device playback implements it when the speaker exists; until then
+/// short spoken sentence. `SpeakerFeedback` plays them on the device's speaker;
 /// `LoggingFeedback` records what would be heard, so the dispatcher and its tests do not depend
 /// on a speaker.
 protocol ActionFeedback: Sendable {
@@ -32,5 +32,35 @@ struct LoggingFeedback: ActionFeedback {
 
     func speak(_ text: String) async {
         logger.info("feedback: speech", metadata: ["text": "\(text)"])
+    }
+}
+
+/// Feedback on the device's speaker (`audio.playback_device`): the core's synthesised earcons
+/// and espeak-ng speech, through `AudioService`; everything is logged as well, and a missing
+/// speaker never holds an action up.
+struct SpeakerFeedback: ActionFeedback {
+    let audio: AudioService
+    let log: LoggingFeedback
+
+    func cue(_ cue: ActionCue, for action: VoiceAction) async {
+        await log.cue(cue, for: action)
+        await audio.play(Self.earcon(for: cue, action: action))
+    }
+
+    func speak(_ text: String) async {
+        await log.speak(text)
+        await audio.speak(text)
+    }
+
+    /// Recording has sounds of its own, so a technician hears it start and stop without words.
+    static func earcon(for cue: ActionCue, action: VoiceAction) -> Earcon {
+        switch (cue, action) {
+        case (.done, .startRecording): .recordingStarted
+        case (.done, .stopRecording): .recordingStopped
+        case (.done, _): .accepted
+        case (.pending, _): .pending
+        case (.cancelled, _): .cancelled
+        case (.failed, _): .rejected
+        }
     }
 }

@@ -45,11 +45,13 @@ final class CallAudio: Sendable {
 
     var status: CallAudioStatus {
         let telemetry = telemetry.withLock { $0 }
-        return CallAudioStatus(
+        var status = CallAudioStatus(
             microphoneMuted: isMuted, framesSent: telemetry.framesSent, framesReceived: telemetry.framesReceived,
             framesPlayed: telemetry.framesPlayed, openFailures: telemetry.openFailures, recovered: telemetry.jitter.recovered,
             concealed: telemetry.jitter.concealed, late: telemetry.jitter.late, jitterBufferMs: telemetry.jitter.targetDepth * AudioFrame.milliseconds,
             captureToSentMsP50: Self.percentile(telemetry.captureToSentMs, 0.5), captureToSentMsP99: Self.percentile(telemetry.captureToSentMs, 0.99))
+        status.skipped = telemetry.jitter.skipped
+        return status
     }
 
     static func percentile(_ values: [Double], _ fraction: Double) -> Double? {
@@ -153,23 +155,40 @@ final class CallAudio: Sendable {
         telemetry.withLock { $0.framesReceived += 1 }
     }
 
-    /// Plays what the experts say, one mixed 20 ms frame per tick, until cancelled. The speaker
-    /// is opened when an expert starts talking and closed after two seconds without audio.
+    /// Plays what the experts say, one mixed 20 ms frame per tick, until cancelled. The ticks
+    /// run on a thread of their own (`clock_nanosleep` to absolute deadlines): on a busy machine
+    /// the cooperative pool wakes too late for a steady 20 ms. The speaker is opened when an
+    /// expert starts talking and closed after two seconds without audio.
     func runPlayout() async {
+        let stopping = StopRequest()
+        await withCheckedContinuation { (finished: CheckedContinuation<Void, Never>) in
+            let thread = Thread { [self] in
+                playoutLoop(stopping: stopping)
+                finished.resume()
+            }
+            thread.name = "call audio playout"
+            thread.qualityOfService = .userInteractive
+            thread.start()
+            Task {
+                // Ends the thread when the call's task group is cancelled.
+                while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(50)) }
+                stopping.request()
+            }
+        }
+    }
+
+    private func playoutLoop(stopping: StopRequest) {
         var decoders: [UInt32: OpusVoiceDecoder] = [:]
         var playback: (any AudioPlayback)?
         var idleTicks = 0
-        var tick = ContinuousClock.now
         var frameNumber: UInt64 = 0
-        defer {
-            let open = playback
-            Task { await open?.stop() }
-        }
-        while !Task.isCancelled {
+        var tick = MonotonicTime.now()
+        while !stopping.isRequested {
             tick += .milliseconds(AudioFrame.milliseconds)
-            try? await Task.sleep(until: tick, clock: .continuous)
+            var deadline = timespec(tv_sec: Int(tick.components.seconds), tv_nsec: Int(tick.components.attoseconds / 1_000_000_000))
+            while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, nil) == EINTR {}
             // After a stall (a suspended process, a busy machine) start afresh rather than catch up.
-            if ContinuousClock.now - tick > .milliseconds(200) { tick = ContinuousClock.now }
+            if MonotonicTime.now() - tick > .milliseconds(200) { tick = MonotonicTime.now() }
             let playouts = buffers.withLock { buffers in
                 buffers.keys.sorted().map { expert in (expert, buffers[expert]?.pop() ?? .silence) }
             }
@@ -185,7 +204,7 @@ final class CallAudio: Sendable {
                 idleTicks += 1
                 if idleTicks >= 100, let open = playback {
                     playback = nil
-                    await open.stop()
+                    Task { await open.stop() }
                 }
                 continue
             }
@@ -201,8 +220,9 @@ final class CallAudio: Sendable {
             let frame = AudioFrame(format: .stream, timestamp: MonotonicTime.now(), sequence: frameNumber,
                                    samples: mix.map { Int16(clamping: $0) })
             frameNumber += 1
-            if await playback?.play(frame) == true { telemetry.withLock { $0.framesPlayed += 1 } }
+            if playback?.push(frame, timeout: .milliseconds(10)) == true { telemetry.withLock { $0.framesPlayed += 1 } }
         }
+        if let open = playback { Task { await open.stop() } }
     }
 
     /// 20 ms of samples for one expert's playout decision, or nil for silence.
@@ -232,4 +252,11 @@ final class CallAudio: Sendable {
             return nil
         }
     }
+}
+
+/// A stop request one side makes and a thread checks on every tick.
+private final class StopRequest: Sendable {
+    private let requested = Atomic<Bool>(false)
+    var isRequested: Bool { requested.load(ordering: .acquiring) }
+    func request() { requested.store(true, ordering: .releasing) }
 }
