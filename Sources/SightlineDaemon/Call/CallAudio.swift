@@ -161,19 +161,19 @@ final class CallAudio: Sendable {
     /// expert starts talking and closed after two seconds without audio.
     func runPlayout() async {
         let stopping = StopRequest()
-        await withCheckedContinuation { (finished: CheckedContinuation<Void, Never>) in
-            let thread = Thread { [self] in
-                playoutLoop(stopping: stopping)
-                finished.resume()
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (finished: CheckedContinuation<Void, Never>) in
+                let thread = Thread { [self] in
+                    playoutLoop(stopping: stopping)
+                    finished.resume()
+                }
+                thread.name = "call audio playout"
+                thread.qualityOfService = .userInteractive
+                thread.start()
             }
-            thread.name = "call audio playout"
-            thread.qualityOfService = .userInteractive
-            thread.start()
-            Task {
-                // Ends the thread when the call's task group is cancelled.
-                while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(50)) }
-                stopping.request()
-            }
+        } onCancel: {
+            // Ends the thread when the call's task group is cancelled (hang-up, relay lost).
+            stopping.request()
         }
     }
 
