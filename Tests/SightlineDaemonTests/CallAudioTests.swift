@@ -134,10 +134,15 @@ struct CallAudioTests {
         #expect(statusText.contains("muted (privacy)"), "\(statusText)")
         let callText = try CommandLineTool.run("sightctl", ["call", "status", "--socket", rig.daemon.socketPath]).stdout
         #expect(callText.contains("microphone muted"), "\(callText)")
+        let watchMuted = try CommandLineTool.run("sightctl", ["audio", "--watch", "--count", "2", "--socket", rig.daemon.socketPath]).stdout
+        #expect(watchMuted.split(separator: "\n").count == 2 && watchMuted.contains("muted (privacy)"), "\(watchMuted)")
 
         _ = try await rig.client.post(ControlAPI.audioMutePath, json: AudioMuteRequest(muted: false), as: AudioStatus.self)
         let again = try await ExpertClient.run(invite, frames: 1, timeout: .seconds(60), audioFrames: 10)
         #expect(again.audioFramesOpened >= 10)
+        let watching = try CommandLineTool.run("sightctl", ["audio", "--watch", "--count", "3", "--socket", rig.daemon.socketPath]).stdout
+        let lines = watching.split(separator: "\n")
+        #expect(lines.count == 3 && lines.allSatisfy { $0.contains("dBFS RMS") && $0.contains("xruns") }, "\(watching)")
     }
 
     struct ViewerAudio: Decodable {

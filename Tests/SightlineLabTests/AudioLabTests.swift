@@ -31,7 +31,7 @@ extension DeviceLab {
             return samples
         }
 
-        @Test("Speech played into the loopback comes back through our ALSA capture: correlation ≥ 0.8, level within 3 dB")
+        @Test("Speech played into the loopback comes back through our ALSA capture: correlation ≥ 0.8 after alignment, level within 3 dB")
         func loopbackSpeech() async throws {
             let speech = try await SpeechVoice.shared.synthesize("Sightline audio check on the loopback card.").converted(to: .stream)
             let capture = try Self.recorder.openCapture(device: Self.captureDevice, format: .stream)
@@ -43,7 +43,9 @@ extension DeviceLab {
             let samples = await recorded
             await playback.stop()
             await capture.stop()
-            let match = SignalMatch.find(reference: speech.samples, in: samples, maxLag: 48000)
+            // Aligned piece by piece: the emulated CPU is slow enough that the capture may overrun
+            // now and then (counted in xruns, printed below), and each overrun shifts what follows.
+            let match = SignalMatch.piecewise(reference: speech.samples, in: samples, maxLag: 48000)
             print("snd-aloop speech: \(match); capture \(capture.statistics); playback \(playback.statistics)")
             #expect(match.correlation >= 0.8, "\(match)")
             #expect(abs(match.levelDifferenceDB) <= 3, "\(match)")
