@@ -39,11 +39,14 @@ public final class RelayProcess: @unchecked Sendable {
         deviceTokenFile = directory.file("relay-token")
         let tokens = directory.file("device-tokens")
         logPath = directory.file("relay.log")
-        let previous = umask(0o077)
-        defer { umask(previous) }
+        // Created 0600 (the relay and the daemon refuse token files others can read). Not through
+        // umask: it is per process, and tests starting relays in parallel would race on it.
         let extraLines = extraDeviceTokens.enumerated().map { "load-device-\($0.offset) \($0.element)\n" }.joined()
-        try ("test-device \(self.deviceToken)\n" + extraLines).write(toFile: tokens, atomically: false, encoding: .utf8)
-        try "\(self.deviceToken)\n".write(toFile: deviceTokenFile, atomically: false, encoding: .utf8)
+        for (path, text) in [(tokens, "test-device \(self.deviceToken)\n" + extraLines), (deviceTokenFile, "\(self.deviceToken)\n")] {
+            guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) else {
+                throw TestFailure("cannot write \(path)")
+            }
+        }
         process.executableURL = URL(fileURLWithPath: BuiltProducts.path(of: "sightline-relay"))
         let tlsArguments = tls.map { ["--tls-certificate", $0.certificate, "--tls-key", $0.key] } ?? []
         process.arguments = ["--listen", "\(listenAddress):\(self.port)", "--device-tokens", tokens] + tlsArguments + extraArguments
