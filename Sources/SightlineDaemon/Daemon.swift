@@ -98,15 +98,13 @@ public enum SightlineDaemon {
         let notes = voiceTap == nil ? nil : VoiceNoteRecorder(
             silenceMilliseconds: configuration.actions.noteSilenceMilliseconds, maximumSeconds: configuration.actions.noteMaximumSeconds,
             cases: cases, evidence: EvidenceDirectory(stateDirectory: configuration.stateDirectory), logger: logger)
+        let video = VideoRecorder(camera: camera, cases: cases, evidence: EvidenceDirectory(stateDirectory: configuration.stateDirectory),
+                                  settings: EncoderSettings(width: configuration.camera.width, height: configuration.camera.height,
+                                                            fps: Double(configuration.camera.fps), bitrateKbps: configuration.stream.bitrateKbps,
+                                                            keyframeInterval: configuration.camera.fps * 2),
+                                  logger: logger)
         let actions = ActionDispatcher(
-            performer: DaemonActionPerformer(
-                camera: camera, calls: calls, cases: cases, audio: audio, notes: notes,
-                video: VideoRecorder(camera: camera, cases: cases, evidence: EvidenceDirectory(stateDirectory: configuration.stateDirectory),
-                                     settings: EncoderSettings(width: configuration.camera.width, height: configuration.camera.height,
-                                                               fps: Double(configuration.camera.fps), bitrateKbps: configuration.stream.bitrateKbps,
-                                                               keyframeInterval: configuration.camera.fps * 2),
-                                     logger: logger),
-                logger: logger),
+            performer: DaemonActionPerformer(camera: camera, calls: calls, cases: cases, audio: audio, notes: notes, video: video, logger: logger),
             feedback: SpeakerFeedback(audio: audio, log: LoggingFeedback(logger: logger)), cancelWindow: .milliseconds(configuration.actions.cancelWindowMilliseconds),
             vocabulary: configuration.voice.vocabulary,
             record: { report, command, deferred in await ledger.record(report, command: command, deferred: deferred) })
@@ -121,6 +119,8 @@ public enum SightlineDaemon {
                   serviceName: "retention"),
             .init(service: DiscoveryService(registry: devices, state: state, logger: logger), serviceName: "discovery"),
             .init(service: camera, serviceName: "camera"),
+            // After the camera in the list, so it stops first: a running recording is filed.
+            .init(service: video, serviceName: "recorder"),
             .init(service: audio, serviceName: "audio"),
             .init(service: WatchdogService(state: state, notifier: notifier, logger: logger, unsupervisedCheckInterval: .seconds(1)),
                   serviceName: "watchdog"),

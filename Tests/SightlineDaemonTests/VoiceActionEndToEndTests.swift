@@ -249,4 +249,31 @@ struct VoiceActionEndToEndTests {
         daemon.signal(SIGTERM)
         #expect(await daemon.waitForExit(timeout: .seconds(20)) == 0)
     }
+
+    @Test("a recording still running at SIGTERM is filed before the daemon exits")
+    func recordingFiledAtShutdown() async throws {
+        let configuration = "camera:\n  device: test-pattern\n  width: 320\n  height: 240\n  fps: 10\n"
+        let daemon = try DaemonProcess(configuration: configuration)
+        try daemon.start()
+        defer { daemon.signal(SIGKILL) }
+        try await daemon.waitUntilServing()
+        let start = try CommandLineTool.run("sightctl", ["action", "start_recording", "--socket", daemon.socketPath])
+        #expect(start.status == 0, "\(start.stdout)\(start.stderr)")
+        try await Task.sleep(for: .seconds(1.5))
+        daemon.signal(SIGTERM)
+        #expect(await daemon.waitForExit(timeout: .seconds(20)) == 0)
+        #expect(daemon.log.contains("recording stopped by shutdown"), "\(daemon.log)")
+
+        let again = try DaemonProcess(configuration: configuration, directory: daemon.directory)
+        try again.start()
+        defer { again.signal(SIGKILL) }
+        try await again.waitUntilServing()
+        let client = ControlClient(socketPath: again.socketPath)
+        let cases = try await client.get(ControlAPI.casesPath, as: [CaseSummary].self)
+        var kinds: [String] = []
+        for summary in cases { kinds += try await client.get(ControlAPI.casePath(summary.id), as: CaseDetail.self).items.map(\.kind) }
+        #expect(kinds.contains("video-recording"), "\(kinds)")
+        again.signal(SIGTERM)
+        #expect(await again.waitForExit(timeout: .seconds(20)) == 0)
+    }
 }

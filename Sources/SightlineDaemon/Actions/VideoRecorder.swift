@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Logging
+import ServiceLifecycle
 import SightlineArchive
 import SightlineCore
 import SightlineEncoding
@@ -12,7 +13,7 @@ import Synchronization
 /// archive streams the file in chunk by chunk (`EvidenceContent.file`), so a long recording
 /// never sits in memory. Frames come from a tap of their own, so a recording and a call never
 /// compete for frames; encoding runs on its own queue, file writes on another.
-final class VideoRecorder: Sendable {
+final class VideoRecorder: Service, Sendable {
     private struct Running {
         let path: String
         let frames: NewestFrameStream<CapturedFrame>
@@ -98,6 +99,15 @@ final class VideoRecorder: Sendable {
             return ActionEffect(outcome: .failed, result: "failed: \(DaemonActionPerformer.reason(error)); the recording stays in \(current.path)",
                                 spoken: "The recording could not be filed.", artefacts: [current.path])
         }
+    }
+
+    /// Waits for shutdown; a recording still running then is stopped and filed, so a restart or
+    /// an update never loses what was being recorded.
+    func run() async throws {
+        try? await gracefulShutdown()
+        guard isRecording else { return }
+        let effect = await stop()
+        logger.notice("recording stopped by shutdown", metadata: ["result": "\(effect.result)", "item": "\(effect.itemId ?? "")"])
     }
 
     /// Encodes frames until the stream ends, appending each encoded frame to `path`.
