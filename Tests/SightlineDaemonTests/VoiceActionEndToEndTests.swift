@@ -74,6 +74,9 @@ struct VoiceActionEndToEndTests {
             audio:
               backend: pulse
               capture_device: \(server.monitorSource)
+              # The null sink is the microphone here: the daemon's spoken feedback must not
+              # play into it, or it talks over (and into) the commands under test.
+              playback_device: no_speaker_in_this_test
             camera:
               device: test-pattern
               width: 320
