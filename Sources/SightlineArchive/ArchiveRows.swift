@@ -40,6 +40,12 @@ enum ArchiveRows {
         ALTER TABLE cases ADD COLUMN legal_hold TEXT;
         """
 
+    /// Privacy requests: the entry that erased an item's content, or restricted it.
+    static let privacySchema = """
+        ALTER TABLE items ADD COLUMN erased_sequence INTEGER;
+        ALTER TABLE items ADD COLUMN restricted_sequence INTEGER;
+        """
+
     static func caseRow(_ p: CaseProjection, wrappedKey: [UInt8]) -> Values {
         [
             ("id", p.caseID.databaseValue), ("reference", p.details.reference.databaseValue),
@@ -96,6 +102,8 @@ enum ArchiveRows {
             ("refiled_from_case", item.refiledFrom?.caseID.databaseValue ?? .null), ("refiled_from_hash", originHash),
             ("refiled_to", p.refiled[item.id].databaseValue), ("retention_class", item.retentionClass.databaseValue),
             ("purged_sequence", p.purged[item.id].map { Int64($0.sequence).databaseValue } ?? .null),
+            ("erased_sequence", p.erased[item.id].map { Int64($0.sequence).databaseValue } ?? .null),
+            ("restricted_sequence", p.restricted[item.id].map { Int64($0.sequence).databaseValue } ?? .null),
         ]
         return values
     }

@@ -46,9 +46,11 @@ struct ExportManifest: Codable {
     var deviceFingerprint: String
     var journal: Journal
     var files: [File]
+    /// Why an optional file (report.pdf) is missing; absent when nothing is.
+    var notes: [String]?
 
     enum CodingKeys: String, CodingKey {
-        case format, version, reference, journal, files
+        case format, version, reference, journal, files, notes
         case caseID = "case_id"
         case exportedAt = "exported_at"
         case devicePublicKey = "device_public_key"
@@ -85,7 +87,11 @@ extension EvidenceArchive {
     /// Writes a verified case as a ZIP: report.html, evidence/ (decrypted, streamed one chunk at
     /// a time), journal/, device-public-key.pem, manifest.json and its detached Ed25519
     /// signature. A case that does not verify is not exported: the report would vouch for it.
-    public func export(_ caseID: String, to path: String) throws(ArchiveError) -> CaseExportSummary {
+    ///
+    /// - Parameter includeRestricted: also export the content of items restricted after an
+    ///   erasure request (Art. 18 (2) GDPR: for legal claims or the tax authority); without
+    ///   it their content is left out and the journal says why.
+    public func export(_ caseID: String, to path: String, includeRestricted: Bool = false) throws(ArchiveError) -> CaseExportSummary {
         let projection: CaseProjection
         switch verify(caseID) {
         case .success(let verified): projection = verified
@@ -95,7 +101,8 @@ extension EvidenceArchive {
         let key = try dataKey(for: caseID)
         return try writeSignedExport(to: path) { writer in
             var evidenceNames: [String: String] = [:]
-            for (_, item) in projection.items where projection.purged[item.id] == nil {
+            for (_, item) in projection.items
+            where !projection.contentRemoved(item.id) && (includeRestricted || projection.restricted[item.id] == nil) {
                 guard let blob = item.blob else { continue }
                 let name = "evidence/\(item.id)\(Self.fileExtension(item.mediaType))"
                 try writer.addBlob(name, reader: try BlobReader(path: blobPath(caseID: caseID, sha256: blob.hex), key: key), blob: blob,
@@ -117,16 +124,54 @@ extension EvidenceArchive {
             try writer.addText("journal/checkpoints.jsonl", Array((checkpointLines.joined(separator: "\n") + "\n").utf8))
             try writer.addText("device-public-key.pem", Array(Self.publicKeyPEM(devicePublicKey).utf8))
             let entries = try stored.entries.map { try JournalEntry(canonical: $0.canonical) }
-            try writer.addText("report.html", Array(CaseReport.html(projection: projection, entries: entries, evidence: evidenceNames,
-                                                                    fingerprint: DeviceIdentityEncoding.fingerprint(of: devicePublicKey)).utf8))
+            let report = Array(CaseReport.html(projection: projection, entries: entries, evidence: evidenceNames,
+                                               fingerprint: DeviceIdentityEncoding.fingerprint(of: devicePublicKey)).utf8)
+            try writer.addText("report.html", report)
+            var notes: [String] = []
+            if let reportRenderer {
+                let images = projection.items.filter { evidenceNames[$0.item.id] != nil && $0.item.mediaType?.hasPrefix("image/") == true }
+                    .compactMap { entry in entry.item.blob.map { (name: evidenceNames[entry.item.id] ?? "", blob: $0) } }
+                if let failure = try renderPDF(report, images: images, caseID: caseID, key: key, renderer: reportRenderer, into: writer) {
+                    notes.append("report.pdf left out: \(failure)")
+                }
+            } else {
+                notes.append("report.pdf left out: no renderer (headless Chromium) on this device")
+            }
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
             let manifest = ExportManifest(
                 caseID: caseID, reference: projection.details.reference, exportedAt: Self.systemClock(),
                 devicePublicKey: devicePublicKey.rawRepresentation.base64EncodedString(),
                 deviceFingerprint: DeviceIdentityEncoding.fingerprint(of: devicePublicKey),
-                journal: .init(entries: projection.entryCount, headHash: projection.headHash.hexString), files: writer.files)
+                journal: .init(entries: projection.entryCount, headHash: projection.headHash.hexString), files: writer.files,
+                notes: notes.isEmpty ? nil : notes)
             return Array(try encoder.encode(manifest)) + [0x0A]
         }
+    }
+
+    /// Prints the report to report.pdf in the ZIP. The renderer needs the report's images as
+    /// files, so they are decrypted into a private scratch directory under `tmp/` (0700, removed
+    /// at once, and by the next start after a crash). Returns why no PDF was made, if it failed.
+    private func renderPDF(_ report: [UInt8], images: [(name: String, blob: BlobReference)], caseID: String, key: SymmetricKey,
+                           renderer: ReportRenderer, into writer: SignedExportWriter) throws -> String? {
+        let scratch = Self.path(directory, "tmp/report-\(UUID().uuidString)")
+        try SecureFiles.ensurePrivateDirectory(scratch)
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        try SecureFiles.ensurePrivateDirectory((scratch as NSString).appendingPathComponent("evidence"))
+        let html = (scratch as NSString).appendingPathComponent("report.html")
+        try SecureFiles.writeAtomically(Data(report), to: html)
+        for image in images {
+            let writer = try DurableFileWriter(temporaryPath: (scratch as NSString).appendingPathComponent(image.name + ".part"))
+            try openBlob(caseID: caseID, image.blob, key: key, plaintext: writer.write)
+            try writer.commit(to: (scratch as NSString).appendingPathComponent(image.name))
+        }
+        let pdf = (scratch as NSString).appendingPathComponent("report.pdf")
+        do {
+            try renderer.render(html: html, to: pdf, scratch: scratch)
+        } catch {
+            return "\(error)"
+        }
+        try writer.addFile("report.pdf", path: pdf)
+        return nil
     }
 
     /// Creates the ZIP, lets `fill` add its files and return the manifest's bytes, signs the
@@ -159,6 +204,7 @@ extension EvidenceArchive {
         switch mediaType {
         case "image/jpeg": ".jpg"
         case "image/png": ".png"
+        case "image/bmp": ".bmp"
         case "video/mp4": ".mp4"
         case "video/h264": ".h264"
         case "audio/ogg", "audio/opus": ".ogg"
@@ -203,6 +249,21 @@ final class SignedExportWriter {
             Data(bytes[Int(position)..<min(bytes.count, Int(position) + size)])
         }
         files.append(.init(path: name, sha256: SHA256.hash(data: bytes).hexString, size: UInt64(bytes.count)))
+    }
+
+    /// Streams a file into the ZIP a megabyte at a time.
+    func addFile(_ name: String, path: String) throws {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw SystemError("open", path: path, errno: errno) }
+        defer { try? handle.close() }
+        let size = try handle.seekToEnd()
+        try handle.seek(toOffset: 0)
+        var hasher = SHA256()
+        try open().addEntry(with: name, type: .file, uncompressedSize: Int64(size), compressionMethod: .deflate) { _, count in
+            let data = try handle.read(upToCount: count) ?? Data()
+            hasher.update(data: data)
+            return data
+        }
+        files.append(.init(path: name, sha256: Array(hasher.finalize()).hexString, size: size))
     }
 
     /// Streams a blob's plaintext into the ZIP one chunk at a time and checks it against its address.

@@ -88,6 +88,12 @@ enum CaseReport {
         case .evidencePurged(let tombstone):
             return "item <code>\(escape(tombstone.itemID))</code> purged (\(escape(tombstone.retentionClass)), content "
                 + "<code>\(tombstone.blobSHA256?.hexString.prefix(16) ?? "none")…</code>: \(escape(tombstone.reason))"
+        case .evidenceErased(let erasure):
+            return "item <code>\(escape(erasure.itemID))</code> erased at the request of <code>\(escape(erasure.personID))</code>, content "
+                + "<code>\(erasure.blobSHA256?.hexString.prefix(16) ?? "none")…</code>: \(escape(erasure.reason))"
+        case .evidenceRestricted(let restriction):
+            return "item <code>\(escape(restriction.itemID))</code> restricted at the request of <code>\(escape(restriction.personID))</code> "
+                + "until \(time(restriction.until)): \(escape(restriction.reason))"
         }
     }
 

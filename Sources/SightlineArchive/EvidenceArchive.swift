@@ -76,7 +76,9 @@ public final class EvidenceArchive: Sendable {
     private let signingKey: Curve25519.Signing.PrivateKey
     private let chunkSize: Int
     public let retention: RetentionPolicy
-    private let clock: @Sendable () -> EpochMilliseconds
+    /// Prints export reports to PDF; nil leaves report.pdf out with a note in the manifest.
+    let reportRenderer: ReportRenderer?
+    let clock: @Sendable () -> EpochMilliseconds
     /// Projections of cases seen so far; checked against the case row in every transaction.
     private let projections = Mutex<[String: CaseProjection]>([:])
 
@@ -85,9 +87,10 @@ public final class EvidenceArchive: Sendable {
     public init(
         directory: String, archiveKey: SymmetricKey, signingKey: Curve25519.Signing.PrivateKey,
         chunkSize: Int = ChunkedBlobFormat.defaultChunkSize, retention: RetentionPolicy = .defaults,
-        clock: @escaping @Sendable () -> EpochMilliseconds = EvidenceArchive.systemClock
+        clock: @escaping @Sendable () -> EpochMilliseconds = EvidenceArchive.systemClock, reportRenderer: ReportRenderer? = nil
     ) throws(ArchiveError) {
         self.directory = directory
+        self.reportRenderer = reportRenderer
         self.retention = retention
         self.archiveKey = archiveKey
         self.signingKey = signingKey
@@ -98,9 +101,10 @@ public final class EvidenceArchive: Sendable {
             for path in [directory, Self.path(directory, "blobs"), Self.path(directory, "tmp")] {
                 try SecureFiles.ensurePrivateDirectory(path)
             }
-            // Half-written blobs of a process that died mid-write: never referenced, never visible.
+            // Half-written blobs and report scratch directories of a process that died mid-write:
+            // never referenced, never visible.
             for leftover in (try? FileManager.default.contentsOfDirectory(atPath: Self.path(directory, "tmp"))) ?? [] {
-                unlink(Self.path(directory, "tmp/\(leftover)"))
+                try? FileManager.default.removeItem(atPath: Self.path(directory, "tmp/\(leftover)"))
             }
             // SQLite gives -wal and -shm the main file's mode: create it 0600 first.
             let fd = open(databasePath, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
@@ -121,6 +125,7 @@ public final class EvidenceArchive: Sendable {
             var migrator = DatabaseMigrator()
             migrator.registerMigration("v1") { db in try db.execute(sql: ArchiveRows.schema) }
             migrator.registerMigration("v2-retention") { db in try db.execute(sql: ArchiveRows.retentionSchema) }
+            migrator.registerMigration("v3-privacy") { db in try db.execute(sql: ArchiveRows.privacySchema) }
             try migrator.migrate(database)
         } catch {
             throw .database("\(databasePath): \(error)")
@@ -204,15 +209,20 @@ public final class EvidenceArchive: Sendable {
     /// Where new evidence goes: the most recently opened case that takes evidence, else the
     /// unassigned case.
     public func activeCaseID() throws(ArchiveError) -> String {
-        let open = try catching("active") {
+        if let open = try openCaseID() { return open }
+        return try unassignedCaseID()
+    }
+
+    /// The most recently opened case that takes evidence, leaving out the unassigned case; nil
+    /// when there is none. Unlike `activeCaseID` it never creates a case.
+    public func openCaseID() throws(ArchiveError) -> String? {
+        try catching("active") {
             try database.read { db in
                 try String.fetchOne(db, sql: """
                     SELECT id FROM cases WHERE unassigned = 0 AND state != 'closed' ORDER BY opened_at DESC, rowid DESC LIMIT 1
                     """)
             }
         }
-        if let open { return open }
-        return try unassignedCaseID()
     }
 
     /// The open automatic case that takes evidence while no case is open, created on demand.
@@ -273,7 +283,7 @@ public final class EvidenceArchive: Sendable {
         for caseID in try caseIDs() {
             let projection = try projection(caseID)
             guard projection.legalHold == nil else { continue }
-            for (_, item) in projection.items where projection.purged[item.id] == nil {
+            for (_, item) in projection.items where !projection.contentRemoved(item.id) {
                 guard let name = item.retentionClass, let retentionClass = retention.retentionClass(named: name),
                       let filedAt = projection.filedAt[item.id]
                 else { continue }
@@ -283,17 +293,27 @@ public final class EvidenceArchive: Sendable {
                                           reason: "retention period ended: \(retentionClass.summary)")
                 try append(caseID) { _ in .evidencePurged(tombstone) }
                 purged.append(PurgedItem(caseID: caseID, tombstone: tombstone))
-                if let blob = item.blob {
-                    let after = try self.projection(caseID)
-                    let stillNeeded = after.items.contains { $0.item.blob?.sha256 == blob.sha256 && after.purged[$0.item.id] == nil }
-                    if !stillNeeded {
-                        unlink(blobPath(caseID: caseID, sha256: blob.hex))
-                        try? SecureFiles.syncDirectory(Self.path(directory, "blobs/\(caseID)"))
-                    }
-                }
+                if let blob = item.blob { try deleteBlobIfUnused(blob, caseID: caseID) }
             }
         }
         return purged
+    }
+
+    /// Deletes a blob whose item was just purged or erased, unless another item of the case
+    /// that still has its content uses the same bytes. Called only after the tombstone is durable.
+    func deleteBlobIfUnused(_ blob: BlobReference, caseID: String) throws(ArchiveError) {
+        let after = try projection(caseID)
+        let stillNeeded = after.items.contains { $0.item.blob?.sha256 == blob.sha256 && !after.contentRemoved($0.item.id) }
+        if !stillNeeded {
+            unlink(blobPath(caseID: caseID, sha256: blob.hex))
+            try? SecureFiles.syncDirectory(Self.path(directory, "blobs/\(caseID)"))
+        }
+    }
+
+    /// One journal entry for `event` in the case, in its own durable transaction; for the
+    /// privacy requests in other files.
+    func appendEvent(_ caseID: String, _ event: CaseEvent) throws(ArchiveError) {
+        try append(caseID) { _ in event }
     }
 
     /// One journal entry, its checkpoint and its rows, in one durable transaction.
@@ -326,6 +346,10 @@ public final class EvidenceArchive: Sendable {
             try upsertItem(db, projection, id: itemID)
         case .evidencePurged(let tombstone):
             try upsertItem(db, projection, id: tombstone.itemID)
+        case .evidenceErased(let erasure):
+            try upsertItem(db, projection, id: erasure.itemID)
+        case .evidenceRestricted(let restriction):
+            try upsertItem(db, projection, id: restriction.itemID)
         case .opened, .closed, .reopened, .legalHoldSet, .legalHoldReleased:
             break
         }

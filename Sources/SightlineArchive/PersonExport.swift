@@ -18,7 +18,7 @@ struct PersonRecord: Codable {
     struct Item: Codable {
         var item: CaseItemInfo
         var entryHash: String
-        /// The decrypted content in this ZIP, when the item has one and it was not purged.
+        /// The decrypted content in this ZIP, when the item has one and it was not purged or erased.
         var file: String?
     }
 
@@ -60,10 +60,10 @@ extension EvidenceArchive {
             let entries = try journal(caseID).entries
             var items: [PersonRecord.Item] = []
             for (sequence, item) in projection.items
-            where item.authorID == personID || item.call?.participantIDs.contains(personID) == true {
+            where item.references(person: personID) {
                 guard let info = detail.items.first(where: { $0.itemId == item.id }), Int(sequence) < entries.count else { continue }
                 var name: String?
-                if item.blob != nil, projection.purged[item.id] == nil {
+                if item.blob != nil, !projection.contentRemoved(item.id) {
                     name = "evidence/\(caseID)/\(item.id)\(Self.fileExtension(item.mediaType))"
                     sources.append((caseID, item, name ?? ""))
                 }

@@ -234,22 +234,23 @@ public final class CameraService: Service, Sendable {
         return stream
     }
 
-    /// Writes the newest frame as a full-resolution JPEG into the evidence area and returns
-    /// its path. JPEG work runs off the capture path.
+    /// Files the newest frame as a full-resolution JPEG in the evidence archive.
     func snapshot() async throws -> SnapshotInfo {
         try await takeSnapshot().info
     }
 
     /// The snapshot with its JPEG bytes and capture time, for sending to an expert as well. It is
     /// filed in the active case (`kind` says whether the wearer or an expert asked for it); the
-    /// answer names the case and item only once the archive acknowledged it.
+    /// answer names the case and item only once the archive acknowledged it. Only when the
+    /// archive cannot take it for another reason than a full disk is a plaintext copy written
+    /// to `STATE/evidence/` instead, so the photo is not lost; a full disk is refused (507) and
+    /// nothing is written, since a copy would only take the last space the archive needs.
     func takeSnapshot(kind: EvidenceKind = .photo) async throws -> (info: SnapshotInfo, jpeg: [UInt8], capturedAt: Duration) {
         guard let frame = latest.withLock({ $0 }) else {
             throw HTTPError(.conflict, message: "no frame captured yet: is the camera streaming? (sightctl status)")
         }
         let jpeg = try SnapshotEncoder.jpeg(from: frame, encoder: try JPEGEncoder())
-        let path = try evidence.store(jpeg, kind: "photo", extension: "jpg", sequence: frame.sequence)
-        var info = SnapshotInfo(path: path, width: frame.mode.size.width, height: frame.mode.size.height,
+        var info = SnapshotInfo(path: nil, width: frame.mode.size.width, height: frame.mode.size.height,
                                 sourceFormat: frame.mode.fourCC.description, bytes: jpeg.count)
         let bytes = Array(jpeg)
         do {
@@ -260,8 +261,13 @@ public final class CameraService: Service, Sendable {
             }
             info.caseId = caseID
             info.itemId = item.id
+        } catch let error as HTTPError where error.status.code == 507 {
+            logger.error("snapshot refused: the disk is full", metadata: ["error": "\(error)"])
+            throw error
         } catch {
-            logger.error("snapshot not filed in the evidence archive", metadata: ["path": "\(path)", "error": "\(error)"])
+            let path = try evidence.store(jpeg, kind: "photo", extension: "jpg", sequence: frame.sequence)
+            info.path = path
+            logger.error("snapshot not filed in the evidence archive; kept as a plaintext file", metadata: ["path": "\(path)", "error": "\(error)"])
         }
         return (info, bytes, frame.timestamp)
     }

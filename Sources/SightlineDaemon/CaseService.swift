@@ -26,7 +26,8 @@ final class CaseService: Sendable {
         do {
             let key = try keys.loadOrCreate()
             archive = .success(try EvidenceArchive(directory: (stateDirectory as NSString).appendingPathComponent("archive"),
-                                                   archiveKey: key, signingKey: identity, retention: retention))
+                                                   archiveKey: key, signingKey: identity, retention: retention,
+                                                   reportRenderer: ReportRenderer.find()))
             logger.info("evidence archive ready", metadata: ["key": "\(keys.source())"])
         } catch {
             logger.error("evidence archive unavailable", metadata: ["error": "\(error)"])
@@ -116,7 +117,8 @@ struct RetentionPurgeService: Service {
 }
 
 extension ControlServer {
-    /// `/v1/cases…`: open, list, show, close, reopen, verify, export.
+    /// `/v1/cases…`: open, list, show, close, reopen, verify, export; `/v1/privacy…`: a
+    /// person's export and erasure.
     static func addCaseRoutes(_ router: Router<ControlRequestContext>, cases: CaseService) {
         router.get(RouterPath(ControlAPI.casesPath)) { _, _ in
             try jsonResponse(try await cases.perform { archive in
@@ -149,6 +151,15 @@ extension ControlServer {
             let person = try context.parameters.require("person")
             context.logger.notice("privacy: person export", metadata: ["person": "\(person)"])
             return try await cases.exportResponse { archive, path in _ = try archive.exportPerson(person, to: path) }
+        }
+        router.post(RouterPath(ControlAPI.personErasePath("{person}"))) { _, context in
+            let person = try context.parameters.require("person")
+            let report = try await cases.perform { archive in try archive.erasePerson(person) }
+            context.logger.notice("privacy: erasure request", metadata: [
+                "person": "\(person)", "erased": "\(report.items.filter { $0.action == "erased" }.count)",
+                "restricted": "\(report.items.filter { $0.action == "restricted" }.count)",
+            ])
+            return try jsonResponse(report)
         }
         router.post(RouterPath(ControlAPI.purgePath)) { _, context in
             let purged = try await cases.perform { archive in try archive.purgeExpired() }
@@ -238,10 +249,11 @@ extension ControlServer {
             }
             return try jsonResponse(results)
         }
-        router.post(RouterPath(ControlAPI.casePath("{id}", "export"))) { _, context in
+        router.post(RouterPath(ControlAPI.casePath("{id}", "export"))) { request, context in
             let id = try context.parameters.require("id")
-            context.logger.notice("case exported", metadata: ["case": "\(id)"])
-            return try await cases.exportResponse { archive, path in _ = try archive.export(id, to: path) }
+            let includeRestricted = request.uri.queryParameters.get("include_restricted") == "true"
+            context.logger.notice("case exported", metadata: ["case": "\(id)", "include_restricted": "\(includeRestricted)"])
+            return try await cases.exportResponse { archive, path in _ = try archive.export(id, to: path, includeRestricted: includeRestricted) }
         }
     }
 }

@@ -184,7 +184,7 @@ struct Config: AsyncParsableCommand {
 
 struct Snapshot: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Save the camera's current frame as a full-resolution JPEG in the evidence area and print its path.")
+        abstract: "File the camera's current frame as a full-resolution JPEG in the active case and print the case and item.")
     @OptionGroup var options: DaemonOptions
 
     func run() async throws {
@@ -192,11 +192,11 @@ struct Snapshot: AsyncParsableCommand {
             try await options.client.post(ControlAPI.snapshotPath, json: [String: String](), as: SnapshotInfo.self)
         }
         if options.json { return try printJSON(snapshot) }
-        print(snapshot.path)
         if let caseID = snapshot.caseId, let itemID = snapshot.itemId {
             print("filed in case \(caseID) as item \(itemID)")
         } else {
-            FileHandle.standardError.write(Data("sightctl: the snapshot was not filed in the evidence archive; see the daemon's log\n".utf8))
+            print(snapshot.path ?? "")
+            FileHandle.standardError.write(Data("sightctl: the snapshot was not filed in the evidence archive, only saved as this plaintext file; see the daemon's log\n".utf8))
         }
     }
 }
@@ -536,6 +536,8 @@ struct Case: AsyncParsableCommand {
                 if let target = item.refiledToCaseId { text += " → re-filed to \(target)" }
                 if let retention = item.retentionClass { text += " [\(retention)]" }
                 if let purged = item.purged { text += " PURGED: \(purged)" }
+                if let erased = item.erased { text += " ERASED: \(erased)" }
+                if let restricted = item.restricted { text += " RESTRICTED: \(restricted)" }
                 print(text)
             }
         }
@@ -574,10 +576,13 @@ struct Case: AsyncParsableCommand {
             abstract: "Export a case as a ZIP: report, decrypted evidence, journal and a signed manifest (docs/ARCHIVE.md).")
         @Argument(help: "The case id.") var id: String
         @Option(help: ArgumentHelp("Where to write the ZIP (default: case-ID.zip here).", valueName: "FILE")) var out: String?
+        @Flag(help: "Include the content of items restricted after an erasure request (only for legal claims or the tax authority, Art. 18 (2) GDPR).")
+        var includeRestricted = false
         @OptionGroup var options: DaemonOptions
 
         func run() async throws {
-            try await saveExport(ControlAPI.casePath(id, "export"), to: out ?? "case-\(id).zip", options)
+            let path = ControlAPI.casePath(id, "export") + (includeRestricted ? "?include_restricted=true" : "")
+            try await saveExport(path, to: out ?? "case-\(id).zip", options)
         }
     }
     struct Hold: AsyncParsableCommand {
@@ -805,8 +810,29 @@ struct Voice: AsyncParsableCommand {
 
 /// `sightctl privacy …`: data subjects' rights over the evidence archive.
 struct Privacy: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Data protection: export what the archive holds about a person.",
-                                                    subcommands: [Export.self])
+    static let configuration = CommandConfiguration(abstract: "Data protection: export or erase what the archive holds about a person.",
+                                                    subcommands: [Export.self, Erase.self])
+
+    struct Erase: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Erase a person's evidence where no retention duty keeps it, restrict the rest (GDPR Art. 17, 18); every decision is journaled.")
+        @Option(help: "The person's participant id, as used in the cases.") var person: String
+        @OptionGroup var options: DaemonOptions
+
+        func run() async throws {
+            let report = try await request { () async throws(ControlClient.Failure) in
+                try await options.client.post(ControlAPI.personErasePath(person), json: [String: String](), as: PersonErasureReport.self)
+            }
+            if options.json { return try printJSON(report) }
+            let erased = report.items.filter { $0.action == "erased" }.count
+            let restricted = report.items.filter { $0.action == "restricted" }.count
+            print("person \(report.personId): \(erased) item(s) erased, \(restricted) restricted, \(report.items.count - erased - restricted) unchanged")
+            for item in report.items {
+                print("  \(item.action.padding(toLength: 10, withPad: " ", startingAt: 0)) \(item.caseId) \(item.itemId) [\(item.retentionClass ?? "-")]: \(item.reason)")
+            }
+            print("journal entries (participant records, item texts) stay: the chains that prove the rest depend on them")
+        }
+    }
 
     struct Export: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

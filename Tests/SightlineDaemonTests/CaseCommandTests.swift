@@ -54,6 +54,11 @@ struct CaseCommandTests {
         #expect(listing.stdout.contains("tech-1 ['\(id)'] 1") && listing.stdout.contains("manifest.json.sig"), "\(listing.stdout)\(listing.stderr)")
         let nobody = try CommandLineTool.run("sightctl", ["privacy", "export", "--person", "nobody", "--out", daemon.directory.file("n.zip")] + socket)
         #expect(nobody.status == 1 && nobody.stderr.contains("no case references person nobody"), "\(nobody.stderr)")
+        // Erasure (GDPR Art. 17): the person is a participant but made nothing, so nothing changes.
+        let erase = try CommandLineTool.run("sightctl", ["privacy", "erase", "--person", "tech-1"] + socket)
+        #expect(erase.status == 0 && erase.stdout.hasPrefix("person tech-1: 0 item(s) erased, 0 restricted"), "\(erase.stdout)\(erase.stderr)")
+        let eraseNobody = try CommandLineTool.run("sightctl", ["privacy", "erase", "--person", "nobody"] + socket)
+        #expect(eraseNobody.status == 1 && eraseNobody.stderr.contains("no case references person nobody"), "\(eraseNobody.stderr)")
 
         let closed = try CommandLineTool.run("sightctl", ["case", "close", id, "--reason", "repaired"] + socket)
         #expect(closed.status == 0 && closed.stdout.contains("closed"), "\(closed.stderr)")

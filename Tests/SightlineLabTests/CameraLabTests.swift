@@ -206,9 +206,16 @@ extension DeviceLab {
 
             let snapshot = try await client.post(ControlAPI.snapshotPath, json: [String: String](), as: SnapshotInfo.self)
             #expect(snapshot.width == 640 && snapshot.height == 480 && snapshot.sourceFormat == "YUYV")
-            let attributes = try FileManager.default.attributesOfItem(atPath: snapshot.path)
-            #expect((attributes[.posixPermissions] as? Int) == 0o600)
-            #expect(FileManager.default.contents(atPath: snapshot.path)?.prefix(2) == Data([0xFF, 0xD8]))
+            // Filed in the archive only: no plaintext copy, and the export carries a JPEG.
+            let caseID = try #require(snapshot.caseId, "the snapshot was not filed: \(daemon.log)")
+            #expect(snapshot.path == nil && snapshot.itemId != nil)
+            let export = daemon.directory.file("snapshot.zip")
+            #expect(try CommandLineTool.run("sightctl", ["case", "export", caseID, "--out", export, "--socket", daemon.socketPath]).status == 0)
+            let magic = try CommandLineTool.run("/usr/bin/python3", ["-c", """
+                import sys, zipfile
+                z = zipfile.ZipFile(sys.argv[1]); print(z.read("evidence/" + sys.argv[2] + ".jpg")[:2].hex())
+                """, export, try #require(snapshot.itemId)])
+            #expect(magic.stdout.hasPrefix("ffd8"), "\(magic.stdout)\(magic.stderr)")
             let set = try CommandLineTool.run("sightctl", ["camera", "set", "brightness", "100", "--socket", daemon.socketPath])
             #expect(set.status == 0, "\(set.stderr)")
             #expect(set.stdout.contains("brightness = 100"))

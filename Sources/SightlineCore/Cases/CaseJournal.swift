@@ -109,6 +109,18 @@ public struct JournalEntry: Sendable, Equatable {
             w.text(0x03, tombstone.retentionClass)
             w.signed(0x04, tombstone.expiredAt)
             w.text(0x05, tombstone.reason)
+        case .evidenceErased(let erasure):
+            w.text(0x01, erasure.itemID)
+            w.raw(0x02, erasure.blobSHA256)
+            w.text(0x03, erasure.retentionClass)
+            w.text(0x04, erasure.personID)
+            w.text(0x05, erasure.reason)
+        case .evidenceRestricted(let restriction):
+            w.text(0x01, restriction.itemID)
+            w.text(0x02, restriction.retentionClass)
+            w.text(0x03, restriction.personID)
+            w.signed(0x04, restriction.until)
+            w.text(0x05, restriction.reason)
         }
         return w
     }
@@ -177,6 +189,14 @@ public struct JournalEntry: Sendable, Equatable {
             return .evidencePurged(Tombstone(itemID: try r.requiredText(0x01), blobSHA256: try r.raw(0x02, length: 32),
                                              retentionClass: try r.requiredText(0x03), expiredAt: try r.requiredSigned(0x04),
                                              reason: try r.requiredText(0x05)))
+        case "evidence.erased":
+            return .evidenceErased(Erasure(itemID: try r.requiredText(0x01), blobSHA256: try r.raw(0x02, length: 32),
+                                           retentionClass: try r.requiredText(0x03), personID: try r.requiredText(0x04),
+                                           reason: try r.requiredText(0x05)))
+        case "evidence.restricted":
+            return .evidenceRestricted(Restriction(itemID: try r.requiredText(0x01), retentionClass: try r.requiredText(0x02),
+                                                   personID: try r.requiredText(0x03), until: try r.requiredSigned(0x04),
+                                                   reason: try r.requiredText(0x05)))
         default:
             throw CanonicalDecodingError("unknown event kind \"\(kind)\"")
         }
@@ -252,6 +272,10 @@ public struct CaseProjection: Sendable, Equatable {
     public private(set) var filedAt: [String: EpochMilliseconds] = [:]
     /// Items whose content was purged, with what the journal keeps of them.
     public private(set) var purged: [String: (sequence: UInt64, tombstone: Tombstone)] = [:]
+    /// Items whose content was erased at a person's request.
+    public private(set) var erased: [String: (sequence: UInt64, erasure: Erasure)] = [:]
+    /// Items kept under a retention duty despite an erasure request: access restricted.
+    public private(set) var restricted: [String: (sequence: UInt64, restriction: Restriction)] = [:]
     /// The reason of the legal hold in force, if any.
     public private(set) var legalHold: String?
     public private(set) var entryCount: UInt64 = 0
@@ -263,7 +287,13 @@ public struct CaseProjection: Sendable, Equatable {
             && lhs.items.map(\.item) == rhs.items.map(\.item) && lhs.items.map(\.sequence) == rhs.items.map(\.sequence)
             && lhs.entryCount == rhs.entryCount && lhs.headHash == rhs.headHash && lhs.filedAt == rhs.filedAt
             && lhs.purged.mapValues { $0.tombstone } == rhs.purged.mapValues { $0.tombstone } && lhs.legalHold == rhs.legalHold
+            && lhs.erased.mapValues { $0.erasure } == rhs.erased.mapValues { $0.erasure }
+            && lhs.restricted.mapValues { $0.restriction } == rhs.restricted.mapValues { $0.restriction }
     }
+
+    /// Whether the item's content is gone on purpose (purged or erased): its blob is no longer
+    /// checked, exported or kept.
+    public func contentRemoved(_ itemID: String) -> Bool { purged[itemID] != nil || erased[itemID] != nil }
 
     /// Why an event cannot follow the journal so far.
     public struct Rejection: Error, Equatable, Sendable, CustomStringConvertible {
@@ -335,7 +365,7 @@ public struct CaseProjection: Sendable, Equatable {
         case .evidenceRefiled(let itemID, let toCase):
             guard item(itemID) != nil else { throw Rejection("item \(itemID) is not in this case") }
             guard refiled[itemID] == nil else { throw Rejection("item \(itemID) was already re-filed") }
-            guard purged[itemID] == nil else { throw Rejection("item \(itemID) was purged") }
+            guard !contentRemoved(itemID) else { throw Rejection("item \(itemID) was purged or erased") }
             guard toCase != caseID else { throw Rejection("item \(itemID) cannot be re-filed into its own case") }
             refiled[itemID] = toCase
         case .legalHoldSet(let reason):
@@ -347,7 +377,7 @@ public struct CaseProjection: Sendable, Equatable {
         case .evidencePurged(let tombstone):
             guard legalHold == nil else { throw Rejection("the case is on legal hold: nothing in it may be purged") }
             guard let item = item(tombstone.itemID) else { throw Rejection("item \(tombstone.itemID) is not in this case") }
-            guard purged[item.id] == nil else { throw Rejection("item \(item.id) was already purged") }
+            guard !contentRemoved(item.id) else { throw Rejection("item \(item.id) was already purged or erased") }
             guard item.retentionClass == tombstone.retentionClass, tombstone.blobSHA256 == item.blob?.sha256 else {
                 throw Rejection("the tombstone of item \(item.id) does not match the item's retention class or content hash")
             }
@@ -355,6 +385,22 @@ public struct CaseProjection: Sendable, Equatable {
                 throw Rejection("item \(item.id) was purged before its retention period ended")
             }
             purged[item.id] = (entry.sequence, tombstone)
+        case .evidenceErased(let erasure):
+            guard legalHold == nil else { throw Rejection("the case is on legal hold: nothing in it may be erased") }
+            guard let item = item(erasure.itemID) else { throw Rejection("item \(erasure.itemID) is not in this case") }
+            guard !contentRemoved(item.id) else { throw Rejection("item \(item.id) was already purged or erased") }
+            guard item.retentionClass == erasure.retentionClass, erasure.blobSHA256 == item.blob?.sha256 else {
+                throw Rejection("the erasure of item \(item.id) does not match the item's retention class or content hash")
+            }
+            erased[item.id] = (entry.sequence, erasure)
+        case .evidenceRestricted(let restriction):
+            guard let item = item(restriction.itemID) else { throw Rejection("item \(restriction.itemID) is not in this case") }
+            guard !contentRemoved(item.id) else { throw Rejection("item \(item.id) was purged or erased") }
+            guard restricted[item.id] == nil else { throw Rejection("item \(item.id) is already restricted") }
+            guard item.retentionClass == restriction.retentionClass else {
+                throw Rejection("the restriction of item \(item.id) does not match the item's retention class")
+            }
+            restricted[item.id] = (entry.sequence, restriction)
         }
         entryCount += 1
         headHash = precomputed ?? entry.hash
@@ -407,11 +453,13 @@ public enum JournalVerifier {
         checkBlob: (BlobReference) -> String?
     ) -> Result<CaseProjection, BrokenLink> {
         guard !entries.isEmpty else { return .failure(BrokenLink(caseID: caseID, sequence: nil, reason: "the journal has no entries")) }
-        // Purged content is gone on purpose: its tombstone, later in the chain, says so.
+        // Purged and erased content is gone on purpose: its tombstone, later in the chain, says so.
         var purgedItems: Set<String> = []
         for stored in entries {
-            if let entry = try? JournalEntry(canonical: stored.canonical), case .evidencePurged(let tombstone) = entry.event {
-                purgedItems.insert(tombstone.itemID)
+            switch (try? JournalEntry(canonical: stored.canonical))?.event {
+            case .evidencePurged(let tombstone): purgedItems.insert(tombstone.itemID)
+            case .evidenceErased(let erasure): purgedItems.insert(erasure.itemID)
+            default: break
             }
         }
         var projection: CaseProjection?

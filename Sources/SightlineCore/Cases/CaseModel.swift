@@ -165,6 +165,14 @@ public struct EvidenceItem: Sendable, Equatable, Codable {
     }
 }
 
+extension EvidenceItem {
+    /// Whether the item is about the person (a participant id): they made it, or it records a
+    /// call they took part in. What a person export gives them and an erasure request covers.
+    public func references(person: String) -> Bool {
+        authorID == person || call?.participantIDs.contains(person) == true
+    }
+}
+
 /// What stays of a purged item: which item, the hash of the content that was deleted, under
 /// which retention class it expired and when, and why. The journal keeps it for good.
 public struct Tombstone: Sendable, Equatable, Codable {
@@ -179,6 +187,46 @@ public struct Tombstone: Sendable, Equatable, Codable {
         self.blobSHA256 = blobSHA256
         self.retentionClass = retentionClass
         self.expiredAt = expiredAt
+        self.reason = reason
+    }
+}
+
+/// What stays of an item whose content was erased at a person's request (Art. 17 GDPR) because
+/// no retention duty kept it: which item, the hash of the deleted content, its class, who asked
+/// and why it could be erased. Like a purge tombstone, it stays in the chain for good.
+public struct Erasure: Sendable, Equatable, Codable {
+    public var itemID: String
+    public var blobSHA256: [UInt8]?
+    public var retentionClass: String
+    /// The participant id of the person whose request this was.
+    public var personID: String
+    public var reason: String
+
+    public init(itemID: String, blobSHA256: [UInt8]?, retentionClass: String, personID: String, reason: String) {
+        self.itemID = itemID
+        self.blobSHA256 = blobSHA256
+        self.retentionClass = retentionClass
+        self.personID = personID
+        self.reason = reason
+    }
+}
+
+/// An erasure request that a retention duty overrides (Art. 17 (3) (b) GDPR): the item is kept
+/// but restricted (Art. 18 GDPR, § 35 (3) BDSG) until `until`, when its period ends and the
+/// purge removes it. Restricted content leaves the device only in an export that asks for it.
+public struct Restriction: Sendable, Equatable, Codable {
+    public var itemID: String
+    public var retentionClass: String
+    public var personID: String
+    /// When the retention duty ends.
+    public var until: EpochMilliseconds
+    public var reason: String
+
+    public init(itemID: String, retentionClass: String, personID: String, until: EpochMilliseconds, reason: String) {
+        self.itemID = itemID
+        self.retentionClass = retentionClass
+        self.personID = personID
+        self.until = until
         self.reason = reason
     }
 }
@@ -199,6 +247,10 @@ public enum CaseEvent: Sendable, Equatable {
     case legalHoldReleased(reason: String?)
     /// The item's content was deleted because its retention period ended.
     case evidencePurged(Tombstone)
+    /// The item's content was deleted at a person's request; no retention duty applied.
+    case evidenceErased(Erasure)
+    /// A person asked for erasure but a retention duty keeps the item: access is restricted.
+    case evidenceRestricted(Restriction)
 
     /// The event's name in the canonical encoding.
     public var kindName: String {
@@ -213,6 +265,8 @@ public enum CaseEvent: Sendable, Equatable {
         case .legalHoldSet: "case.hold.set"
         case .legalHoldReleased: "case.hold.released"
         case .evidencePurged: "evidence.purged"
+        case .evidenceErased: "evidence.erased"
+        case .evidenceRestricted: "evidence.restricted"
         }
     }
 }

@@ -14,12 +14,17 @@ public struct RetentionClass: Sendable, Equatable, Codable {
     public var fromEndOfYear: Bool
     /// The legal basis, for the tombstone and the documentation.
     public var basis: String
+    /// Whether the law obliges the keeping (commercial and tax records) rather than merely
+    /// allowing it. Only an obligation overrides a person's erasure request (Art. 17 (3) (b)
+    /// GDPR); items of a class without one are erased on request at once.
+    public var keepingDuty: Bool
 
-    public init(name: String, period: Period, fromEndOfYear: Bool, basis: String) {
+    public init(name: String, period: Period, fromEndOfYear: Bool, basis: String, keepingDuty: Bool = true) {
         self.name = name
         self.period = period
         self.fromEndOfYear = fromEndOfYear
         self.basis = basis
+        self.keepingDuty = keepingDuty
     }
 
     /// The first moment at which a record filed at `filedAt` may be purged. Calendar years are
@@ -74,7 +79,7 @@ public struct RetentionPolicy: Sendable, Equatable {
             RetentionClass(name: "books", period: .years(10), fromEndOfYear: true,
                            basis: "§ 257 (1) no. 1, (4), (5) HGB; § 147 (1) no. 1, (3), (4) AO"),
             RetentionClass(name: "personal-audio", period: .days(30), fromEndOfYear: false,
-                           basis: "Art. 5 (1) (c), (e) GDPR: storage limitation; no duty to keep"),
+                           basis: "Art. 5 (1) (c), (e) GDPR: storage limitation; no duty to keep", keepingDuty: false),
         ],
         defaultClass: [
             .photo: "commercial-letter", .videoRecording: "commercial-letter", .expertSnapshot: "commercial-letter",

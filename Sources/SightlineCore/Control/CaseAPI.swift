@@ -18,6 +18,8 @@ extension ControlAPI {
     /// `POST` answers with a ZIP of everything the archive holds about one person (a participant
     /// id): GDPR Art. 15.
     public static func personExportPath(_ person: String) -> String { "/v1/privacy/persons/\(person)/export" }
+    /// `POST`: erase what no retention duty keeps, restrict the rest (`PersonErasureReport`).
+    public static func personErasePath(_ person: String) -> String { "/v1/privacy/persons/\(person)/erase" }
 
     /// The case id that stands for every case in `verify`.
     public static let allCases = "all"
@@ -164,6 +166,10 @@ public struct CaseItemInfo: Codable, Sendable, Equatable {
     public var retentionClass: String?
     /// The tombstone's reason when the item's content was purged.
     public var purged: String?
+    /// Why the content was erased at a person's request.
+    public var erased: String?
+    /// Why the item is kept but restricted after an erasure request.
+    public var restricted: String?
 }
 
 /// `sightctl case show`.
@@ -186,7 +192,8 @@ public struct CaseDetail: Codable, Sendable, Equatable {
                          sha256: item.blob?.hex, size: item.blob?.size, text: item.text, corrects: item.corrects, callId: item.call?.callID,
                          callParticipantIds: item.call?.participantIDs, callEncryption: item.call?.encryption,
                          refiledFromCaseId: item.refiledFrom?.caseID, refiledToCaseId: projection.refiled[item.id],
-                         retentionClass: item.retentionClass, purged: projection.purged[item.id]?.tombstone.reason)
+                         retentionClass: item.retentionClass, purged: projection.purged[item.id]?.tombstone.reason,
+                         erased: projection.erased[item.id]?.erasure.reason, restricted: projection.restricted[item.id]?.restriction.reason)
         }
     }
 }
@@ -235,4 +242,32 @@ public struct PurgeReport: Codable, Sendable, Equatable {
     public var purged: [Item]
 
     public init(purged: [Item]) { self.purged = purged }
+}
+
+/// What `POST /v1/privacy/persons/ID/erase` did: one line per item that referenced the person.
+public struct PersonErasureReport: Codable, Sendable, Equatable {
+    public struct Item: Codable, Sendable, Equatable {
+        public var caseId: String
+        public var itemId: String
+        /// `erased`, `restricted`, or `unchanged` (already erased, purged or restricted).
+        public var action: String
+        public var retentionClass: String?
+        public var reason: String
+
+        public init(caseId: String, itemId: String, action: String, retentionClass: String?, reason: String) {
+            self.caseId = caseId
+            self.itemId = itemId
+            self.action = action
+            self.retentionClass = retentionClass
+            self.reason = reason
+        }
+    }
+
+    public var personId: String
+    public var items: [Item]
+
+    public init(personId: String, items: [Item]) {
+        self.personId = personId
+        self.items = items
+    }
 }

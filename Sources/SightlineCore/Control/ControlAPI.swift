@@ -128,9 +128,11 @@ extension ControlAPI {
     public static let controlsPath = "/v1/camera/controls"
 }
 
-/// A full-resolution still written into the evidence area.
+/// A full-resolution still filed in the evidence archive.
 public struct SnapshotInfo: Codable, Sendable, Equatable {
-    public var path: String
+    /// A plaintext copy under `STATE/evidence/`, written only when the archive could not take
+    /// the still (and the disk was not full); nil when the archive has it.
+    public var path: String?
     public var width: Int
     public var height: Int
     /// The camera format it was made from (MJPG is passed through, others are compressed).
@@ -141,7 +143,7 @@ public struct SnapshotInfo: Codable, Sendable, Equatable {
     public var caseId: String?
     public var itemId: String?
 
-    public init(path: String, width: Int, height: Int, sourceFormat: String, bytes: Int, caseId: String? = nil, itemId: String? = nil) {
+    public init(path: String?, width: Int, height: Int, sourceFormat: String, bytes: Int, caseId: String? = nil, itemId: String? = nil) {
         self.path = path
         self.width = width
         self.height = height

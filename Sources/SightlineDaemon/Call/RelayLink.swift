@@ -274,7 +274,8 @@ final class RelayLink: Sendable {
         do {
             let (info, jpeg, capturedAt) = try await camera.takeSnapshot(kind: .expertSnapshot)
             media.queueStill(.init(jpeg: jpeg, width: info.width, height: info.height, capturedAt: capturedAt))
-            let name = URL(fileURLWithPath: info.path).lastPathComponent
+            // What the device saved it as: the archive item, or the fallback file's name.
+            let name = info.itemId.map { "\($0).jpg" } ?? URL(fileURLWithPath: info.path ?? "snapshot.jpg").lastPathComponent
             try await send(.snapshotTaken(to: expert, id: id, evidence: name, width: info.width, height: info.height), outbound)
         } catch let error as CancellationError {
             throw error
