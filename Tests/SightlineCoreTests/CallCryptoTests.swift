@@ -186,6 +186,12 @@ import Testing
         #expect(object["type"] as? String == "stream-state")
         #expect(object["to"] as? String == "experts")
         #expect(object["width"] as? Int == 1280)
+        #expect(object["caseReference"] == nil, "no case: the field is left out")
+        var filed = state
+        filed.caseReference = "WO-4711"
+        let withCase = CallMessage.streamState(to: .experts, filed)
+        #expect(try CallMessage.decode(withCase.encoded) == withCase)
+        #expect((try JSONSerialization.jsonObject(with: withCase.encoded) as? [String: Any])?["caseReference"] as? String == "WO-4711")
         let hello = try #require(JSONSerialization.jsonObject(
             with: CallMessage.deviceHello(joinToken: Data([0xFB, 0xFF]), resumeSession: nil).encoded) as? [String: Any])
         #expect(hello["role"] as? String == "device")

@@ -83,9 +83,11 @@ final class ScriptedDevice {
         return reason
     }
 
-    func streamState(_ socket: LabSocket, step: String = "full", codec: String = "h264", privacy: Bool = false) throws {
+    func streamState(_ socket: LabSocket, step: String = "full", codec: String = "h264", privacy: Bool = false,
+                     caseReference: String? = "WO-4711") throws {
         let state = CallMessage.StreamState(
-            step: step, codec: codec, width: fixture.width, height: fixture.height, fps: 30, bitrateKbps: 1200, privacy: privacy)
+            step: step, codec: codec, width: fixture.width, height: fixture.height, fps: 30, bitrateKbps: 1200, privacy: privacy,
+            caseReference: caseReference)
         try send(socket, .streamState(to: .experts, state))
     }
 
@@ -162,6 +164,7 @@ extension ViewerLab {
             return {
                 connection: text('connection-text'), encryption: text('encryption-text'), fingerprint: text('fingerprint'),
                 latency: text('latency'), fps: text('fps'), bitrate: text('bitrate'), drops: text('drops'), step: text('step'),
+                caseReference: text('case-reference'),
                 overlay: document.getElementById('overlay').hidden ? null : text('overlay-text'),
                 snapshotStatus: text('snapshot-status'), snapshotPanel: !document.getElementById('snapshot-panel').hidden,
                 snapshotButton: !document.getElementById('snapshot-button').disabled,
@@ -263,6 +266,7 @@ extension ViewerBrowserTests {
                 #expect(page["fingerprint"]?.string == device.fingerprint)
                 #expect(page["connection"] == "Connected")
                 #expect(page["step"] == "Full video")
+                #expect(page["caseReference"] == "WO-4711")
                 #expect(page["overlay"] == .null)
                 #expect(page["snapshotPanel"] == true)
                 #expect(page["snapshotButton"] == true)

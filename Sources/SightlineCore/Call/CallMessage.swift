@@ -53,8 +53,13 @@ public enum CallMessage: Sendable, Equatable {
         /// The technician's microphone is muted (privacy mode for audio): no audio frames come.
         /// Nil from devices that predate the voice channel.
         public var audioMuted: Bool?
+        /// The external reference (ticket, work order) of the case the call is filed in, so
+        /// the expert knows which job they are looking at; nil when no case is open.
+        public var caseReference: String?
 
-        public init(step: String, codec: String, width: Int, height: Int, fps: Int, bitrateKbps: Int, privacy: Bool, audioMuted: Bool? = nil) {
+        public init(step: String, codec: String, width: Int, height: Int, fps: Int, bitrateKbps: Int, privacy: Bool, audioMuted: Bool? = nil,
+                    caseReference: String? = nil) {
+            self.caseReference = caseReference
             self.step = step
             self.codec = codec
             self.width = width

@@ -57,8 +57,12 @@ final class CallService: Service, Sendable {
         let settings = EncoderSettings(width: camera.width, height: camera.height, fps: Double(camera.fps),
                                        bitrateKbps: configuration.stream.bitrateKbps,
                                        keyframeInterval: camera.fps * 10)
+        // The expert sees which job the call is about; an archive that cannot answer hides it.
+        let caseReference = try? await cases.perform { archive in
+            try archive.openCaseID().map { try archive.projection($0).details.reference }
+        }
         let media = MediaSender(camera: self.camera, codec: configuration.stream.codec == "jpeg" ? .jpeg : .h264,
-                                settings: settings, logger: logger)
+                                settings: settings, caseReference: caseReference ?? nil, logger: logger)
         let link = RelayLink(credentials: credentials, identity: identity,
                              rekeyInterval: .seconds(configuration.stream.rekeySeconds),
                              camera: self.camera, media: media, voice: CallAudio(audio: audio, media: media, logger: logger), logger: logger)

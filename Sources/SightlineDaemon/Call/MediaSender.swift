@@ -42,8 +42,12 @@ final class MediaSender: Sendable {
     private let stills = Mutex<[Still]>([])
     let telemetry = Mutex(Telemetry())
 
-    init(camera: CameraService, codec: VideoCodec, settings: EncoderSettings, logger: Logger) {
+    /// The reference of the case open when the call started, shown in the expert's viewer.
+    let caseReference: String?
+
+    init(camera: CameraService, codec: VideoCodec, settings: EncoderSettings, caseReference: String? = nil, logger: Logger) {
         self.camera = camera
+        self.caseReference = caseReference
         self.codec = codec
         self.settings = Mutex(settings)
         self.logger = logger
@@ -89,7 +93,7 @@ final class MediaSender: Sendable {
         let wanted = Self.settings(for: step, full: settings.withLock { $0 })
         return CallMessage.StreamState(
             step: step.rawValue, codec: codec == .h264 ? "h264" : "jpeg", width: wanted.width, height: wanted.height,
-            fps: Int(wanted.fps), bitrateKbps: wanted.bitrateKbps, privacy: privacy, audioMuted: audioMuted)
+            fps: Int(wanted.fps), bitrateKbps: wanted.bitrateKbps, privacy: privacy, audioMuted: audioMuted, caseReference: caseReference)
     }
 
     /// Runs until cancelled or the socket fails.

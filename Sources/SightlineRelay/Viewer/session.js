@@ -277,6 +277,7 @@ export class ViewerSession extends EventTarget {
             width: s.stream?.width ?? null,
             height: s.stream?.height ?? null,
             privacy: s.stream?.privacy ?? false,
+            caseReference: s.stream?.caseReference ?? null,
             stream: s.stream ? { ...s.stream } : null,
             reconnects: s.reconnects,
             keyframeRequests: s.keyframeRequests,
@@ -442,6 +443,8 @@ export class ViewerSession extends EventTarget {
                     fps: message.fps,
                     bitrateKbps: message.bitrateKbps,
                     privacy: message.privacy,
+                    // The service case the call is filed in (optional: older devices omit it).
+                    caseReference: typeof message.caseReference === 'string' ? message.caseReference : null,
                 };
                 this.#state.audioMuted = message.audioMuted === true;
                 break;

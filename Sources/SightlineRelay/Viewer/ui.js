@@ -71,6 +71,7 @@ export class ViewerUI {
             bitrate: $('bitrate'),
             drops: $('drops'),
             step: $('step'),
+            caseReference: $('case-reference'),
             message: $('message'),
             snapshotButton: $('snapshot-button'),
             snapshotStatus: $('snapshot-status'),
@@ -190,6 +191,7 @@ export class ViewerUI {
         setTone(e.drops, stats.decryptFailures > 0 ? 'bad' : stats.framesLost > 0 ? 'warn' : 'neutral');
         setText(e.step, stats.step ? stepText[stats.step] ?? stats.step : '—');
         setTone(e.step, { full: 'good', low: 'warn', stills: 'warn' }[stats.step] ?? 'neutral');
+        setText(e.caseReference, stats.caseReference ?? '—');
 
         // The technician's microphone: muted by privacy mode, live, or not heard yet.
         const audioText = stats.audioMuted ? 'Technician muted' : stats.audioDecoded > 0 ? (stats.audible ? 'Live' : 'Click to hear') : '—';
