@@ -50,11 +50,12 @@ struct DaemonActionPerformer: ActionPerformer {
     private func takePhoto() async -> ActionEffect {
         do {
             let info = try await camera.takeSnapshot().info
+            // A filed photo exists only encrypted in the archive; only the fallback copy is a file.
             guard let caseID = info.caseId else {
-                return ActionEffect(outcome: .failed, result: "failed: photo saved at \(info.path) but not filed in a case (see the daemon's log)",
-                                    spoken: "Photo saved, but not filed in the case.", artefacts: [info.path])
+                return ActionEffect(outcome: .failed, result: "failed: photo saved at \(info.path ?? "?") but not filed in a case (see the daemon's log)",
+                                    spoken: "Photo saved, but not filed in the case.", artefacts: info.path.map { [$0] } ?? [])
             }
-            return .done("Photo taken.", caseId: caseID, itemId: info.itemId, artefacts: [info.path])
+            return .done("Photo taken.", caseId: caseID, itemId: info.itemId)
         } catch {
             return .failed(Self.reason(error), spoken: "No photo: the camera has no picture.")
         }
