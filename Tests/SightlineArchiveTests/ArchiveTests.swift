@@ -223,25 +223,10 @@ struct ScratchArchive {
     @Test func acknowledgedEvidenceSurvivesRepeatedSIGKILL() async throws {
         let directory = try TemporaryDirectory(prefix: "sightline-archive-kill")
         var random = SeededGenerator(seed: 99)
-        var acknowledged: [(caseID: String, itemID: String)] = []
         let started = Date()
-        for cycle in 0..<100 {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: BuiltProducts.path(of: "sightline-archive-writer"))
-            process.arguments = [directory.path, "\(cycle + 1)"]
-            let output = Pipe()
-            process.standardOutput = output
-            try process.run()
-            try await Task.sleep(for: .milliseconds(Int.random(in: 20...200, using: &random)))
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            #expect(process.terminationReason == .uncaughtSignal, "cycle \(cycle): the writer exited on its own (\(process.terminationStatus))")
-            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            for line in text.split(separator: "\n") where line.hasPrefix("ack ") {
-                let parts = line.split(separator: " ")
-                if parts.count == 4 { acknowledged.append((String(parts[1]), String(parts[2]))) }
-            }
-        }
+        let outcome = try await ArchiveWriterKills.run(directory: directory, cycles: 100, random: &random)
+        #expect(outcome.selfExits.isEmpty, "the writer exited on its own: \(outcome.selfExits)")
+        let acknowledged = outcome.acknowledged
         let killSeconds = Date().timeIntervalSince(started)
         #expect(acknowledged.count > 100, "too few items acknowledged to mean anything")
         let identity = try DeviceIdentityStore(stateDirectory: directory.path).loadOrCreate()
