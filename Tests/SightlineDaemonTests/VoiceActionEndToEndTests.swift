@@ -44,6 +44,22 @@ struct VoiceActionEndToEndTests {
     }
 
     /// Polls `condition` until it holds; generous, because the machine may be loaded.
+    /// An item's content, from a case export: filed media lives only encrypted in the archive.
+    static func exportedContent(of itemId: String, in caseId: String, daemon: DaemonProcess) throws -> Data {
+        let zip = daemon.directory.file("export-\(itemId).zip"), out = daemon.directory.file("content-\(itemId)")
+        let export = try CommandLineTool.run("sightctl", ["case", "export", caseId, "--out", zip, "--socket", daemon.socketPath])
+        guard export.status == 0 else { throw TestFailure("case export failed: \(export.stdout)\(export.stderr)") }
+        let script = """
+            import sys, zipfile
+            archive = zipfile.ZipFile(sys.argv[1])
+            name = next(n for n in archive.namelist() if n.startswith("evidence/" + sys.argv[2] + "."))
+            open(sys.argv[3], "wb").write(archive.read(name))
+            """
+        let extract = try CommandLineTool.run("/usr/bin/python3", ["-c", script, zip, itemId, out])
+        guard extract.status == 0 else { throw TestFailure("item \(itemId) not in the export: \(extract.stderr)") }
+        return try Data(contentsOf: URL(fileURLWithPath: out))
+    }
+
     static func waitFor(_ what: String, timeout: Duration = .seconds(60), _ condition: () async throws -> Bool) async throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
@@ -170,7 +186,8 @@ struct VoiceActionEndToEndTests {
         }
         let notePayload = try decoder.decode(HookPayload.self, from: Data(contentsOf: URL(fileURLWithPath: noteReceived)))
         #expect(notePayload.action == "add_voice_note" && notePayload.outcome == "done", "\(notePayload)")
-        let wav = try WAVFile(contentsOf: try #require(notePayload.artefacts.first))
+        #expect(notePayload.artefacts.isEmpty, "a filed note leaves no plaintext file: \(notePayload.artefacts)")
+        let wav = try WAVFile(data: Self.exportedContent(of: try #require(notePayload.itemId), in: try #require(notePayload.caseId), daemon: daemon))
         // The sentence (about 3 s) and the silence that ended it (1.5 s), not the whole recording.
         #expect(wav.sampleRate == 16000 && wav.duration > 3 && wav.duration < 8, "\(wav.duration) s")
         let noteCase = try await ControlClient(socketPath: daemon.socketPath).get(ControlAPI.casePath(try #require(notePayload.caseId)), as: CaseDetail.self)
@@ -181,7 +198,8 @@ struct VoiceActionEndToEndTests {
         try await Task.sleep(for: .seconds(1))
         #expect(try journalEntries(.startRecording) == ["pending: runs in 6 s unless cancelled by stop_recording"])
         let evidence = (daemon.stateDirectory as NSString).appendingPathComponent("evidence/unassigned")
-        #expect(try FileManager.default.contentsOfDirectory(atPath: evidence).allSatisfy { !$0.hasPrefix("recording-") })
+        // Nothing plaintext stays behind: no recording, no note (the folder may not exist at all).
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: evidence)) ?? []).allSatisfy { !$0.hasPrefix("recording-") && !$0.hasPrefix("note-") })
 
         daemon.signal(SIGTERM)
         #expect(await daemon.waitForExit(timeout: .seconds(20)) == 0)
@@ -221,13 +239,16 @@ struct VoiceActionEndToEndTests {
         #expect(stopStatus == 0, "\(String(describing: stop))")
         let report = try #require(stop)
         #expect(report.outcome == .done && report.spoken == "Recording saved.")
-        let file = try #require(report.artefacts.first)
-        let bytes = try Data(contentsOf: URL(fileURLWithPath: file))
+        #expect(report.artefacts.isEmpty, "a filed recording leaves no plaintext file: \(report.artefacts)")
+        let bytes = try Self.exportedContent(of: try #require(report.itemId), in: try #require(report.caseId), daemon: daemon)
         #expect(bytes.starts(with: [0, 0, 0, 1]) || bytes.starts(with: [0, 0, 1]), "not an Annex B stream")
         #expect(bytes.count > 1000)
         let detail = try await client.get(ControlAPI.casePath(try #require(report.caseId)), as: CaseDetail.self)
         let item = try #require(detail.items.first { $0.itemId == report.itemId })
         #expect(item.kind == "video-recording" && item.mediaType == "video/h264" && item.size == UInt64(bytes.count))
+        let evidence = (daemon.stateDirectory as NSString).appendingPathComponent("evidence")
+        let leftovers = (FileManager.default.enumerator(atPath: evidence)?.allObjects as? [String] ?? []).filter { $0.contains("recording-") }
+        #expect(leftovers.isEmpty, "the recording's plaintext file stayed behind: \(leftovers)")
         let (_, none) = try action("stop_recording")
         #expect(none?.outcome == .unavailable)
 

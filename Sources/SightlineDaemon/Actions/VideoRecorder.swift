@@ -9,7 +9,8 @@ import SightlineSystem
 import Synchronization
 
 /// Records the camera as H.264 (camera H.264 passed through, else OpenH264) into a 0600 file in
-/// the evidence area while it runs, and files it as a `video-recording` item when it stops. The
+/// the evidence area while it runs, and files it as a `video-recording` item when it stops; the
+/// file is removed once filed and kept only when filing fails. The
 /// archive streams the file in chunk by chunk (`EvidenceContent.file`), so a long recording
 /// never sits in memory. Frames come from a tap of their own, so a recording and a call never
 /// compete for frames; encoding runs on its own queue, file writes on another.
@@ -94,7 +95,9 @@ final class VideoRecorder: Service, Sendable {
             logger.notice("recording filed", metadata: [
                 "case": "\(caseID)", "item": "\(item.id)", "frames": "\(totals.frames)", "bytes": "\(totals.bytes)", "seconds": "\(seconds)",
             ])
-            return .done("Recording saved.", caseId: caseID, itemId: item.id, artefacts: [path])
+            // The archive holds it encrypted now; a plaintext copy would outlive its retention.
+            unlink(path)
+            return .done("Recording saved.", caseId: caseID, itemId: item.id)
         } catch {
             return ActionEffect(outcome: .failed, result: "failed: \(DaemonActionPerformer.reason(error)); the recording stays in \(current.path)",
                                 spoken: "The recording could not be filed.", artefacts: [current.path])

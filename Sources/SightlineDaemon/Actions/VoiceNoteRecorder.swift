@@ -74,9 +74,8 @@ final class VoiceNoteRecorder: Sendable {
         }
         let wav = WAVFile.encode(samples: note.samples, sampleRate: VoiceTap.format.sampleRate, channels: 1)
         let seconds = Double(note.samples.count) / Double(VoiceTap.format.sampleRate)
+        let bytes = Array(wav)
         do {
-            let bytes = Array(wav)
-            let path = try evidence.store(bytes, kind: "note", extension: "wav", sequence: UInt32(truncatingIfNeeded: note.samples.count))
             let (caseID, item) = try await cases.perform { archive in
                 let caseID = try archive.activeCaseID()
                 let draft = EvidenceDraft(kind: .audioNote, capturedAt: EvidenceArchive.systemClock(), mediaType: "audio/wav")
@@ -84,10 +83,15 @@ final class VoiceNoteRecorder: Sendable {
             }
             logger.info("voice note filed", metadata: ["case": "\(caseID)", "item": "\(item.id)", "seconds": "\(seconds)"])
             let spoken = reason == .maximumLength ? "Note saved at its maximum length." : "Note saved."
-            await note.later(.done(spoken, caseId: caseID, itemId: item.id, artefacts: [path]))
+            // Only in the archive, encrypted: a plaintext copy would outlive its retention.
+            await note.later(.done(spoken, caseId: caseID, itemId: item.id))
         } catch {
-            logger.error("voice note not filed", metadata: ["error": "\(DaemonActionPerformer.reason(error))"])
-            await note.later(.failed(DaemonActionPerformer.reason(error), spoken: "The note could not be saved."))
+            let reason = DaemonActionPerformer.reason(error)
+            logger.error("voice note not filed", metadata: ["error": "\(reason)"])
+            // Not lost: kept as a 0600 file for an operator to file later, if the disk takes it.
+            let kept = try? evidence.store(bytes, kind: "note", extension: "wav", sequence: UInt32(truncatingIfNeeded: note.samples.count))
+            await note.later(ActionEffect(outcome: .failed, result: "failed: \(reason)\(kept.map { "; the note is kept in \($0)" } ?? "")",
+                                          spoken: "The note could not be saved.", artefacts: kept.map { [$0] } ?? []))
         }
     }
 }
