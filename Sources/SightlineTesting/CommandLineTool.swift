@@ -8,6 +8,17 @@ public enum CommandLineTool {
         public let stderr: String
     }
 
+    /// `run`, waiting on a thread of its own. Swift Testing runs a process's tests on the
+    /// cooperative pool, which has one thread per core: a test that blocks one of them for
+    /// minutes (the kernel lab) leaves every other test of the process a single thread, and
+    /// the next blocking wait anywhere stalls them all.
+    public static func runOnOwnThread(_ tool: String, _ arguments: [String], prefix: [String] = [],
+                                      environment: [String: String] = [:]) async throws -> Result {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Swift.Result { try run(tool, arguments, prefix: prefix, environment: environment) }) }.start()
+        }
+    }
+
     /// - Parameter prefix: a command that wraps the tool, e.g. `setpriv --reuid=65534 …`.
     public static func run(_ tool: String, _ arguments: [String], prefix: [String] = [], environment: [String: String] = [:]) throws -> Result {
         let process = Process()

@@ -19,9 +19,9 @@ struct KernelLabTests {
     @Test("device tests pass in the kernel lab (vivid camera, snd-aloop)",
           .enabled(if: inCI || labAvailable, "kernel lab packages missing: run scripts/install-deps lab (CI installs them)"),
           .timeLimit(.minutes(25)))
-    func deviceTestsInLab() throws {
+    func deviceTestsInLab() async throws {
         let testBinary = CommandLine.arguments[0]
-        let result = try CommandLineTool.run(Self.script, [
+        let result = try await CommandLineTool.runOnOwnThread(Self.script, [
             "--timeout", "1300", "--module", "vivid n_devs=2", "--module", "snd-aloop", "--",
             "env", "\(KernelLab.guestVariable)=1", testBinary, "--testing-library", "swift-testing",
             "--filter", "SightlineLabTests",
