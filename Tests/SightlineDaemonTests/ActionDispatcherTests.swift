@@ -62,7 +62,8 @@ struct ActionDispatcherTests {
         #expect(records.all.map(\.1) == [false, true])
         #expect(await !dispatcher.isPending(.callExpert))
         #expect(feedback.heard.withLock { $0 }.first == "cue:pending")
-        #expect(feedback.heard.withLock { $0 }.contains("cue:done"))
+        // Feedback plays on its own task after the record: it follows, it does not precede.
+        #expect(await eventually { feedback.heard.withLock { $0 }.contains("cue:done") })
     }
 
     @Test("the opposite command cancels a pending risky action, which never runs")

@@ -70,6 +70,9 @@ struct ControlAPITests {
         let daemon = try DaemonProcess(controlGroup: "sightline-test-nonexistent", directory: directory)
         try daemon.start()
         try await daemon.waitUntilServing()
+        // The socket accepts a moment before the daemon sets its mode to 0660 ("control API
+        // ready"); loosening it before that would be undone.
+        try await waitUntil(timeout: .seconds(30)) { daemon.log.contains("control API ready") }
         // Loosen the file mode on purpose: SO_PEERCRED must still refuse.
         chmod(daemon.socketPath, 0o666)
         let sightctl = directory.file("sightctl")
