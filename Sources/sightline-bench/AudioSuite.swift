@@ -44,10 +44,7 @@ enum AudioSuite {
             daemon.signal(SIGTERM)
             daemon.process.waitUntilExit()
         }
-        try await daemon.waitUntilServing()
-        let client = ControlClient(socketPath: daemon.socketPath)
-        let call = try await client.post(ControlAPI.callPath, json: [String: String](), as: CallStatus.self)
-        guard let invite = call.invite else { throw TestFailure("the daemon made no invite: \(call)") }
+        let (client, invite) = try await StreamSuite.openCall(on: daemon)
 
         // The ear: the speaker's monitor, onsets stamped with their capture time (CLOCK_MONOTONIC).
         let recorder = try PulseBackend(server: server.server).openCapture(device: "\(speakerSink).monitor", format: .stream)

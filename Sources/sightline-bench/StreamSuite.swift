@@ -8,6 +8,15 @@ import SightlineTesting
 /// Chromium on loopback; then the encoder against GStreamer's x264 on identical frames; then
 /// the relay alone under a growing number of synthetic sessions.
 enum StreamSuite {
+    /// Waits for a started daemon's control socket and opens a call: its client and invite link.
+    static func openCall(on daemon: DaemonProcess) async throws -> (ControlClient, String) {
+        try await daemon.waitUntilServing()
+        let client = ControlClient(socketPath: daemon.socketPath)
+        let call = try await client.post(ControlAPI.callPath, json: [String: String](), as: CallStatus.self)
+        guard let invite = call.invite else { throw TestFailure("the daemon made no invite: \(call)") }
+        return (client, invite)
+    }
+
     static let width = 1280
     static let height = 720
     static let fps = 30
@@ -63,10 +72,7 @@ enum StreamSuite {
             daemon.signal(SIGTERM)
             daemon.process.waitUntilExit()
         }
-        try await daemon.waitUntilServing()
-        let client = ControlClient(socketPath: daemon.socketPath)
-        let call = try await client.post(ControlAPI.callPath, json: [String: String](), as: CallStatus.self)
-        guard let invite = call.invite else { throw TestFailure("the daemon made no invite: \(call)") }
+        let (client, invite) = try await StreamSuite.openCall(on: daemon)
 
         let browser = try await HeadlessChromium.start()
         do {
