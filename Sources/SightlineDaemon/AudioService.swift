@@ -66,6 +66,8 @@ final class AudioService: Service, Sendable {
     }
 
     var isMuted: Bool { current.withLock { $0.muted } }
+    /// A microphone is open (it may be muted).
+    var isCapturing: Bool { current.withLock { $0.capture != nil } }
 
     /// The captured 48 kHz frames from now on, until `unsubscribe`. Nothing arrives while muted:
     /// privacy mode stops samples at the source.

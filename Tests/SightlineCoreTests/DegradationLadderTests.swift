@@ -16,7 +16,7 @@ import Testing
         #expect(ladder.record(stuck) == nil)
         #expect(ladder.record(stuck) == nil)
         #expect(ladder.record(stuck) == .stills)
-        #expect((0..<5).compactMap { _ in ladder.record(stuck) }.isEmpty, "there is no step below stills")
+        #expect((0..<5).compactMap { _ in ladder.record(stuck) }.isEmpty, "without a microphone there is no step below stills")
     }
 
     @Test func climbsBackOneStepPerTenCalmSeconds() {
@@ -34,5 +34,28 @@ import Testing
         #expect((0..<5).compactMap { _ in ladder.record(atLimit) }.isEmpty)
         let above = DegradationLadder.Second(framesSent: 26, framesDropped: 4, worstSendDelay: .zero)
         #expect((0..<3).compactMap { _ in ladder.record(above) } == [.low])
+    }
+
+    @Test func audioOnlyIsTheLowestRungOnlyWhileAMicrophoneFeedsTheCall() {
+        var ladder = DegradationLadder()
+        var stuckWithAudio = stuck
+        stuckWithAudio.carriesAudio = true
+        let changes = (0..<12).compactMap { _ in ladder.record(stuckWithAudio) }
+        #expect(changes == [.low, .stills, .audioOnly])
+        #expect(ladder.step == .audioOnly)
+
+        // The microphone goes away (unplugged, privacy): back to stills at once, and no lower.
+        #expect(ladder.record(stuck) == .stills)
+        #expect((0..<6).compactMap { _ in ladder.record(stuck) }.isEmpty)
+    }
+
+    @Test func climbsBackFromAudioOnly() {
+        var ladder = DegradationLadder()
+        var stuckWithAudio = stuck, calmWithAudio = calm
+        stuckWithAudio.carriesAudio = true
+        calmWithAudio.carriesAudio = true
+        for _ in 0..<9 { _ = ladder.record(stuckWithAudio) }
+        #expect(ladder.step == .audioOnly)
+        #expect((0..<35).compactMap { _ in ladder.record(calmWithAudio) } == [.stills, .low, .full])
     }
 }

@@ -409,6 +409,13 @@ extension ViewerBrowserTests {
                 _ = try await lab.waitForStats("s.privacy === true")
                 let page = try await lab.pageText()
                 #expect(page["overlay"]?.string?.hasPrefix("Privacy mode") == true)
+
+                // The lowest rung of the ladder: only the voice channel gets through.
+                try device.streamState(socket, step: "audio-only")
+                _ = try await lab.waitForStats("s.privacy === false && s.step === 'audio-only'")
+                let audioOnly = try await lab.pageText()
+                #expect(audioOnly["step"] == "Audio only")
+                #expect(audioOnly["overlay"]?.string?.contains("voice only") == true, "\(audioOnly)")
             }
         }
 

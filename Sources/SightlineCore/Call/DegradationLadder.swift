@@ -1,16 +1,19 @@
 /// Steps the live video down when the link cannot carry it and back up when it recovers
 /// (docs/PROTOCOL.md, "Degradation ladder"): a frozen picture is worse for an expert than a
-/// smaller one, and stills on request are better than nothing.
+/// smaller one, stills on request are better than nothing, and when even stills do not get
+/// through, the voice channel alone keeps the technician and the expert talking.
 public struct DegradationLadder: Sendable {
     public enum Step: String, Sendable, CaseIterable, Comparable {
         case full, low, stills
+        case audioOnly = "audio-only"
 
-        /// Lower rungs compare greater: `full < low < stills`.
+        /// Lower rungs compare greater: `full < low < stills < audioOnly`.
         var rung: Int {
             switch self {
             case .full: 0
             case .low: 1
             case .stills: 2
+            case .audioOnly: 3
             }
         }
 
@@ -22,13 +25,17 @@ public struct DegradationLadder: Sendable {
         public var framesSent: Int
         /// Frames the relay reported dropped for the slowest receiver.
         public var framesDropped: Int
-        /// The longest time a send waited for the socket.
+        /// The longest time a send (video, still or audio) waited for the socket.
         public var worstSendDelay: Duration
+        /// Whether a live microphone feeds the call: without one, audio only would leave the
+        /// expert with nothing, so stills stay the lowest rung.
+        public var carriesAudio: Bool
 
-        public init(framesSent: Int, framesDropped: Int, worstSendDelay: Duration) {
+        public init(framesSent: Int, framesDropped: Int, worstSendDelay: Duration, carriesAudio: Bool = false) {
             self.framesSent = framesSent
             self.framesDropped = framesDropped
             self.worstSendDelay = worstSendDelay
+            self.carriesAudio = carriesAudio
         }
     }
 
@@ -46,6 +53,14 @@ public struct DegradationLadder: Sendable {
 
     /// Feeds one second; returns the new step when it changed.
     public mutating func record(_ second: Second) -> Step? {
+        let lowest: Step = second.carriesAudio ? .audioOnly : .stills
+        if step > lowest {
+            // The microphone went away while only audio flowed: stills are all that is left.
+            step = lowest
+            troubledSeconds = 0
+            calmSeconds = 0
+            return lowest
+        }
         let sent = max(second.framesSent + second.framesDropped, 1)
         let troubled = second.worstSendDelay > Self.delayLimit || Double(second.framesDropped) / Double(sent) > Self.lossLimit
         if troubled {
@@ -55,7 +70,7 @@ public struct DegradationLadder: Sendable {
             calmSeconds += 1
             troubledSeconds = 0
         }
-        if troubledSeconds >= Self.secondsToStepDown, let lower = Step.allCases.first(where: { $0 > step }) {
+        if troubledSeconds >= Self.secondsToStepDown, let lower = Step.allCases.first(where: { $0 > step && $0 <= lowest }) {
             step = lower
             troubledSeconds = 0
             return lower

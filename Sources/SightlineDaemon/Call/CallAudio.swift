@@ -36,6 +36,8 @@ final class CallAudio: Sendable {
 
     /// Privacy mode: the microphone is muted at the source.
     var isMuted: Bool { audio.isMuted }
+    /// A live, unmuted microphone feeds the call, so "audio only" still helps the expert.
+    var carriesAudio: Bool { audio.isCapturing && !audio.isMuted }
 
     init(audio: AudioService, media: MediaSender, logger: Logger) {
         self.audio = audio
@@ -97,7 +99,9 @@ final class CallAudio: Sendable {
             buffer.reserveCapacity(envelope.count + sealed.count)
             buffer.writeBytes(envelope)
             buffer.writeBytes(sealed)
+            let started = ContinuousClock.now
             try await outbound.writeBinaryMessage(buffer)
+            media.noteAudioSend(delay: ContinuousClock.now - started)
             let delay = MediaSender.milliseconds(MonotonicTime.now() - frame.timestamp)
             telemetry.withLock { telemetry in
                 telemetry.framesSent += 1

@@ -63,7 +63,18 @@ final class MediaSender: Sendable {
     }
     var hasAudience: Bool { audience.load(ordering: .acquiring) }
     func requestKeyframe() { keyframeWanted.store(true, ordering: .releasing) }
-    func queueStill(_ still: Still) { stills.withLock { $0.append(still) } }
+    /// Queues a still; only the newest few wait while audio only holds them back.
+    func queueStill(_ still: Still) {
+        stills.withLock { queued in
+            queued.append(still)
+            if queued.count > Self.stillsHeldBack { queued.removeFirst(queued.count - Self.stillsHeldBack) }
+        }
+    }
+    static let stillsHeldBack = 4
+    /// The voice channel's sends count for the ladder: on the lowest rungs they are all that flows.
+    func noteAudioSend(delay: Duration) {
+        telemetry.withLock { $0.worstSendDelayThisSecond = max($0.worstSendDelayThisSecond, delay) }
+    }
     func setStep(_ new: DegradationLadder.Step) { step.withLock { $0 = new } }
     var currentStep: DegradationLadder.Step { step.withLock { $0 } }
 
@@ -114,11 +125,13 @@ final class MediaSender: Sendable {
             if sealer?.kid != current.kid {
                 sealer = SFrameSealer(kid: current.kid, baseKey: current.key)
             }
+            let step = currentStep
+            // Audio only: requested stills wait (filed on the device already) until the link can carry them.
+            guard step != .audioOnly else { continue }
             for still in stills.withLock({ queued in defer { queued = [] }; return queued }) {
                 try await send(kind: .still, keyframe: true, codec: .jpeg, width: still.width, height: still.height,
                                capturedAt: still.capturedAt, data: still.jpeg, sealer: &sealer, outbound)
             }
-            let step = currentStep
             guard step != .stills else { continue }
             var full = settings.withLock { $0 }
             full.width = frame.mode.size.width

@@ -242,12 +242,13 @@ final class RelayLink: Sendable {
         guard media.hasAudience else { return }
         let (frames, worstDelay) = media.takeSecond()
         let dropped = droppedThisSecond.withLock { dropped in defer { dropped = 0 }; return dropped }
-        let second = DegradationLadder.Second(framesSent: frames, framesDropped: dropped, worstSendDelay: worstDelay)
+        let second = DegradationLadder.Second(framesSent: frames, framesDropped: dropped, worstSendDelay: worstDelay,
+                                              carriesAudio: voice.carriesAudio)
         guard let step = ladder.withLock({ $0.record(second) }) else { return }
         media.setStep(step)
         let streamState = currentStreamState()
         call.withLock { $0?.streamState = streamState }
-        logger.notice("call: video now \(step.rawValue)", metadata: ["dropped": "\(dropped)", "worstSendDelay": "\(worstDelay)"])
+        logger.notice("call: stream now \(step.rawValue)", metadata: ["dropped": "\(dropped)", "worstSendDelay": "\(worstDelay)"])
         try await send(.streamState(to: .experts, streamState), outbound)
     }
 

@@ -16,7 +16,7 @@ const connectionText = {
     stopped: 'Closed',
 };
 
-const stepText = { full: 'Full video', low: 'Low quality', stills: 'Stills only' };
+const stepText = { full: 'Full video', low: 'Low quality', stills: 'Stills only', 'audio-only': 'Audio only' };
 
 /** What the big area says when there is no picture to show, by call state. */
 const overlayText = {
@@ -190,7 +190,7 @@ export class ViewerUI {
         setText(e.drops, `${stats.framesLost} / ${stats.decryptFailures}`);
         setTone(e.drops, stats.decryptFailures > 0 ? 'bad' : stats.framesLost > 0 ? 'warn' : 'neutral');
         setText(e.step, stats.step ? stepText[stats.step] ?? stats.step : '—');
-        setTone(e.step, { full: 'good', low: 'warn', stills: 'warn' }[stats.step] ?? 'neutral');
+        setTone(e.step, { full: 'good', low: 'warn', stills: 'warn', 'audio-only': 'bad' }[stats.step] ?? 'neutral');
         setText(e.caseReference, stats.caseReference ?? '—');
 
         // The technician's microphone: muted by privacy mode, live, or not heard yet.
@@ -203,6 +203,7 @@ export class ViewerUI {
         let overlay = null;
         if (stats.privacy) overlay = 'Privacy mode: the technician has paused video and audio.';
         else if (stats.verified && stats.step === 'stills') overlay = 'The network is too slow for video. Use Snapshot for full-resolution stills.';
+        else if (stats.verified && stats.step === 'audio-only') overlay = 'The network is too slow for pictures: voice only. Snapshots are saved on the device and arrive when the link recovers.';
         else if (!(live && this.#hasPicture)) overlay = overlayText[stats.state] ?? 'Waiting for the first picture…';
         e.overlay.hidden = overlay === null;
         setTone(e.overlay, stats.state === 'not-verified' || stats.state === 'failed' ? 'bad' : 'neutral');
