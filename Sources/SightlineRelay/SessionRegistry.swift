@@ -88,9 +88,10 @@ actor SessionRegistry {
         guard session.joinTokenDigest == joinTokenDigest, session.deviceName == deviceName else {
             throw RelayRefusal(.unauthorized, "the join token (or the device) does not match session \(id)")
         }
-        guard session.device == nil else {
-            throw RelayRefusal(.deviceConflict, "session \(id) already has its device connected; close that connection first")
-        }
+        // The same device with the session's join token is back while its old connection still
+        // looks alive here: that one is half-dead (a choked uplink, a NAT that forgot it), so
+        // the newest connection wins and the old one is closed.
+        session.device?.refuse(RelayRefusal(.deviceConflict, "replaced by a newer connection of device \(deviceName) to session \(id)"))
         session.device = device
         sessions[id] = session
         device.sendControl(RelayMessages.session(id, peer: 0))

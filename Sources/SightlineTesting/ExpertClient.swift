@@ -202,7 +202,9 @@ public enum ExpertClient {
         }
         defer { watchdog.cancel() }
         do {
-            if let close = try await work.value, case .unknown(let code) = close.closeCode {
+            // Cancelling the caller ends the run early with what arrived so far.
+            let close = try await withTaskCancellationHandler { try await work.value } onCancel: { work.cancel() }
+            if let close, case .unknown(let code) = close.closeCode {
                 report.update { $0.closeCode = Int(code) }
             }
         } catch is CancellationError {}

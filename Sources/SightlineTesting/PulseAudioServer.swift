@@ -88,15 +88,22 @@ public final class PulseAudioServer: @unchecked Sendable {
 
     /// A daemon configuration for a call with sound on this server: test-pattern video through
     /// `relay`, the microphone on this sink's monitor and the speaker on `speaker`.
-    public func callConfiguration(relay: RelayProcess, speaker: String) -> String {
+    /// - Parameters:
+    ///   - through: a forwarder the device reaches the relay by; invites still name the relay.
+    ///   - heavyVideo: 720p JPEG instead of 320×240 H.264: about 1 MB/s, to fill a narrow link at once.
+    public func callConfiguration(relay: RelayProcess, speaker: String, through link: ThrottledLink? = nil,
+                                  heavyVideo: Bool = false) -> String {
         """
         camera:
           device: test-pattern
-          width: 320
-          height: 240
+          width: \(heavyVideo ? 1280 : 320)
+          height: \(heavyVideo ? 720 : 240)
           fps: 15
+        stream:
+          codec: \(heavyVideo ? "jpeg" : "h264")
         relay:
-          url: \(relay.webSocketURL)
+          url: \(link.map { "ws://127.0.0.1:\($0.port)" } ?? relay.webSocketURL)
+          public_url: \(relay.webSocketURL.replacingOccurrences(of: "ws", with: "http", options: .anchored))
           token_file: \(relay.deviceTokenFile)
         audio:
           backend: pulse

@@ -3,6 +3,7 @@ import SightlineAudio
 import SightlineControlClient
 import SightlineCore
 import SightlineTesting
+import Synchronization
 import Testing
 
 /// The call's voice channel end to end: a daemon on a real PulseAudio server (microphone = one
@@ -19,13 +20,17 @@ struct CallAudioTests {
         let daemon: DaemonProcess
         let client: ControlClient
 
-        init() async throws {
+        init(through link: (RelayProcess) throws -> ThrottledLink? = { _ in nil }) async throws {
             server = try PulseAudioServer()
             try await server.start()
             try server.addNullSink(named: CallAudioTests.speakerSink)
             relay = try RelayProcess()
             try await relay.start()
-            daemon = try DaemonProcess(configuration: server.callConfiguration(relay: relay, speaker: CallAudioTests.speakerSink),
+            let forwarder = try link(relay)
+            // Through a narrow link, video heavy enough to fill the socket buffers at once.
+            let configuration = server.callConfiguration(relay: relay, speaker: CallAudioTests.speakerSink, through: forwarder,
+                                                         heavyVideo: forwarder != nil)
+            daemon = try DaemonProcess(configuration: configuration,
                                        environment: ["PULSE_SERVER": server.server])
             try daemon.start()
             try await daemon.waitUntilServing()
@@ -143,6 +148,59 @@ struct CallAudioTests {
         let watching = try CommandLineTool.run("sightctl", ["audio", "--watch", "--count", "3", "--socket", rig.daemon.socketPath]).stdout
         let lines = watching.split(separator: "\n")
         #expect(lines.count == 3 && lines.allSatisfy { $0.contains("dBFS RMS") && $0.contains("xruns") }, "\(watching)")
+    }
+
+    @Test("On a choking uplink the call steps down full → low → stills → audio only, the voice still flows, and it climbs back when the link recovers")
+    func ladderReachesAudioOnly() async throws {
+        if let reason = PulseAudioServer.unavailableReason { print("skipped: \(reason)"); return }
+        let link = Mutex<ThrottledLink?>(nil)
+        let rig = try await Rig(through: { relay in
+            let forwarder = try ThrottledLink(targetPort: relay.port)
+            link.withLock { $0 = forwarder }
+            return forwarder
+        })
+        let uplink = try #require(link.withLock { $0 })
+        defer { uplink.stop() }
+        try await rig.waitForMicrophone()
+        let invite = try #require(ExpertClient.Invite(try await rig.invite()))
+        // The expert stays in the call (and verified) for the whole test; it counts what arrives.
+        let expert = Task { try await ExpertClient.run(invite, frames: .max, timeout: .seconds(75)) }
+        defer { expert.cancel() }
+
+        func waitForStep(_ step: String, within limit: Duration) async throws -> Duration {
+            let started = ContinuousClock.now
+            while ContinuousClock.now - started < limit {
+                if try await rig.client.get(ControlAPI.callPath, as: CallStatus.self).step == step { return ContinuousClock.now - started }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            throw TestFailure("the call did not reach \(step) within \(limit); daemon log:\n\(rig.daemon.log)\nrelay log:\n\(rig.relay.log)")
+        }
+        // Wait until video flows to the verified expert, then choke the uplink to 1 kB/s:
+        // too little for any picture, too little even for the voice channel's ~4 kB/s.
+        let deadline = ContinuousClock.now + .seconds(20)
+        while try await rig.client.get(ControlAPI.callPath, as: CallStatus.self).framesSent < 15 {
+            guard ContinuousClock.now < deadline else { throw TestFailure("no video went out; daemon log:\n\(rig.daemon.log)") }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        uplink.limit(bytesPerSecond: 1000)
+        let toAudioOnly = try await waitForStep("audio-only", within: .seconds(40))
+        let framesAtAudioOnly = try await rig.client.get(ControlAPI.callPath, as: CallStatus.self).framesSent
+        uplink.limit(bytesPerSecond: nil)
+        let toStills = try await waitForStep("stills", within: .seconds(30))
+        let status = try await rig.client.get(ControlAPI.callPath, as: CallStatus.self)
+        print("ladder: audio-only \(toAudioOnly) after the choke, stills \(toStills) after it lifted; \(status)")
+        // The sender writes one frame at a time: at most the one stuck in the socket when the
+        // rung changed completes afterwards.
+        #expect(status.framesSent <= framesAtAudioOnly + 1, "video left the device on the audio-only rung: \(framesAtAudioOnly) → \(status.framesSent)")
+        #expect(try #require(status.audio).framesSent > 0)
+
+        expert.cancel()
+        let report = try await expert.value
+        let steps = report.streamStates.map(\.step)
+        // Each change reached the expert in order (consecutive duplicates are re-announcements).
+        let changes = steps.reduce(into: [String]()) { if $0.last != $1 { $0.append($1) } }
+        #expect(changes == ["full", "low", "stills", "audio-only", "stills"], "\(steps)")
+        #expect(report.openFailures == 0)
     }
 
     struct ViewerAudio: Decodable {

@@ -337,18 +337,25 @@ struct RelayServerTests {
         await relay.stop()
     }
 
-    @Test("a device that comes back within the window keeps its experts; a second device is refused with 4409")
+    @Test("a device that comes back within the window keeps its experts; a newer connection of the device replaces a stale one (4409)")
     func deviceResume() async throws {
         let relay = try await RelayHarness.start()
         let token = RelayHarness.randomJoinToken()
-        let (device, session) = try await relay.openSession(joinToken: token)
+        let (stale, session) = try await relay.openSession(joinToken: token)
         let (expert, number) = try await relay.joinExpert(session, joinToken: token)
-        _ = try await device.nextJSON()
+        _ = try await stale.nextJSON()
 
-        let second = try await TestPeer.connect(relay.webSocketBase + "/v1/device", token: RelayHarness.deviceToken)
-        second.send(hello: "device", joinToken: token, session: session)
-        #expect(try await second.nextJSON()["code"] == .integer(4409))
-        #expect(await second.closeCode() == .unknown(4409))
+        // The device reconnects while its old connection still looks alive to the relay.
+        let device = try await TestPeer.connect(relay.webSocketBase + "/v1/device", token: RelayHarness.deviceToken)
+        device.send(hello: "device", joinToken: token, session: session)
+        #expect(try await device.nextJSON() == ["type": .string("session"), "session": .string(session), "peer": .integer(0)])
+        #expect(try await stale.nextJSON()["code"] == .integer(4409))
+        #expect(await stale.closeCode() == .unknown(4409))
+        #expect(try await expert.nextJSON() == ["type": .string("device-joined")])
+
+        // The stale connection's departure did not take the new one's place.
+        expert.send(#"{"type":"kx-offer","to":0,"pub":"p"}"#)
+        #expect(try await device.nextJSON()["from"] == .integer(Int64(number)))
 
         device.close()
         _ = await device.closeCode()

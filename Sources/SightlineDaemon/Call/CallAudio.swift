@@ -99,9 +99,7 @@ final class CallAudio: Sendable {
             buffer.reserveCapacity(envelope.count + sealed.count)
             buffer.writeBytes(envelope)
             buffer.writeBytes(sealed)
-            let started = ContinuousClock.now
-            try await outbound.writeBinaryMessage(buffer)
-            media.noteAudioSend(delay: ContinuousClock.now - started)
+            _ = try await media.timedSend { try await outbound.writeBinaryMessage(buffer) }
             let delay = MediaSender.milliseconds(MonotonicTime.now() - frame.timestamp)
             telemetry.withLock { telemetry in
                 telemetry.framesSent += 1

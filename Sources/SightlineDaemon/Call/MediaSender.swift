@@ -71,18 +71,36 @@ final class MediaSender: Sendable {
         }
     }
     static let stillsHeldBack = 4
-    /// The voice channel's sends count for the ladder: on the lowest rungs they are all that flows.
-    func noteAudioSend(delay: Duration) {
+    /// Sends started and not yet taken by the socket, by start time: a send stuck on a choked
+    /// uplink counts for the ladder while it waits, not only once it completes.
+    private let sendsInFlight = Mutex<(next: UInt64, started: [UInt64: ContinuousClock.Instant])>((0, [:]))
+
+    /// Runs one socket write and times it for the ladder; the voice channel's writes go through
+    /// here too, since on the lowest rungs they are all that flows.
+    func timedSend(_ write: () async throws -> Void) async throws -> Duration {
+        let started = ContinuousClock.now
+        let id = sendsInFlight.withLock { sends in
+            defer { sends.next &+= 1 }
+            sends.started[sends.next] = started
+            return sends.next
+        }
+        defer { _ = sendsInFlight.withLock { $0.started.removeValue(forKey: id) } }
+        try await write()
+        let delay = ContinuousClock.now - started
         telemetry.withLock { $0.worstSendDelayThisSecond = max($0.worstSendDelayThisSecond, delay) }
+        return delay
     }
     func setStep(_ new: DegradationLadder.Step) { step.withLock { $0 = new } }
     var currentStep: DegradationLadder.Step { step.withLock { $0 } }
 
-    /// Frames sent and the worst send delay since the last call, for the ladder.
+    /// Frames sent and the worst send delay since the last call, for the ladder; a send still
+    /// waiting counts with its age so far.
     func takeSecond() -> (frames: Int, worstDelay: Duration) {
-        telemetry.withLock { telemetry in
+        let now = ContinuousClock.now
+        let waiting = sendsInFlight.withLock { $0.started.values.map { now - $0 }.max() } ?? .zero
+        return telemetry.withLock { telemetry in
             defer { telemetry.framesThisSecond = 0; telemetry.worstSendDelayThisSecond = .zero }
-            return (telemetry.framesThisSecond, telemetry.worstSendDelayThisSecond)
+            return (telemetry.framesThisSecond, max(telemetry.worstSendDelayThisSecond, waiting))
         }
     }
 
@@ -167,12 +185,9 @@ final class MediaSender: Sendable {
         buffer.reserveCapacity(envelope.count + sealed.count)
         buffer.writeBytes(envelope)
         buffer.writeBytes(sealed)
-        let started = ContinuousClock.now
-        try await outbound.writeBinaryMessage(buffer)
-        let delay = ContinuousClock.now - started
+        let delay = try await timedSend { try await outbound.writeBinaryMessage(buffer) }
         telemetry.withLock { telemetry in
             if kind == .video { telemetry.framesSent += 1; telemetry.framesThisSecond += 1 }
-            telemetry.worstSendDelayThisSecond = max(telemetry.worstSendDelayThisSecond, delay)
             if kind == .video && keyframe { telemetry.keyframesSent += 1 }
             telemetry.bytesSent += UInt64(buffer.readableBytes)
             telemetry.lastSendDelayMs = Self.milliseconds(delay)

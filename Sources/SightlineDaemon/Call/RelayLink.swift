@@ -150,12 +150,24 @@ final class RelayLink: Sendable {
             group.addTask { try await self.media.run(outbound) }
             group.addTask { try await self.voice.runSender(outbound) }
             group.addTask { await self.voice.runPlayout() }
+            // The ladder's clock never waits for the socket: on a choked uplink the writes
+            // block, and that is exactly when the ladder must keep stepping down.
+            let (stepChanges, announceStep) = AsyncStream.makeStream(of: CallMessage.StreamState.self, bufferingPolicy: .bufferingOldest(16))
+            group.addTask {
+                defer { announceStep.finish() }
+                while true {
+                    try await Task.sleep(for: .seconds(1))
+                    if let changed = self.climbLadder() { announceStep.yield(changed) }
+                }
+            }
+            group.addTask {
+                for await streamState in stepChanges { try await self.send(.streamState(to: .experts, streamState), outbound) }
+            }
             group.addTask {
                 while true {
                     try await Task.sleep(for: .seconds(1))
                     let actions = self.call.withLock { $0?.rekeyIfDue(now: .now) } ?? []
                     try await self.perform(actions, outbound)
-                    try await self.climbLadder(outbound)
                     try await self.announceMute(outbound)
                 }
             }
@@ -237,19 +249,20 @@ final class RelayLink: Sendable {
         }
     }
 
-    /// Once a second: feeds the ladder and, on a change of step, tells the sender and experts.
-    private func climbLadder(_ outbound: WebSocketOutboundWriter) async throws {
-        guard media.hasAudience else { return }
+    /// Once a second: feeds the ladder and, on a change of step, tells the sender; returns the
+    /// `stream-state` the experts are to be told.
+    private func climbLadder() -> CallMessage.StreamState? {
+        guard media.hasAudience else { return nil }
         let (frames, worstDelay) = media.takeSecond()
         let dropped = droppedThisSecond.withLock { dropped in defer { dropped = 0 }; return dropped }
         let second = DegradationLadder.Second(framesSent: frames, framesDropped: dropped, worstSendDelay: worstDelay,
                                               carriesAudio: voice.carriesAudio)
-        guard let step = ladder.withLock({ $0.record(second) }) else { return }
+        guard let step = ladder.withLock({ $0.record(second) }) else { return nil }
         media.setStep(step)
         let streamState = currentStreamState()
         call.withLock { $0?.streamState = streamState }
         logger.notice("call: stream now \(step.rawValue)", metadata: ["dropped": "\(dropped)", "worstSendDelay": "\(worstDelay)"])
-        try await send(.streamState(to: .experts, streamState), outbound)
+        return streamState
     }
 
     /// What `stream-state` says now, with the microphone's privacy state.

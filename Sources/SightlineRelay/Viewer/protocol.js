@@ -196,7 +196,7 @@ export const closeReasons = Object.freeze({
     4401: 'the relay refused this link: the call has ended or the link is wrong',
     4404: 'this call does not exist (any more) on the relay',
     4408: 'the relay timed the connection out',
-    4409: 'the session already has a device',
+    4409: 'replaced by a newer connection of the device',
     4413: 'a message was larger than the relay allows',
     4429: 'too many messages: the relay’s rate limit was exceeded',
 });
