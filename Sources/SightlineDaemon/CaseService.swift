@@ -8,6 +8,7 @@ import ServiceLifecycle
 import SightlineArchive
 import SightlineCore
 import SightlineSystem
+import Synchronization
 
 /// The daemon's side of the evidence archive (`STATE/archive`). SQLite commits and fsyncs
 /// block, so every archive call runs on one serial queue of its own, never on the cooperative
@@ -33,6 +34,19 @@ final class CaseService: Sendable {
             logger.error("evidence archive unavailable", metadata: ["error": "\(error)"])
             archive = .failure(ArchiveFailure(description: "the evidence archive is unavailable: \(error)"))
         }
+    }
+
+    /// Bumped whenever a case opens, closes or reopens, so a running call can show the
+    /// expert the reference of the case it is now filed in.
+    private let openCasesGeneration = Atomic<UInt64>(0)
+    var openCasesVersion: UInt64 { openCasesGeneration.load(ordering: .acquiring) }
+    func noteOpenCasesChanged() { openCasesGeneration.add(1, ordering: .releasing) }
+
+    /// The external reference of the case new evidence goes into; nil for the unassigned case
+    /// or an archive that cannot answer.
+    func openCaseReference() async -> String? {
+        let reference = try? await perform { archive in try archive.openCaseID().map { try archive.projection($0).details.reference } }
+        return reference ?? nil
     }
 
     var unavailableReason: String? {
@@ -140,6 +154,7 @@ extension ControlServer {
                 let id = try archive.openCase(CaseDetails(reference: open.reference, asset: open.asset, site: open.site, title: open.title))
                 return CaseSummary(projection: try archive.projection(id))
             }
+            cases.noteOpenCasesChanged()
             context.logger.notice("case opened", metadata: ["case": "\(summary.id)", "reference": "\(summary.reference)"])
             return try jsonResponse(summary, status: .created)
         }
@@ -184,6 +199,7 @@ extension ControlServer {
                     }
                     return CaseSummary(projection: try archive.projection(id))
                 }
+                if action == "close" || action == "reopen" { cases.noteOpenCasesChanged() }
                 context.logger.notice("case: \(action)", metadata: ["case": "\(id)", "reason": "\(change.reason ?? "")"])
                 return try jsonResponse(summary)
             }

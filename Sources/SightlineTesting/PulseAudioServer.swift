@@ -103,7 +103,7 @@ public final class PulseAudioServer: @unchecked Sendable {
           codec: \(heavyVideo ? "jpeg" : "h264")
         relay:
           url: \(link.map { "ws://127.0.0.1:\($0.port)" } ?? relay.webSocketURL)
-          public_url: \(relay.webSocketURL.replacingOccurrences(of: "ws", with: "http", options: .anchored))
+          public_url: \(relay.httpURL)
           token_file: \(relay.deviceTokenFile)
         audio:
           backend: pulse

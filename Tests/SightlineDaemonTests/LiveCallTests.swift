@@ -72,6 +72,33 @@ struct LiveCallTests {
         #expect(ended.state == "idle")
     }
 
+    @Test("the expert sees the reference of the case the call is filed in, and the new one when a case opens or closes mid-call")
+    func caseReferenceFollowsTheOpenCase() async throws {
+        let rig = try await Rig(width: 320, height: 240)
+        let opened = try await rig.client.post(ControlAPI.casesPath, json: CaseOpenRequest(reference: "WO-4711"), as: CaseSummary.self)
+        let invite = try await rig.startCall()
+        let expert = Task { try await ExpertClient.run(invite, frames: .max, timeout: .seconds(40)) }
+        defer { expert.cancel() }
+        func waitForLog(_ line: String) async throws {
+            let deadline = ContinuousClock.now + .seconds(20)
+            while !rig.daemon.log.contains(line) {
+                guard ContinuousClock.now < deadline else { throw TestFailure("no \"\(line)\" in the daemon log:\n\(rig.daemon.log)") }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        try await waitForLog("call: new media key")
+        _ = try await rig.client.post(ControlAPI.casesPath, json: CaseOpenRequest(reference: "INC-0815"), as: CaseSummary.self)
+        try await waitForLog("call: now filed in case INC-0815")
+        let second = try await rig.client.get(ControlAPI.casesPath, as: [CaseSummary].self).first { $0.reference == "INC-0815" }
+        _ = try await rig.client.post(ControlAPI.casePath(try #require(second).id, "close"), json: CaseStateRequest(reason: "done"),
+                                      as: CaseSummary.self)
+        try await waitForLog("call: now filed in case WO-4711")
+        expert.cancel()
+        let references = try await expert.value.streamStates.map { $0.caseReference ?? "none" }
+        let changes = references.reduce(into: [String]()) { if $0.last != $1 { $0.append($1) } }
+        #expect(changes == [opened.reference, "INC-0815", "WO-4711"], "\(references)")
+    }
+
     /// The relay knows the session and the join token; so does this party. Without the call
     /// secret it gets no key, and the frames the relay fans out to it stay sealed.
     @Test("a party with the join token but not the secret gets no key and cannot open a single frame")

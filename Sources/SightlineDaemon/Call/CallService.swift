@@ -58,15 +58,15 @@ final class CallService: Service, Sendable {
                                        bitrateKbps: configuration.stream.bitrateKbps,
                                        keyframeInterval: camera.fps * 10)
         // The expert sees which job the call is about; an archive that cannot answer hides it.
-        let caseReference = try? await cases.perform { archive in
-            try archive.openCaseID().map { try archive.projection($0).details.reference }
-        }
         let media = MediaSender(camera: self.camera, codec: configuration.stream.codec == "jpeg" ? .jpeg : .h264,
-                                settings: settings, caseReference: caseReference ?? nil, logger: logger)
+                                settings: settings, caseReference: await cases.openCaseReference(), logger: logger)
         let link = RelayLink(credentials: credentials, identity: identity,
                              rekeyInterval: .seconds(configuration.stream.rekeySeconds),
                              camera: self.camera, media: media, voice: CallAudio(audio: audio, media: media, logger: logger), logger: logger)
-        let task = Task { await link.run() }
+        let task = Task { [cases] in
+            async let following: Void = Self.followOpenCase(cases, media: media)
+            await link.run()
+        }
         current.withLock { previous in
             previous?.task.cancel()
             previous = (link, task, EvidenceArchive.systemClock())
@@ -78,6 +78,19 @@ final class CallService: Service, Sendable {
         }
         logger.info("call: invite ready", metadata: ["session": "\(link.snapshot.session ?? "")"])
         return status()
+    }
+
+    /// Keeps the call's case reference current while cases open and close during the call
+    /// (checked once a second; the relay link tells the experts on a change).
+    private static func followOpenCase(_ cases: CaseService, media: MediaSender) async {
+        var seen = cases.openCasesVersion
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            let version = cases.openCasesVersion
+            guard version != seen else { continue }
+            seen = version
+            media.setCaseReference(await cases.openCaseReference())
+        }
     }
 
     /// Hangs up; false when no call was running.

@@ -42,12 +42,13 @@ final class MediaSender: Sendable {
     private let stills = Mutex<[Still]>([])
     let telemetry = Mutex(Telemetry())
 
-    /// The reference of the case open when the call started, shown in the expert's viewer.
-    let caseReference: String?
+    /// The reference of the case the call is filed in, shown in the expert's viewer.
+    private let caseReference: Mutex<String?>
+    func setCaseReference(_ reference: String?) { caseReference.withLock { $0 = reference } }
 
     init(camera: CameraService, codec: VideoCodec, settings: EncoderSettings, caseReference: String? = nil, logger: Logger) {
         self.camera = camera
-        self.caseReference = caseReference
+        self.caseReference = Mutex(caseReference)
         self.codec = codec
         self.settings = Mutex(settings)
         self.logger = logger
@@ -122,7 +123,7 @@ final class MediaSender: Sendable {
         let wanted = Self.settings(for: step, full: settings.withLock { $0 })
         return CallMessage.StreamState(
             step: step.rawValue, codec: codec == .h264 ? "h264" : "jpeg", width: wanted.width, height: wanted.height,
-            fps: Int(wanted.fps), bitrateKbps: wanted.bitrateKbps, privacy: privacy, audioMuted: audioMuted, caseReference: caseReference)
+            fps: Int(wanted.fps), bitrateKbps: wanted.bitrateKbps, privacy: privacy, audioMuted: audioMuted, caseReference: caseReference.withLock { $0 })
     }
 
     /// Runs until cancelled or the socket fails.

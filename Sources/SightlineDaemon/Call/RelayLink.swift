@@ -168,7 +168,7 @@ final class RelayLink: Sendable {
                     try await Task.sleep(for: .seconds(1))
                     let actions = self.call.withLock { $0?.rekeyIfDue(now: .now) } ?? []
                     try await self.perform(actions, outbound)
-                    try await self.announceMute(outbound)
+                    try await self.announceChanges(outbound)
                 }
             }
             for try await message in inbound.messages(maxSize: 1 << 16) {
@@ -270,16 +270,23 @@ final class RelayLink: Sendable {
         media.streamState(audioMuted: voice.isMuted)
     }
 
-    /// Tells the experts when privacy mode mutes or unmutes the microphone (checked once a second).
-    private func announceMute(_ outbound: WebSocketOutboundWriter) async throws {
+    /// Tells the experts when privacy mode mutes or unmutes the microphone, or the call's case
+    /// changes (checked once a second).
+    private func announceChanges(_ outbound: WebSocketOutboundWriter) async throws {
         let streamState = currentStreamState()
-        let changed = call.withLock { call -> Bool in
-            guard let known = call?.streamState, known.audioMuted != streamState.audioMuted else { return false }
+        let known = call.withLock { call -> CallMessage.StreamState? in
+            guard let known = call?.streamState,
+                  known.audioMuted != streamState.audioMuted || known.caseReference != streamState.caseReference else { return nil }
             call?.streamState = streamState
-            return true
+            return known
         }
-        guard changed, media.hasAudience else { return }
-        logger.notice("call: microphone \(streamState.audioMuted == true ? "muted" : "live") for the experts")
+        guard let known, media.hasAudience else { return }
+        if known.audioMuted != streamState.audioMuted {
+            logger.notice("call: microphone \(streamState.audioMuted == true ? "muted" : "live") for the experts")
+        }
+        if known.caseReference != streamState.caseReference {
+            logger.notice("call: now filed in case \(streamState.caseReference ?? "unassigned")")
+        }
         try await send(.streamState(to: .experts, streamState), outbound)
     }
 
