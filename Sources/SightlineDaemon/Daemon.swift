@@ -102,12 +102,13 @@ public enum SightlineDaemon {
                                   settings: EncoderSettings(width: configuration.camera.width, height: configuration.camera.height,
                                                             fps: Double(configuration.camera.fps), bitrateKbps: configuration.stream.bitrateKbps,
                                                             keyframeInterval: configuration.camera.fps * 2),
-                                  logger: logger)
+                                  maximumDuration: .seconds(configuration.actions.recordingMaximumSeconds), logger: logger)
         let actions = ActionDispatcher(
             performer: DaemonActionPerformer(camera: camera, calls: calls, cases: cases, audio: audio, notes: notes, video: video, logger: logger),
             feedback: SpeakerFeedback(audio: audio, log: LoggingFeedback(logger: logger)), cancelWindow: .milliseconds(configuration.actions.cancelWindowMilliseconds),
             vocabulary: configuration.voice.vocabulary,
             record: { report, command, deferred in await ledger.record(report, command: command, deferred: deferred) })
+        video.whenStoppedBySelf { [weak actions] in _ = await actions?.dispatch(.stopRecording, source: .automatic) }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: ControlServer.makeApplication(.init(
                 state: state, configuration: configuration, camera: camera, calls: calls, cases: cases, audio: audio, registry: devices,

@@ -273,6 +273,50 @@ struct VoiceActionEndToEndTests {
         #expect(await daemon.waitForExit(timeout: .seconds(20)) == 0)
     }
 
+    @Test("a recording that reaches actions.recording_max_seconds stops by itself, is filed, and the stop_recording hook hears of it")
+    func recordingStopsAtItsLimit() async throws {
+        let directory = try TemporaryDirectory(prefix: "sightline-limit")
+        let received = directory.file("stop-hook-stdin.json")
+        let hook = directory.file("stop-hook")
+        try "#!/bin/sh\ncat > \(received).tmp && mv \(received).tmp \(received)\n".write(toFile: hook, atomically: true, encoding: .utf8)
+        chmod(hook, 0o755)
+        let daemon = try DaemonProcess(configuration: """
+            camera:
+              device: test-pattern
+              width: 320
+              height: 240
+              fps: 10
+            actions:
+              recording_max_seconds: 5
+            hooks:
+              run: ["stop_recording=\(hook)"]
+
+            """)
+        try daemon.start()
+        defer { daemon.signal(SIGKILL) }
+        try await daemon.waitUntilServing()
+        let started = ContinuousClock.now
+        let start = try CommandLineTool.run("sightctl", ["action", "start_recording", "--socket", daemon.socketPath])
+        #expect(start.status == 0, "\(start.stdout)\(start.stderr)")
+        try await Self.waitFor("the automatic stop's hook", timeout: .seconds(30)) { FileManager.default.fileExists(atPath: received) }
+        let stoppedAfter = ContinuousClock.now - started
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        let payload = try decoder.decode(HookPayload.self, from: Data(contentsOf: URL(fileURLWithPath: received)))
+        #expect(payload.action == "stop_recording" && payload.source == "automatic" && payload.outcome == "done", "\(payload)")
+        #expect(payload.result == "done")
+        #expect(stoppedAfter >= .seconds(5), "stopped after \(stoppedAfter), before its 5 s limit")
+        let client = ControlClient(socketPath: daemon.socketPath)
+        let detail = try await client.get(ControlAPI.casePath(try #require(payload.caseId)), as: CaseDetail.self)
+        let item = try #require(detail.items.first { $0.itemId == payload.itemId }, "\(detail.items)")
+        #expect(item.kind == "video-recording" && (item.size ?? 0) > 1000)
+        // The next recording starts normally: the limit left nothing behind.
+        let again = try CommandLineTool.run("sightctl", ["action", "start_recording", "--socket", daemon.socketPath])
+        #expect(again.status == 0, "\(again.stdout)\(again.stderr)")
+        daemon.signal(SIGTERM)
+        #expect(await daemon.waitForExit(timeout: .seconds(20)) == 0)
+    }
+
     @Test("a recording still running at SIGTERM is filed before the daemon exits")
     func recordingFiledAtShutdown() async throws {
         let configuration = "camera:\n  device: test-pattern\n  width: 320\n  height: 240\n  fps: 10\n"

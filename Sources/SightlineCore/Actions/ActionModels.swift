@@ -5,6 +5,9 @@ import Foundation
 public enum ActionSource: String, Sendable, Codable, Equatable {
     case voice
     case control
+    /// The daemon itself: a recording that reached `actions.recording_max_seconds` or whose
+    /// encoder failed is stopped (and filed) as if the technician had said so.
+    case automatic
 }
 
 /// What happened to one action, as the control API answers `POST /v1/actions/{action}`, hooks

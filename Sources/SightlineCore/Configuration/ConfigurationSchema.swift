@@ -148,6 +148,8 @@ public enum DaemonConfigSchema {
                   "Silence that ends a voice note."),
         ConfigKey("actions.note_max_seconds", .integer(5...900), default: "120",
                   "Longest voice note; the note is filed when it is reached."),
+        ConfigKey("actions.recording_max_seconds", .integer(5...86_400), default: "1800",
+                  "Longest video recording; at the limit it stops by itself and is filed, so a forgotten recording cannot fill the disk."),
         ConfigKey("hooks.run", .hooks, default: "[]",
                   "Integrator hooks as ACTION=TARGET entries: an executable run with the action's JSON on stdin, or an http(s) URL the JSON is posted to."),
         ConfigKey("hooks.timeout_ms", .integer(100...600_000), default: "10000",

@@ -64,6 +64,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
         public var cancelWindowMilliseconds: Int
         public var noteSilenceMilliseconds: Int
         public var noteMaximumSeconds: Int
+        /// Longest video recording (`actions.recording_max_seconds`).
+        public var recordingMaximumSeconds: Int
     }
 
     public struct HookConfiguration: Sendable, Equatable {
@@ -188,7 +190,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
         actions = ActionConfiguration(
             cancelWindowMilliseconds: reader.integer("actions.cancel_window_ms"),
             noteSilenceMilliseconds: reader.integer("actions.note_silence_ms"),
-            noteMaximumSeconds: reader.integer("actions.note_max_seconds"))
+            noteMaximumSeconds: reader.integer("actions.note_max_seconds"),
+            recordingMaximumSeconds: reader.integer("actions.recording_max_seconds"))
         let hookSpecs: [HookSpec]
         do {
             hookSpecs = try HookSpec.parse(reader.list("hooks.run"))

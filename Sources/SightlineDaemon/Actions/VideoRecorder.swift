@@ -26,6 +26,9 @@ final class VideoRecorder: Service, Sendable {
         var frames = 0
         var bytes = 0
         var failure: String?
+        var reachedLimit = false
+        /// The recording ended without a stop request: it must be stopped (and filed) for it.
+        var endedBySelf: Bool { failure != nil || reachedLimit }
     }
 
     private let running = Mutex<Running?>(nil)
@@ -33,15 +36,24 @@ final class VideoRecorder: Service, Sendable {
     private let cases: CaseService
     private let evidence: EvidenceDirectory
     private let settings: EncoderSettings
+    private let maximumDuration: Duration
+    /// Asks for a stop when a recording ends by itself; set once the action dispatcher exists,
+    /// so the stop is journaled, announced and hooked like a spoken one.
+    private let stopRequester = Mutex<(@Sendable () async -> Void)?>(nil)
     private let logger: Logger
 
-    init(camera: CameraService, cases: CaseService, evidence: EvidenceDirectory, settings: EncoderSettings, logger: Logger) {
+    init(camera: CameraService, cases: CaseService, evidence: EvidenceDirectory, settings: EncoderSettings,
+         maximumDuration: Duration = .seconds(1800), logger: Logger) {
         self.camera = camera
         self.cases = cases
         self.evidence = evidence
         self.settings = settings
+        self.maximumDuration = maximumDuration
         self.logger = logger
     }
+
+    /// What to call when a recording stops by itself (its limit, or an encoder or disk failure).
+    func whenStoppedBySelf(_ requestStop: @escaping @Sendable () async -> Void) { stopRequester.withLock { $0 = requestStop } }
 
     var isRecording: Bool { running.withLock { $0 != nil } }
 
@@ -57,7 +69,12 @@ final class VideoRecorder: Service, Sendable {
         let started: Bool = running.withLock { current in
             guard current == nil else { return false }
             let frames = camera.subscribeRecordingFrames()
-            let task = Task { [settings, logger] in await Self.record(frames, to: path, settings: settings, logger: logger) }
+            let task = Task { [weak self, settings, maximumDuration, logger] in
+                let totals = await Self.record(frames, to: path, settings: settings, maximumDuration: maximumDuration, logger: logger)
+                // Not awaited: the stop waits for this very task.
+                if totals.endedBySelf, let requestStop = self?.stopRequester.withLock({ $0 }) { Task { await requestStop() } }
+                return totals
+            }
             current = Running(path: path, frames: frames, task: task, started: .now)
             return true
         }
@@ -77,12 +94,9 @@ final class VideoRecorder: Service, Sendable {
         camera.unsubscribeFrames(current.frames)
         let totals = await current.task.value
         let seconds = Double((ContinuousClock.now - current.started).components.seconds)
-        if let failure = totals.failure {
-            return ActionEffect(outcome: .failed, result: "failed: \(failure); what was recorded is in \(current.path)",
-                                spoken: "The recording failed.", artefacts: [current.path])
-        }
         guard totals.frames > 0 else {
             unlink(current.path)
+            if let failure = totals.failure { return .failed("\(failure); nothing was recorded", spoken: "The recording failed.") }
             return .failed("no frames arrived from the camera (sightctl status)", spoken: "Nothing was recorded: the camera sent no picture.")
         }
         do {
@@ -97,6 +111,15 @@ final class VideoRecorder: Service, Sendable {
             ])
             // The archive holds it encrypted now; a plaintext copy would outlive its retention.
             unlink(path)
+            if let failure = totals.failure {
+                // What was encoded before the failure is evidence too: filed, and the failure said.
+                return ActionEffect(outcome: .failed, result: "failed: \(failure); the \(totals.frames) frames recorded before are filed",
+                                    spoken: "The recording stopped with an error. What was recorded is saved.", caseId: caseID, itemId: item.id)
+            }
+            if totals.reachedLimit {
+                let minutes = Int(maximumDuration.components.seconds / 60)
+                return .done("Recording stopped at its limit\(minutes > 0 ? " of \(minutes) minutes" : "") and saved.", caseId: caseID, itemId: item.id)
+            }
             return .done("Recording saved.", caseId: caseID, itemId: item.id)
         } catch {
             return ActionEffect(outcome: .failed, result: "failed: \(DaemonActionPerformer.reason(error)); the recording stays in \(current.path)",
@@ -115,7 +138,7 @@ final class VideoRecorder: Service, Sendable {
 
     /// Encodes frames until the stream ends, appending each encoded frame to `path`.
     private static func record(_ frames: NewestFrameStream<CapturedFrame>, to path: String, settings: EncoderSettings,
-                               logger: Logger) async -> RecordingTotals {
+                               maximumDuration: Duration, logger: Logger) async -> RecordingTotals {
         var totals = RecordingTotals()
         guard let handle = FileHandle(forWritingAtPath: path) else {
             totals.failure = "cannot open \(path) for writing"
@@ -126,7 +149,14 @@ final class VideoRecorder: Service, Sendable {
         var wanted = settings
         var lastEncoded: Duration?
         var first = true
+        var startedAt: Duration?
         for await frame in frames {
+            if let startedAt, frame.timestamp - startedAt >= maximumDuration {
+                logger.notice("recording reached its limit", metadata: ["path": "\(path)", "limit": "\(maximumDuration)"])
+                totals.reachedLimit = true
+                break
+            }
+            startedAt = startedAt ?? frame.timestamp
             wanted.width = frame.mode.size.width
             wanted.height = frame.mode.size.height
             if let lastEncoded, frame.timestamp - lastEncoded < .seconds(0.9 / wanted.fps) { continue }
