@@ -60,6 +60,9 @@ struct VoiceActionEndToEndTests {
         return try Data(contentsOf: URL(fileURLWithPath: out))
     }
 
+    /// A small built-in test pattern: the recordings and photos of these tests need a camera, not a real one.
+    static let testPatternCamera = "camera:\n  device: test-pattern\n  width: 320\n  height: 240\n  fps: 10\n"
+
     static func waitFor(_ what: String, timeout: Duration = .seconds(60), _ condition: () async throws -> Bool) async throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
@@ -208,12 +211,7 @@ struct VoiceActionEndToEndTests {
     @Test("from the control API: start/stop_recording file an H.264 recording, a second start is refused; take_photo files a JPEG; repeat_last; privacy")
     func recordingThroughControlAPI() async throws {
         let port = try Self.freeLoopbackPort()
-        let daemon = try DaemonProcess(configuration: """
-            camera:
-              device: test-pattern
-              width: 320
-              height: 240
-              fps: 10
+        let daemon = try DaemonProcess(configuration: Self.testPatternCamera + """
             metrics:
               enabled: true
               listen: 127.0.0.1:\(port)
@@ -280,12 +278,7 @@ struct VoiceActionEndToEndTests {
         let hook = directory.file("stop-hook")
         try "#!/bin/sh\ncat > \(received).tmp && mv \(received).tmp \(received)\n".write(toFile: hook, atomically: true, encoding: .utf8)
         chmod(hook, 0o755)
-        let daemon = try DaemonProcess(configuration: """
-            camera:
-              device: test-pattern
-              width: 320
-              height: 240
-              fps: 10
+        let daemon = try DaemonProcess(configuration: Self.testPatternCamera + """
             actions:
               recording_max_seconds: 5
             hooks:
@@ -319,7 +312,7 @@ struct VoiceActionEndToEndTests {
 
     @Test("a recording still running at SIGTERM is filed before the daemon exits")
     func recordingFiledAtShutdown() async throws {
-        let configuration = "camera:\n  device: test-pattern\n  width: 320\n  height: 240\n  fps: 10\n"
+        let configuration = Self.testPatternCamera
         let daemon = try DaemonProcess(configuration: configuration)
         try daemon.start()
         defer { daemon.signal(SIGKILL) }
