@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "sightlined", targets: ["sightlined"]),
         .executable(name: "sightctl", targets: ["sightctl"]),
         .executable(name: "sightline-relay", targets: ["sightline-relay"]),
+        .executable(name: "sightline-archive", targets: ["sightline-archive"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -123,11 +124,51 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        /// Device tokens and TLS files, shared by the servers devices dial out to (relay, archive).
+        .target(
+            name: "SightlineServerAccess",
+            dependencies: [
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
+        /// The organisation's archive server: stores what devices sync (journals, encrypted blobs),
+        /// verifying chains and signatures on receipt. Storage behind `ArchiveStorage`.
+        .target(
+            name: "SightlineArchiveServer",
+            dependencies: [
+                "SightlineCore", "SightlineSystem", "SightlineServerAccess", "SightlineArchive",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        /// The device's side of sync: uploads the archive's journals and encrypted blobs to the
+        /// organisation's archive server, resuming where it stopped.
+        .target(
+            name: "SightlineSync",
+            dependencies: [
+                "SightlineCore", "SightlineArchive",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         /// The relay: WebSocket routing, per-receiver queues, device tokens, the viewer's files.
         .target(
             name: "SightlineRelay",
             dependencies: [
-                "SightlineCore", "SightlineSystem",
+                "SightlineCore", "SightlineSystem", "SightlineServerAccess",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -163,7 +204,15 @@ let package = Package(
         .executableTarget(
             name: "sightline-relay",
             dependencies: [
-                "SightlineRelay",
+                "SightlineRelay", "SightlineServerAccess",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        .executableTarget(
+            name: "sightline-archive",
+            dependencies: [
+                "SightlineArchiveServer", "SightlineServerAccess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -220,6 +269,19 @@ let package = Package(
                 "SightlineDaemon", "SightlineAudio", "SightlineControlClient", "SightlineEncoding", "SightlineSystem", "SightlineTesting",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        /// Sync against the real archive server over loopback: in-process, and as a process killed
+        /// mid-upload.
+        .testTarget(
+            name: "SightlineSyncTests",
+            dependencies: [
+                "SightlineSync", "SightlineArchive", "SightlineArchiveServer", "SightlineServerAccess", "SightlineTesting",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         /// The relay in-process on loopback, driven by real WebSocket clients (plain and TLS).

@@ -13,12 +13,7 @@ enum ArchiveRows {
             id TEXT PRIMARY KEY NOT NULL, reference TEXT NOT NULL, asset TEXT, site TEXT, title TEXT,
             unassigned INTEGER NOT NULL, state TEXT NOT NULL, opened_at INTEGER NOT NULL,
             entry_count INTEGER NOT NULL, head_hash BLOB NOT NULL, wrapped_key BLOB NOT NULL);
-        CREATE TABLE journal_entries (
-            case_id TEXT NOT NULL, sequence INTEGER NOT NULL, hash BLOB NOT NULL, canonical BLOB NOT NULL,
-            PRIMARY KEY (case_id, sequence));
-        CREATE TABLE checkpoints (
-            case_id TEXT NOT NULL, sequence INTEGER NOT NULL, entry_hash BLOB NOT NULL, signed_at INTEGER NOT NULL,
-            public_key BLOB NOT NULL, signature BLOB NOT NULL, PRIMARY KEY (case_id, sequence));
+        \(JournalTables.schema)
         CREATE TABLE participants (
             case_id TEXT NOT NULL, id TEXT NOT NULL, position INTEGER NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL,
             PRIMARY KEY (case_id, id));

@@ -58,31 +58,6 @@ struct ExportManifest: Codable {
     }
 }
 
-/// One line of journal/entries.jsonl.
-struct ExportedEntry: Codable {
-    var sequence: UInt64
-    var hash: String
-    var canonical: String
-}
-
-/// One line of journal/checkpoints.jsonl.
-struct ExportedCheckpoint: Codable {
-    var caseID: String
-    var sequence: UInt64
-    var entryHash: String
-    var signedAt: EpochMilliseconds
-    var publicKey: String
-    var signature: String
-
-    enum CodingKeys: String, CodingKey {
-        case sequence, signature
-        case caseID = "case_id"
-        case entryHash = "entry_hash"
-        case signedAt = "signed_at"
-        case publicKey = "public_key"
-    }
-}
-
 extension EvidenceArchive {
     /// Writes a verified case as a ZIP: report.html, evidence/ (decrypted, streamed one chunk at
     /// a time), journal/, device-public-key.pem, manifest.json and its detached Ed25519
@@ -101,9 +76,14 @@ extension EvidenceArchive {
         let key = try dataKey(for: caseID)
         return try writeSignedExport(to: path) { writer in
             var evidenceNames: [String: String] = [:]
+            let removedAfterSync = try syncedBlobs(caseID).filter(\.value.removed)
             for (_, item) in projection.items
             where !projection.contentRemoved(item.id) && (includeRestricted || projection.restricted[item.id] == nil) {
                 guard let blob = item.blob else { continue }
+                guard removedAfterSync[blob.hex] == nil else {
+                    throw ArchiveError.rejected(caseID: caseID, reason: "the content of item \(item.id) was removed from this device after the "
+                                                + "organisation's archive confirmed it (sync.delete_after_sync); export the case on a device that still holds it")
+                }
                 let name = "evidence/\(item.id)\(Self.fileExtension(item.mediaType))"
                 try writer.addBlob(name, reader: try BlobReader(path: blobPath(caseID: caseID, sha256: blob.hex), key: key), blob: blob,
                                    itemID: item.id, caseID: caseID)
@@ -112,14 +92,11 @@ extension EvidenceArchive {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             let entryLines = try stored.entries.map {
-                String(decoding: try encoder.encode(ExportedEntry(sequence: $0.sequence, hash: $0.hash.hexString,
-                                                                  canonical: Data($0.canonical).base64EncodedString())), as: UTF8.self)
+                String(decoding: try encoder.encode(JournalEntryJSON($0)), as: UTF8.self)
             }
             try writer.addText("journal/entries.jsonl", Array((entryLines.joined(separator: "\n") + "\n").utf8))
             let checkpointLines = try stored.checkpoints.map {
-                String(decoding: try encoder.encode(ExportedCheckpoint(
-                    caseID: $0.caseID, sequence: $0.sequence, entryHash: $0.entryHash.hexString, signedAt: $0.signedAt,
-                    publicKey: Data($0.publicKey).base64EncodedString(), signature: Data($0.signature).base64EncodedString())), as: UTF8.self)
+                String(decoding: try encoder.encode(JournalCheckpointJSON($0)), as: UTF8.self)
             }
             try writer.addText("journal/checkpoints.jsonl", Array((checkpointLines.joined(separator: "\n") + "\n").utf8))
             try writer.addText("device-public-key.pem", Array(Self.publicKeyPEM(devicePublicKey).utf8))

@@ -71,7 +71,7 @@ public enum ArchiveError: Error, CustomStringConvertible, Sendable {
 /// power loss.
 public final class EvidenceArchive: Sendable {
     public let directory: String
-    private let database: DatabaseQueue
+    let database: DatabaseQueue
     private let archiveKey: SymmetricKey
     private let signingKey: Curve25519.Signing.PrivateKey
     private let chunkSize: Int
@@ -126,6 +126,7 @@ public final class EvidenceArchive: Sendable {
             migrator.registerMigration("v1") { db in try db.execute(sql: ArchiveRows.schema) }
             migrator.registerMigration("v2-retention") { db in try db.execute(sql: ArchiveRows.retentionSchema) }
             migrator.registerMigration("v3-privacy") { db in try db.execute(sql: ArchiveRows.privacySchema) }
+            migrator.registerMigration("v4-sync") { db in try db.execute(sql: SyncLedger.schema) }
             try migrator.migrate(database)
         } catch {
             throw .database("\(databasePath): \(error)")
@@ -363,13 +364,8 @@ public final class EvidenceArchive: Sendable {
     }
 
     private func insert(_ db: Database, _ entry: JournalEntry, hash: [UInt8]) throws {
-        try db.execute(sql: "INSERT INTO journal_entries (case_id, sequence, hash, canonical) VALUES (?, ?, ?, ?)",
-                       arguments: [entry.caseID, Int64(entry.sequence), Data(hash), Data(entry.canonicalBytes)])
-        let checkpoint = try JournalCheckpoint(signing: entry, hash: hash, at: entry.recordedAt, key: signingKey)
-        try db.execute(sql: """
-            INSERT INTO checkpoints (case_id, sequence, entry_hash, signed_at, public_key, signature) VALUES (?, ?, ?, ?, ?, ?)
-            """, arguments: [checkpoint.caseID, Int64(checkpoint.sequence), Data(checkpoint.entryHash), checkpoint.signedAt,
-                             Data(checkpoint.publicKey), Data(checkpoint.signature)])
+        try JournalTables.insert(db, caseID: entry.caseID, StoredJournalEntry(sequence: entry.sequence, hash: hash, canonical: entry.canonicalBytes))
+        try JournalTables.insert(db, try JournalCheckpoint(signing: entry, hash: hash, at: entry.recordedAt, key: signingKey))
     }
 
     /// The cached projection if the case row still agrees with it, else one rebuilt from the journal.
@@ -400,7 +396,7 @@ public final class EvidenceArchive: Sendable {
     }
 
     /// Maps whatever a database or crypto call threw to an operator-facing error.
-    private func catching<T>(_ caseID: String, _ body: () throws -> T) throws(ArchiveError) -> T {
+    func catching<T>(_ caseID: String, _ body: () throws -> T) throws(ArchiveError) -> T {
         do {
             return try body()
         } catch let error as ArchiveError {
@@ -510,19 +506,7 @@ public final class EvidenceArchive: Sendable {
 
     /// The journal and checkpoints as stored, for export.
     func journal(_ caseID: String) throws(ArchiveError) -> (entries: [StoredJournalEntry], checkpoints: [JournalCheckpoint]) {
-        try catching(caseID) {
-            try database.read { db in
-                let entries = try Row.fetchAll(db, sql: "SELECT * FROM journal_entries WHERE case_id = ? ORDER BY sequence", arguments: [caseID]).map {
-                    StoredJournalEntry(sequence: UInt64(clamping: $0["sequence"] as Int64), hash: Array($0["hash"] as Data),
-                                       canonical: Array($0["canonical"] as Data))
-                }
-                let checkpoints = try Row.fetchAll(db, sql: "SELECT * FROM checkpoints WHERE case_id = ? ORDER BY sequence", arguments: [caseID]).map {
-                    JournalCheckpoint(caseID: $0["case_id"], sequence: UInt64(clamping: $0["sequence"] as Int64), entryHash: Array($0["entry_hash"] as Data),
-                                      signedAt: $0["signed_at"], publicKey: Array($0["public_key"] as Data), signature: Array($0["signature"] as Data))
-                }
-                return (entries, checkpoints)
-            }
-        }
+        try catching(caseID) { try database.read { db in try JournalTables.journal(db, caseID: caseID) } }
     }
 
     /// Direct database access for tests that tamper with rows.
@@ -558,8 +542,17 @@ public final class EvidenceArchive: Sendable {
         } catch {
             return broken(error.reason)
         }
+        let removedAfterSync: [String: String]
+        do {
+            removedAfterSync = try database.read { db in try SyncLedger.removedBlobs(db, caseID: caseID) }
+        } catch {
+            return broken("cannot be read: \(error)")
+        }
         let result = JournalVerifier.verify(caseID: caseID, entries: stored.entries, checkpoints: stored.checkpoints,
                                             trustedKey: signingKey.publicKey) { blob in
+            if let sealed = removedAfterSync[blob.hex] {
+                return SyncLedger.checkRemoved(blob, sealedSHA256: sealed, path: blobPath(caseID: caseID, sha256: blob.hex))
+            }
             var hasher = SHA256()
             var size: UInt64 = 0
             do {

@@ -9,6 +9,7 @@ import NIOCore
 import NIOSSL
 import ServiceLifecycle
 import SightlineCore
+import SightlineServerAccess
 import SightlineSystem
 
 /// The relay both sides dial out to (docs/PROTOCOL.md, docs/RELAY.md): HTTP for health,
@@ -47,30 +48,14 @@ public enum RelayServer {
         }
 
         /// Same rule as `ListenAddress.isLoopback`, for hosts with any port (0 included).
-        var isLoopback: Bool {
-            host == "localhost" || host == "::1" || host.hasPrefix("127.") && host.split(separator: ".").count == 4
-        }
+        var isLoopback: Bool { ServerTLS.isLoopback(host: host) }
     }
 
     /// PEM files: the certificate chain (leaf first) and its private key.
-    public struct TLSFiles: Sendable {
-        public var certificatePath: String
-        public var keyPath: String
-
-        public init(certificatePath: String, keyPath: String) {
-            self.certificatePath = certificatePath
-            self.keyPath = keyPath
-        }
-    }
+    public typealias TLSFiles = ServerTLS.Files
 
     /// A configuration the relay cannot start with; the message says what to change.
-    public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
-        public let description: String
-
-        public init(description: String) {
-            self.description = description
-        }
-    }
+    public typealias ConfigurationError = ServerConfigurationError
 
     /// The running relay as `onRunning` sees it.
     public struct Running: Sendable {
@@ -88,7 +73,7 @@ public enum RelayServer {
         logger: Logger = Logger(label: "sightline-relay"),
         onRunning: @escaping @Sendable (Running) async -> Void = { _ in }
     ) throws(ConfigurationError) -> some ApplicationProtocol {
-        let tlsConfiguration = try configuration.tls.map { files throws(ConfigurationError) in try loadTLS(files) }
+        let tlsConfiguration = try configuration.tls.map { files throws(ConfigurationError) in try ServerTLS.load(files) }
         guard tlsConfiguration != nil || configuration.isLoopback else {
             throw ConfigurationError(description: "refusing to listen on \(configuration.host) without TLS: pass --tls-certificate and --tls-key, or use a loopback address such as 127.0.0.1:8443")
         }
@@ -198,34 +183,6 @@ public enum RelayServer {
         let group = ServiceGroup(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
         notifier.stopping(status: "stopped")
-    }
-
-    static func loadTLS(_ files: TLSFiles) throws(ConfigurationError) -> TLSConfiguration {
-        let chain: [NIOSSLCertificate]
-        do {
-            chain = try NIOSSLCertificate.fromPEMFile(files.certificatePath)
-        } catch {
-            throw ConfigurationError(description: "cannot read TLS certificate \(files.certificatePath) (\(error)): pass --tls-certificate with a readable PEM certificate chain, leaf first")
-        }
-        guard !chain.isEmpty else {
-            throw ConfigurationError(description: "TLS certificate file \(files.certificatePath) holds no PEM certificate")
-        }
-        let key: NIOSSLPrivateKey
-        do {
-            key = try NIOSSLPrivateKey(file: files.keyPath, format: .pem)
-        } catch {
-            throw ConfigurationError(description: "cannot read TLS private key \(files.keyPath) (\(error)): pass --tls-key with the PEM key of the certificate, readable by the relay's user")
-        }
-        var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
-        tls.minimumTLSVersion = .tlsv12
-        // Build a context now: a key that does not belong to the certificate then fails at
-        // startup with this message, not on the first connection.
-        do {
-            _ = try NIOSSLContext(configuration: tls)
-        } catch {
-            throw ConfigurationError(description: "TLS key \(files.keyPath) does not work with certificate \(files.certificatePath) (\(error)): check that they belong together")
-        }
-        return tls
     }
 
     enum WebSocketRoute: Equatable {

@@ -20,7 +20,7 @@ public struct SystemError: Error, Sendable, CustomStringConvertible {
 
 /// Runs a system call, retrying on EINTR and capturing errno before anything else can change it.
 @discardableResult
-func retryingOnInterrupt(_ operation: String, path: String? = nil, _ call: () -> Int32) throws(SystemError) -> Int32 {
+public func retryingOnInterrupt(_ operation: String, path: String? = nil, _ call: () -> Int32) throws(SystemError) -> Int32 {
     while true {
         let result = call()
         if result >= 0 { return result }

@@ -221,20 +221,14 @@ public struct ConfigurationParser: Sendable {
             }
             return .success(.string(text))
         case .relayURL:
-            guard let url = URLComponents(string: text), let host = url.host, !host.isEmpty,
-                  url.scheme == "wss" || url.scheme == "ws", url.query == nil, url.fragment == nil
-            else {
-                return .failure(ValidationFailure("\(Self.show(node)) is not a ws:// or wss:// URL"))
-            }
-            if url.scheme == "ws", !ListenAddress.isLoopbackHost(host) {
-                return .failure(ValidationFailure("ws:// sends the device token in the clear; use wss:// for \(host)"))
-            }
-            return .success(.string(text))
+            return validateServerURL(node, text, secure: "wss", plain: "ws")
         case .optionalAccount:
             guard text.isEmpty || GroupName.isValid(text) else {
                 return .failure(ValidationFailure("\(Self.show(node)) is not a valid user name"))
             }
             return .success(.string(text))
+        case .optionalArchiveURL:
+            return text.isEmpty ? .success(.string(text)) : validateServerURL(node, text, secure: "https", plain: "http")
         case .optionalAbsolutePath:
             guard text.isEmpty || (text.hasPrefix("/") && !text.contains("\0") && text.count < 4096) else {
                 return .failure(ValidationFailure("\(Self.show(node)) is not an absolute path"))
@@ -243,6 +237,19 @@ public struct ConfigurationParser: Sendable {
         case .choiceList, .stringList, .voicePhrases, .hooks:
             preconditionFailure("handled above")
         }
+    }
+
+    /// A server the device sends its token to: `secure://HOST[:PORT]`, or `plain://` only with a loopback host.
+    private static func validateServerURL(_ node: Node, _ text: String, secure: String, plain: String) -> Result<ConfigValue, ValidationFailure> {
+        guard let url = URLComponents(string: text), let host = url.host, !host.isEmpty,
+              url.scheme == secure || url.scheme == plain, url.query == nil, url.fragment == nil
+        else {
+            return .failure(ValidationFailure("\(Self.show(node)) is not a \(plain):// or \(secure):// URL"))
+        }
+        if url.scheme == plain, !ListenAddress.isLoopbackHost(host) {
+            return .failure(ValidationFailure("\(plain):// sends the device token in the clear; use \(secure):// for \(host)"))
+        }
+        return .success(.string(text))
     }
 
     /// A key's documented default, parsed and validated like a value from the file.

@@ -28,6 +28,9 @@ public enum ConfigValueKind: Sendable, Equatable {
     case hooks
     /// A user name (same rules as `groupName`), or empty for "none".
     case optionalAccount
+    /// Empty (sync off), `https://HOST[:PORT]`, or `http://` with a loopback host: the device
+    /// token goes in a header.
+    case optionalArchiveURL
 
     /// What an operator may write, for error messages and the configuration reference.
     public var allowed: String {
@@ -46,6 +49,7 @@ public enum ConfigValueKind: Sendable, Equatable {
         case .optionalAbsolutePath: "an absolute path, or \"\" for none"
         case .hooks: "a list of \"ACTION=TARGET\" entries where TARGET is an executable's absolute path or an http:// or https:// URL, like [\"take_photo=/usr/local/bin/upload-photo\"]; actions: \(VoiceAction.names)"
         case .optionalAccount: "a user name (lowercase letters, digits, _ and -, starting with a letter or _), or \"\" for none"
+        case .optionalArchiveURL: "\"\" for no sync, https://HOST[:PORT], or http://HOST:PORT with a loopback host (127.0.0.1, [::1] or localhost)"
         case .voicePhrases: "a list of \"PHRASE=ACTION\" entries with distinct phrases, like [\"take a picture=take_photo\"]; actions: \(VoiceAction.names)"
         }
     }
@@ -170,6 +174,14 @@ public enum DaemonConfigSchema {
                   "Retention of audio notes and voice commands: days from filing."),
         ConfigKey("retention.purge_interval_hours", .integer(1...168), default: "24",
                   "How often the purge job deletes evidence whose retention period ended."),
+        ConfigKey("sync.url", .optionalArchiveURL, default: "\"\"",
+                  "The organisation's archive (sightline-archive) that cases are synced to; \"\" keeps evidence on the device only."),
+        ConfigKey("sync.token_file", .absolutePath, default: "/etc/sightline/archive-token",
+                  "File holding this device's archive token (one line; mode 0600 or 0640, owned by root or the daemon)."),
+        ConfigKey("sync.interval_s", .integer(5...86_400), default: "300",
+                  "Seconds between sync passes; after a failure the next attempt backs off from 5 seconds up to this."),
+        ConfigKey("sync.delete_after_sync", .boolean, default: "false",
+                  "Remove a blob's encrypted file from the device once the archive confirmed it; the journal stays."),
         ConfigKey("debug.fault_injection", .boolean, default: "false",
                   "Enables the control API's fault-injection endpoints used by the test suite. Never enable in production."),
     ]

@@ -22,7 +22,17 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// The evidence archive's retention classes, from the `retention.*` keys.
     public var retention: RetentionPolicy
     public var purgeIntervalHours: Int
+    /// Nil: sync is off (`sync.url` empty).
+    public var sync: SyncConfiguration?
     public var faultInjection: Bool
+
+    /// The `sync.*` keys: where and how the archive's cases go to the organisation's archive.
+    public struct SyncConfiguration: Sendable, Equatable {
+        public var url: String
+        public var tokenFile: String
+        public var intervalSeconds: Int
+        public var deleteAfterSync: Bool
+    }
 
     public struct RelayConfiguration: Sendable, Equatable {
         public var url: String
@@ -220,6 +230,10 @@ public struct DaemonConfiguration: Sendable, Equatable {
         }
         self.retention = retention
         purgeIntervalHours = reader.integer("retention.purge_interval_hours")
+        let syncURL = reader.string("sync.url")
+        sync = syncURL.isEmpty ? nil : SyncConfiguration(url: syncURL, tokenFile: reader.string("sync.token_file"),
+                                                         intervalSeconds: reader.integer("sync.interval_s"),
+                                                         deleteAfterSync: reader.boolean("sync.delete_after_sync"))
         faultInjection = reader.boolean("debug.fault_injection")
         guard let address = ListenAddress(listen) else {
             throw ConfigurationRejected([ConfigurationDiagnostic(file: file, line: nil, key: "metrics.listen", message: "invalid default")])

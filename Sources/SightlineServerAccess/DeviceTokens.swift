@@ -1,8 +1,9 @@
 import Crypto
 import Foundation
 
-/// The provisioned devices: one `NAME TOKEN` line per device in a file only the relay's user
-/// may read. Only SHA-256 digests of the tokens stay in memory.
+/// The provisioned devices: one `NAME TOKEN` line per device in a file only the server's user
+/// may read (the relay and the archive server read the same format, docs/RELAY.md). Only
+/// SHA-256 digests of the tokens stay in memory.
 public struct DeviceTokens: Sendable {
     /// Shorter tokens are refused at load: a token is the device's only credential.
     public static let minimumTokenLength = 16
@@ -68,7 +69,7 @@ public struct DeviceTokens: Sendable {
         }
         guard info.st_mode & 0o077 == 0 else {
             let mode = String(info.st_mode & 0o777, radix: 8)
-            throw LoadError(description: "device token file \(path) has mode \(mode), so other users can read it: run `chmod 600 \(path)` (owner: the relay's user) and rotate the tokens if others could read them")
+            throw LoadError(description: "device token file \(path) has mode \(mode), so other users can read it: run `chmod 600 \(path)` (owner: the server's user) and rotate the tokens if others could read them")
         }
         guard Int(info.st_size) <= Self.maximumFileSize else {
             throw LoadError(description: "device token file \(path) is larger than 1 MiB; is it the right file?")

@@ -1,0 +1,64 @@
+import SightlineCore
+
+/// A sealed blob the server holds for a case, as the device committed it.
+public struct StoredBlob: Sendable, Equatable {
+    public var caseID: String
+    /// Hex SHA-256 of the plaintext: the blob's address in the journal.
+    public var sha256: String
+    public var plaintextSize: UInt64
+    public var sealedSize: UInt64
+    /// Hex SHA-256 of the sealed bytes, checked when the upload was committed.
+    public var sealedSHA256: String
+
+    public init(caseID: String, sha256: String, plaintextSize: UInt64, sealedSize: UInt64, sealedSHA256: String) {
+        self.caseID = caseID
+        self.sha256 = sha256
+        self.plaintextSize = plaintextSize
+        self.sealedSize = sealedSize
+        self.sealedSHA256 = sealedSHA256
+    }
+}
+
+/// Why the store could not do what was asked. `conflict` is a race or a precondition the caller
+/// can retry after re-reading; `failure` is the store itself (disk, database).
+public enum ArchiveStorageError: Error, Sendable, CustomStringConvertible {
+    case conflict(String)
+    case failure(String)
+
+    public var description: String {
+        switch self {
+        case .conflict(let message), .failure(let message): message
+        }
+    }
+}
+
+/// What the archive server keeps, behind one protocol so an organisation-wide database can
+/// replace the embedded store (SQLite and files). It only stores and reads back: every check
+/// of what devices upload is in `ArchiveReceiver`, the same for every store. Case ids and
+/// hashes reaching it have been validated (`ArchiveSyncAPI.isValidCaseID`, `isValidSHA256`).
+public protocol ArchiveStorage: Sendable {
+    /// The device's pinned Ed25519 public key; pins `offered` when the device has none yet.
+    func pinKey(device: String, offered: [UInt8]) throws(ArchiveStorageError) -> [UInt8]
+    /// The device that owns the case; claims it for `device` when no device does.
+    func claimCase(_ caseID: String, device: String) throws(ArchiveStorageError) -> String
+    /// The owner of the case, nil when it is unknown.
+    func owner(of caseID: String) throws(ArchiveStorageError) -> String?
+    func journal(_ caseID: String) throws(ArchiveStorageError) -> (entries: [StoredJournalEntry], checkpoints: [JournalCheckpoint])
+    /// Adds verified entries and checkpoints in one durable transaction, only if the case still
+    /// holds exactly `count` entries (else `conflict`).
+    func appendJournal(_ caseID: String, after count: UInt64, entries: [StoredJournalEntry],
+                       checkpoints: [JournalCheckpoint]) throws(ArchiveStorageError)
+    func blobs(of caseID: String) throws(ArchiveStorageError) -> [String: StoredBlob]
+    func blob(_ caseID: String, _ sha256: String) throws(ArchiveStorageError) -> StoredBlob?
+    /// Bytes of an uncommitted upload that are durable.
+    func receivedBytes(_ caseID: String, _ sha256: String) throws(ArchiveStorageError) -> UInt64
+    /// Appends to an upload at exactly `offset` (else `conflict`) and makes it durable; returns
+    /// the bytes now held.
+    func appendChunk(_ caseID: String, _ sha256: String, offset: UInt64, _ bytes: [UInt8]) throws(ArchiveStorageError) -> UInt64
+    /// Streams an uncommitted upload's bytes.
+    func readUpload(_ caseID: String, _ sha256: String, _ body: ([UInt8]) throws -> Void) throws(ArchiveStorageError)
+    /// Makes a checked upload the case's blob, durably.
+    func commitUpload(_ blob: StoredBlob) throws(ArchiveStorageError)
+    /// Drops an upload that failed its checks.
+    func discardUpload(_ caseID: String, _ sha256: String) throws(ArchiveStorageError)
+}

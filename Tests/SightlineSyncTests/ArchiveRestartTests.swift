@@ -1,0 +1,57 @@
+import Foundation
+import SightlineArchive
+import SightlineArchiveServer
+import SightlineCore
+import SightlineSync
+import SightlineTesting
+import Testing
+
+@Suite("Sync against a sightline-archive process")
+struct ArchiveRestartTests {
+    @Test("Archive SIGKILLed mid-upload and restarted: the device resumes where the server stopped, no duplicates, chains verified",
+          .timeLimit(.minutes(5)))
+    func resumesAfterKill() async throws {
+        let server = try ArchiveServerProcess()
+        try await server.start()
+        let device = try DeviceArchive()
+        let caseID = try device.fileCase(photos: 1, size: 24 << 20)
+        try device.fileCase(photos: 3, size: 200_000, reference: "WO-2")
+        let client = device.client(server.url, token: server.deviceToken, chunkBytes: 256 * 1024)
+        let upload = Task { try await client.syncAll() }
+
+        // Kill the server once a good part of the big blob is durable there.
+        let part = try server.storage().uploadPath(caseID, (try device.archive.projection(caseID).items.first?.item.blob?.hex) ?? "")
+        let deadline = ContinuousClock.now + .seconds(120)
+        while (try? FileManager.default.attributesOfItem(atPath: part)[.size] as? Int) ?? 0 < 4 << 20 {
+            guard ContinuousClock.now < deadline else { throw TestFailure("the upload did not reach 4 MiB within 2 minutes") }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        server.kill()
+        await #expect(throws: ArchiveSyncError.self) { try await upload.value }
+        let counts = try device.archive.syncCounts(caseID)
+        #expect(counts.syncedEntries == 0 && counts.syncedBlobs == 0)
+        let kept = try FileManager.default.attributesOfItem(atPath: part)[.size] as? Int ?? 0
+
+        let restarted = try server.restarted()
+        try await restarted.start()
+        let resumed = try await client.syncAll()
+        // Only what the killed server did not hold went again.
+        let sealedSize = Int(ChunkedBlobFormat.sealedSize(plaintextSize: 24 << 20))
+        #expect(kept > 0)
+        #expect(resumed.bytes <= UInt64(sealedSize - kept + 3 * 300_000))
+        #expect(resumed.blobs == 4)
+        restarted.stop()
+
+        let storage = try restarted.storage()
+        for id in try device.archive.caseIDs() {
+            try expectServerHolds(id, of: device, storage: storage)
+        }
+        #expect(try storage.blobs(of: caseID).count == 1)
+        #expect(try device.archive.syncCounts() == ArchiveSyncCounts(syncedEntries: 6, syncedBlobs: 4))
+    }
+}
+
+extension ArchiveServerProcess {
+    /// The server's store, opened from the test (SQLite in WAL mode allows a second reader).
+    func storage() throws -> SQLiteArchiveStorage { try SQLiteArchiveStorage(directory: dataDirectory) }
+}

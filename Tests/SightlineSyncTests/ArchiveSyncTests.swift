@@ -1,0 +1,141 @@
+import Crypto
+import Foundation
+import SightlineArchive
+import SightlineArchiveServer
+import SightlineCore
+import SightlineSync
+import SightlineTesting
+import Testing
+
+@Suite("Archive sync over loopback")
+struct ArchiveSyncTests {
+    @Test("A device's cases arrive whole: chain, signatures and sealed blobs verified on the server; a second pass sends nothing")
+    func happyPath() async throws {
+        let server = try await ArchiveServerHarness.start()
+        defer { Task { await server.stop() } }
+        let device = try DeviceArchive(chunkSize: 64 * 1024)
+        let first = try device.fileCase(photos: 5, size: 300_000)
+        let second = try device.fileCase(photos: 2, size: 10, reference: "WO-2")
+        try device.archive.close(second, reason: "done")
+        let client = device.client(server.url)
+
+        let pass = try await client.syncAll()
+        #expect(pass.blobs == 7)
+        #expect(pass.entries == 10)
+        try expectServerHolds(first, of: device, storage: server.storage)
+        try expectServerHolds(second, of: device, storage: server.storage)
+        let counts = try device.archive.syncCounts()
+        #expect(counts.pendingEntries == 0 && counts.pendingBlobs == 0)
+        #expect(counts.syncedBlobs == 7)
+
+        let again = try await client.syncAll()
+        #expect(again == ArchiveSyncPass())
+        try device.archive.file(EvidenceDraft(kind: .textNote, capturedAt: 99, text: "later"), into: first)
+        let later = try await client.syncAll()
+        #expect(later.entries == 1 && later.blobs == 0)
+        try expectServerHolds(first, of: device, storage: server.storage)
+        #expect(try device.archive.verifyAll().allSatisfy { if case .success = $0 { true } else { false } })
+    }
+}
+
+@Suite("Archive server refuses tampered uploads")
+struct TamperedUploadTests {
+    /// A case synced up to (not including) its last entry, and the device's full journal.
+    private func partlySynced() async throws -> (ArchiveServerHarness, DeviceArchive, String, (entries: [StoredJournalEntry], checkpoints: [JournalCheckpoint])) {
+        let server = try await ArchiveServerHarness.start()
+        let device = try DeviceArchive(chunkSize: 64 * 1024)
+        let caseID = try device.fileCase(photos: 2, size: 100_000)
+        _ = try await device.client(server.url).syncAll()
+        try device.archive.file(EvidenceDraft(kind: .textNote, capturedAt: 5, text: "after sync"), into: caseID)
+        return (server, device, caseID, try device.archive.storedJournal(caseID))
+    }
+
+    private func upload(_ entries: [StoredJournalEntry], _ checkpoints: [JournalCheckpoint]) throws -> [UInt8] {
+        try jsonBytes(SyncJournalUpload(entries: entries.map(JournalEntryJSON.init), checkpoints: checkpoints.map(JournalCheckpointJSON.init)))
+    }
+
+    @Test("A flipped byte in a blob chunk: 422, the server holds nothing of it")
+    func flippedChunk() async throws {
+        let server = try await ArchiveServerHarness.start()
+        defer { Task { await server.stop() } }
+        let device = try DeviceArchive()
+        let caseID = try device.fileCase(photos: 1, size: 50_000)
+        guard let blob = try device.archive.projection(caseID).items.first?.item.blob,
+              let sealed = FileManager.default.contents(atPath: device.archive.sealedBlobPath(caseID: caseID, sha256: blob.hex))
+        else { throw TestFailure("no blob filed") }
+        var chunk = Array(sealed)
+        let digest = Array(SHA256.hash(data: chunk)).hexString
+        chunk[chunk.count / 2] ^= 0x01
+        let url = server.url + ArchiveSyncAPI.blobPath(caseID, blob.hex)
+        let answer = try await rawRequest(url + "?offset=0", .PUT, body: chunk, headers: [(ArchiveSyncAPI.chunkDigestHeader, digest)])
+        #expect(answer.status == 422)
+        #expect(answer.body.contains("does not match its digest"))
+        let status = try await rawRequest(url, .GET)
+        #expect(status.body.contains("\"received\":0"))
+
+        // Even with a matching chunk digest the commit checks the whole against the device's sealed hash.
+        let tampered = try await rawRequest(url + "?offset=0", .PUT, body: chunk, headers: [(ArchiveSyncAPI.chunkDigestHeader, Array(SHA256.hash(data: chunk)).hexString)])
+        #expect(tampered.status == 200)
+        let commit = try await rawRequest(url + "/commit", .POST, body: try jsonBytes(SyncBlobCommit(plaintextSize: blob.size, sealedSHA256: digest)))
+        #expect(commit.status == 422)
+        #expect(try server.storage.blob(caseID, blob.hex) == nil)
+        #expect(try server.storage.receivedBytes(caseID, blob.hex) == 0)
+
+        // The honest device then syncs the case completely.
+        _ = try await device.client(server.url).syncAll()
+        try expectServerHolds(caseID, of: device, storage: server.storage)
+    }
+
+    @Test("A changed entry, a broken signature and a fork are refused and store nothing")
+    func tamperedJournal() async throws {
+        let (server, device, caseID, journal) = try await partlySynced()
+        defer { Task { await server.stop() } }
+        let held = try server.storage.journal(caseID).entries.count
+        #expect(held == journal.entries.count - 1)
+        let url = server.url + ArchiveSyncAPI.journalPath(caseID)
+        let last = journal.entries.count - 1
+
+        var changed = journal.entries[last]
+        changed.canonical[changed.canonical.count - 3] ^= 0x20
+        let entryAnswer = try await rawRequest(url, .POST, body: try upload([changed], [journal.checkpoints[last]]))
+        #expect(entryAnswer.status == 422)
+
+        var badSignature = journal.checkpoints[last]
+        badSignature.signature[7] ^= 0x01
+        let signatureAnswer = try await rawRequest(url, .POST, body: try upload([journal.entries[last]], [badSignature]))
+        #expect(signatureAnswer.status == 422)
+        #expect(signatureAnswer.body.contains("signature"))
+
+        // A different, correctly signed entry at a sequence the server holds: the chain forks.
+        let forked = JournalEntry(caseID: caseID, sequence: UInt64(last - 1), previousHash: journal.entries[last - 2].hash, recordedAt: 1,
+                                  event: .closed(reason: "forked"))
+        let forkCheckpoint = try JournalCheckpoint(signing: forked, hash: forked.hash, at: 1, key: device.identity)
+        let forkAnswer = try await rawRequest(url, .POST, body: try upload([StoredJournalEntry(forked)], [forkCheckpoint]))
+        #expect(forkAnswer.status == 409)
+        #expect(forkAnswer.body.contains("forks at entry \(last - 1)"))
+
+        // Signed by another key than the one pinned for this device's token.
+        let stranger = Curve25519.Signing.PrivateKey()
+        let entry = try JournalEntry(canonical: journal.entries[last].canonical)
+        let strangerCheckpoint = try JournalCheckpoint(signing: entry, hash: entry.hash, at: 1, key: stranger)
+        let strangerAnswer = try await rawRequest(url, .POST, body: try upload([journal.entries[last]], [strangerCheckpoint]))
+        #expect(strangerAnswer.status == 403)
+
+        #expect(try server.storage.journal(caseID).entries.count == held)
+        _ = try await device.client(server.url).syncAll()
+        try expectServerHolds(caseID, of: device, storage: server.storage)
+    }
+
+    @Test("A wrong token gets 401; another device's token may not touch the case")
+    func tokens() async throws {
+        let (server, _, caseID, _) = try await partlySynced()
+        defer { Task { await server.stop() } }
+        let url = server.url + ArchiveSyncAPI.journalPath(caseID)
+        let wrong = try await rawRequest(url, .GET, token: "device-token-0123456789abcdeX")
+        #expect(wrong.status == 401)
+        let none = try await rawRequest(url, .GET, token: "")
+        #expect(none.status == 401)
+        let other = try await rawRequest(url, .GET, token: ArchiveServerHarness.otherToken)
+        #expect(other.status == 403)
+    }
+}

@@ -1,0 +1,120 @@
+import AsyncHTTPClient
+import Crypto
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import SightlineArchive
+import SightlineArchiveServer
+import SightlineCore
+import SightlineServerAccess
+import SightlineSync
+import SightlineTesting
+
+/// `sightline-archive` in this process on a free loopback port, with its embedded store.
+final class ArchiveServerHarness: Sendable {
+    static let deviceToken = "device-token-0123456789abcdef"
+    static let otherToken = "other-token-0123456789abcdef"
+
+    let directory: TemporaryDirectory
+    let storage: SQLiteArchiveStorage
+    let port: Int
+    private let task: Task<Void, any Error>
+
+    private init(directory: TemporaryDirectory, storage: SQLiteArchiveStorage, port: Int, task: Task<Void, any Error>) {
+        self.directory = directory
+        self.storage = storage
+        self.port = port
+        self.task = task
+    }
+
+    static func start() async throws -> ArchiveServerHarness {
+        let directory = try TemporaryDirectory(prefix: "sightline-archive-server")
+        let storage = try SQLiteArchiveStorage(directory: directory.file("data"))
+        let tokens = try DeviceTokens(text: "device \(deviceToken)\nother \(otherToken)\n")
+        var logger = Logger(label: "archive-under-test")
+        logger.logLevel = .warning
+        let (running, continuation) = AsyncStream<ArchiveServer.Running>.makeStream()
+        let app = try ArchiveServer.makeApplication(
+            ArchiveServer.Configuration(host: "127.0.0.1", port: 0, deviceTokens: tokens, storage: storage), logger: logger) { continuation.yield($0) }
+        let task = Task { try await app.runService(gracefulShutdownSignals: []) }
+        var iterator = running.makeAsyncIterator()
+        guard let started = await iterator.next() else { throw TestFailure("the archive server did not start") }
+        return ArchiveServerHarness(directory: directory, storage: storage, port: started.port, task: task)
+    }
+
+    var url: String { "http://127.0.0.1:\(port)" }
+
+    func stop() async {
+        task.cancel()
+        _ = try? await task.value
+    }
+}
+
+/// A device's archive in a temporary directory, with its own identity key.
+struct DeviceArchive {
+    let directory: TemporaryDirectory
+    let archive: EvidenceArchive
+    let identity: Curve25519.Signing.PrivateKey
+
+    init(chunkSize: Int = ChunkedBlobFormat.defaultChunkSize) throws {
+        directory = try TemporaryDirectory(prefix: "sightline-sync-device")
+        identity = Curve25519.Signing.PrivateKey()
+        archive = try EvidenceArchive(directory: directory.file("archive"), archiveKey: SymmetricKey(size: .bits256), signingKey: identity,
+                                      chunkSize: chunkSize)
+    }
+
+    /// Files `count` photos of `size` random bytes into a new case and returns the case id.
+    @discardableResult
+    func fileCase(photos count: Int, size: Int, reference: String = "WO-1") throws -> String {
+        let caseID = try archive.openCase(CaseDetails(reference: reference))
+        for index in 0..<count {
+            let words = (0..<(size + 7) / 8).map { _ in UInt64.random(in: 0...UInt64.max) }
+            let bytes = Array(words.withUnsafeBytes { $0.prefix(size) })
+            try archive.file(EvidenceDraft(kind: .photo, capturedAt: EpochMilliseconds(index), mediaType: "image/jpeg"), content: .bytes(bytes), into: caseID)
+        }
+        return caseID
+    }
+
+    func client(_ server: String, token: String = ArchiveServerHarness.deviceToken, deleteAfterSync: Bool = false,
+                chunkBytes: Int = 256 * 1024) -> ArchiveSyncClient {
+        ArchiveSyncClient(archive: archive, target: ArchiveSyncTarget(url: server, token: token, deleteAfterSync: deleteAfterSync, chunkBytes: chunkBytes),
+                          timeout: .seconds(30))
+    }
+}
+
+/// Checks that the server holds exactly the device's journal of `caseID`, that the chain and
+/// signatures verify there against the device's key, and that every blob is byte for byte the
+/// device's sealed file.
+func expectServerHolds(_ caseID: String, of device: DeviceArchive, storage: SQLiteArchiveStorage) throws {
+    let local = try device.archive.storedJournal(caseID)
+    let remote = try storage.journal(caseID)
+    guard remote.entries == local.entries else { throw TestFailure("the server holds \(remote.entries.count) entries, the device \(local.entries.count)") }
+    let blobs = try storage.blobs(of: caseID)
+    let result = JournalVerifier.verify(caseID: caseID, entries: remote.entries, checkpoints: remote.checkpoints,
+                                        trustedKey: device.identity.publicKey) { blob in
+        blobs[blob.hex] == nil ? "missing on the server" : nil
+    }
+    if case .failure(let link) = result { throw TestFailure("the server's copy does not verify: \(link)") }
+    for (sha, _) in blobs {
+        let serverBytes = FileManager.default.contents(atPath: storage.blobPath(caseID, sha))
+        let deviceBytes = FileManager.default.contents(atPath: device.archive.sealedBlobPath(caseID: caseID, sha256: sha))
+        if let deviceBytes, serverBytes != deviceBytes { throw TestFailure("blob \(sha) differs between device and server") }
+        if serverBytes == nil { throw TestFailure("blob \(sha) has a row but no file on the server") }
+    }
+}
+
+/// One raw request to the archive server, for tests that send what a correct client never would.
+func rawRequest(_ url: String, _ method: HTTPMethod, token: String = ArchiveServerHarness.deviceToken, body: [UInt8]? = nil,
+                headers: [(String, String)] = []) async throws -> (status: Int, body: String) {
+    var request = HTTPClientRequest(url: url)
+    request.method = method
+    request.headers.add(name: "Authorization", value: "Bearer \(token)")
+    for (name, value) in headers { request.headers.add(name: name, value: value) }
+    if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
+    let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+    let bytes = try await response.body.collect(upTo: 1 << 20)
+    return (Int(response.status.code), String(buffer: bytes))
+}
+
+func jsonBytes(_ value: some Encodable) throws -> [UInt8] { Array(try JSONEncoder().encode(value)) }
