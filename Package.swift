@@ -100,7 +100,7 @@ let package = Package(
         .target(
             name: "SightlineDaemon",
             dependencies: [
-                "SightlineCore", "SightlineSystem", "SightlineCamera", "SightlineDiscovery", "SightlineEncoding", "SightlineAudio", "SightlineVoice", "SightlineArchive",
+                "SightlineCore", "SightlineSystem", "SightlineCamera", "SightlineDiscovery", "SightlineEncoding", "SightlineAudio", "SightlineVoice", "SightlineArchive", "SightlineSync",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),

@@ -32,38 +32,6 @@ enum SyncLedger {
     }
 }
 
-/// Sync state of the device's archive, for `sightctl case show` and the metrics.
-public struct ArchiveSyncCounts: Sendable, Equatable, Codable {
-    public var syncedEntries: UInt64
-    public var pendingEntries: UInt64
-    public var syncedBlobs: UInt64
-    public var pendingBlobs: UInt64
-    /// Blobs whose local ciphertext was removed after the server confirmed them.
-    public var removedBlobs: UInt64
-
-    public init(syncedEntries: UInt64 = 0, pendingEntries: UInt64 = 0, syncedBlobs: UInt64 = 0, pendingBlobs: UInt64 = 0, removedBlobs: UInt64 = 0) {
-        self.syncedEntries = syncedEntries
-        self.pendingEntries = pendingEntries
-        self.syncedBlobs = syncedBlobs
-        self.pendingBlobs = pendingBlobs
-        self.removedBlobs = removedBlobs
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case syncedEntries = "synced_entries"
-        case pendingEntries = "pending_entries"
-        case syncedBlobs = "synced_blobs"
-        case pendingBlobs = "pending_blobs"
-        case removedBlobs = "removed_blobs"
-    }
-
-    public static func + (lhs: Self, rhs: Self) -> Self {
-        Self(syncedEntries: lhs.syncedEntries + rhs.syncedEntries, pendingEntries: lhs.pendingEntries + rhs.pendingEntries,
-             syncedBlobs: lhs.syncedBlobs + rhs.syncedBlobs, pendingBlobs: lhs.pendingBlobs + rhs.pendingBlobs,
-             removedBlobs: lhs.removedBlobs + rhs.removedBlobs)
-    }
-}
-
 extension EvidenceArchive {
     /// The journal and checkpoints as stored, for the sync client to upload unchanged.
     public func storedJournal(_ caseID: String) throws(ArchiveError) -> (entries: [StoredJournalEntry], checkpoints: [JournalCheckpoint]) {
@@ -117,7 +85,9 @@ extension EvidenceArchive {
     /// Deletes the local ciphertext of a blob the server confirmed (sync.delete_after_sync).
     /// The ledger row is marked first: a crash in between leaves a file that verify reports, never a
     /// missing blob that nothing accounts for.
-    public func removeSyncedBlob(_ caseID: String, sha256: String) throws(ArchiveError) {
+    /// Returns whether this call removed it (false when it was removed before or never confirmed).
+    @discardableResult
+    public func removeSyncedBlob(_ caseID: String, sha256: String) throws(ArchiveError) -> Bool {
         let marked = try catching(caseID) {
             try database.write { db in
                 try db.execute(sql: "UPDATE sync_blobs SET removed_at = ? WHERE case_id = ? AND sha256 = ? AND removed_at IS NULL",
@@ -125,9 +95,10 @@ extension EvidenceArchive {
                 return db.changesCount > 0
             }
         }
-        guard marked else { return }
+        guard marked else { return false }
         unlink(blobPath(caseID: caseID, sha256: sha256))
         try? SecureFiles.syncDirectory(Self.path(directory, "blobs/\(caseID)"))
+        return true
     }
 
     /// Synced and pending entries and blobs of one case.

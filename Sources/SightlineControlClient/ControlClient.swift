@@ -25,17 +25,21 @@ public struct ControlClient: Sendable {
         try await send(method: .GET, path: path, body: nil, as: type)
     }
 
-    public func post<Value: Decodable>(_ path: String, json body: some Encodable, as type: Value.Type) async throws(Failure) -> Value {
+    /// - Parameter timeout: how long the daemon may take; longer only for work that waits on
+    ///   something outside the device (a sync pass).
+    public func post<Value: Decodable>(_ path: String, json body: some Encodable, as type: Value.Type,
+                                       timeout: TimeAmount = .seconds(10)) async throws(Failure) -> Value {
         let data: Data
         do { data = try Self.encoder.encode(body) } catch {
             throw Failure(description: "cannot encode the request: \(error)", exitStatus: 1)
         }
-        return try await send(method: .POST, path: path, body: data, as: type)
+        return try await send(method: .POST, path: path, body: data, as: type, timeout: timeout)
     }
 
     /// Sends one request on its own connection (`Connection: close`), so a command line tool
     /// leaves no pooled connection behind.
-    func send<Value: Decodable>(method: HTTPMethod, path: String, body: Data?, as type: Value.Type) async throws(Failure) -> Value {
+    func send<Value: Decodable>(method: HTTPMethod, path: String, body: Data?, as type: Value.Type,
+                                timeout: TimeAmount = .seconds(10)) async throws(Failure) -> Value {
         try preflight()
         guard let url = URL(httpURLWithSocketPath: socketPath, uri: path) else {
             throw Failure(description: "control socket path \(socketPath) cannot be used in a URL", exitStatus: 1)
@@ -50,7 +54,7 @@ public struct ControlClient: Sendable {
         let status: UInt
         let bytes: ByteBuffer
         do {
-            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+            let response = try await HTTPClient.shared.execute(request, timeout: timeout)
             status = response.status.code
             bytes = try await response.body.collect(upTo: 4 * 1024 * 1024)
         } catch {

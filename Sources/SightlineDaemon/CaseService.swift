@@ -3,10 +3,12 @@ import Dispatch
 import Foundation
 import Hummingbird
 import Logging
+import Metrics
 import NIOCore
 import ServiceLifecycle
 import SightlineArchive
 import SightlineCore
+import SightlineSync
 import SightlineSystem
 import Synchronization
 
@@ -17,12 +19,17 @@ import Synchronization
 final class CaseService: Sendable {
     private let archive: Result<EvidenceArchive, ArchiveFailure>
     private let queue = DispatchQueue(label: "sightline.archive")
+    /// The background sync to the organisation's archive; nil when `sync.url` is empty or the
+    /// archive or token cannot be read (`syncUnavailableReason` says why).
+    let sync: ArchiveSyncLoop?
+    let syncUnavailableReason: String?
 
     struct ArchiveFailure: Error, CustomStringConvertible {
         let description: String
     }
 
-    init(stateDirectory: String, identity: Curve25519.Signing.PrivateKey, retention: RetentionPolicy, logger: Logger) {
+    init(stateDirectory: String, identity: Curve25519.Signing.PrivateKey, retention: RetentionPolicy,
+         sync settings: DaemonConfiguration.SyncConfiguration? = nil, logger: Logger) {
         let keys = ArchiveKeyStore(keyFilePath: (stateDirectory as NSString).appendingPathComponent("archive.key"))
         do {
             let key = try keys.loadOrCreate()
@@ -34,6 +41,35 @@ final class CaseService: Sendable {
             logger.error("evidence archive unavailable", metadata: ["error": "\(error)"])
             archive = .failure(ArchiveFailure(description: "the evidence archive is unavailable: \(error)"))
         }
+        (sync, syncUnavailableReason) = Self.makeSync(settings, archive: try? archive.get(), logger: logger)
+    }
+
+    private static func makeSync(_ settings: DaemonConfiguration.SyncConfiguration?, archive: EvidenceArchive?,
+                                 logger: Logger) -> (ArchiveSyncLoop?, String?) {
+        guard let settings else { return (nil, nil) }
+        guard let archive else { return (nil, "sync is off: the evidence archive is unavailable") }
+        let token: String
+        do {
+            token = try DeviceTokenFile.read(settings.tokenFile, server: "archive")
+        } catch {
+            logger.error("sync unavailable", metadata: ["error": "\(error)"])
+            return (nil, "sync is off: \(error)")
+        }
+        let client = ArchiveSyncClient(archive: archive, target: ArchiveSyncTarget(url: settings.url, token: token,
+                                                                                   deleteAfterSync: settings.deleteAfterSync))
+        let metrics = SyncMetrics()
+        let loop = ArchiveSyncLoop(client: client, interval: .seconds(settings.intervalSeconds)) { result in
+            metrics.record(result)
+            switch result {
+            case .success(let pass) where pass.entries > 0 || pass.blobs > 0:
+                logger.info("sync: uploaded to the organisation's archive", metadata: [
+                    "entries": "\(pass.entries)", "blobs": "\(pass.blobs)", "bytes": "\(pass.bytes)", "removed": "\(pass.removedBlobs)",
+                ])
+            case .success: break
+            case .failure(let error): logger.warning("sync failed; evidence stays on the device and sync retries", metadata: ["error": "\(error)"])
+            }
+        }
+        return (loop, nil)
     }
 
     /// Bumped whenever a case opens, closes or reopens, so a running call can show the
@@ -47,6 +83,14 @@ final class CaseService: Sendable {
     func openCaseReference() async -> String? {
         let reference = try? await perform { archive in try archive.openCaseID().map { try archive.projection($0).details.reference } }
         return reference ?? nil
+    }
+
+    /// The sync loop, or the reason there is none as an HTTP error.
+    func syncLoop() throws -> ArchiveSyncLoop {
+        guard let sync else {
+            throw HTTPError(.conflict, message: syncUnavailableReason ?? "sync is off: set sync.url and sync.token_file in the configuration (docs/CONFIGURATION.md)")
+        }
+        return sync
     }
 
     var unavailableReason: String? {
@@ -100,6 +144,33 @@ final class CaseService: Sendable {
             }
             try await writer.finish(nil)
         })
+    }
+}
+
+/// Prometheus counters of the sync to the organisation's archive.
+struct SyncMetrics: Sendable {
+    private let bytes = Counter(label: "sightline_sync_uploaded_bytes_total")
+    private let entries = Counter(label: "sightline_sync_uploaded_entries_total")
+    private let failures = Counter(label: "sightline_sync_failures_total")
+
+    func record(_ result: Result<ArchiveSyncPass, ArchiveSyncError>) {
+        switch result {
+        case .success(let pass):
+            bytes.increment(by: Int64(clamping: pass.bytes))
+            entries.increment(by: Int64(clamping: pass.entries))
+        case .failure:
+            failures.increment()
+        }
+    }
+}
+
+/// Runs the sync loop as one of the daemon's services; a pass in flight is cancelled at shutdown
+/// (what the server confirmed is already marked; the rest is sent again next time).
+struct ArchiveSyncService: Service {
+    let loop: ArchiveSyncLoop
+
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown { await loop.run() }
     }
 }
 
@@ -160,7 +231,31 @@ extension ControlServer {
         }
         router.get(RouterPath(ControlAPI.casePath("{id}"))) { _, context in
             let id = try context.parameters.require("id")
-            return try jsonResponse(try await cases.perform { archive in CaseDetail(projection: try archive.projection(id)) })
+            let syncing = cases.sync != nil
+            return try jsonResponse(try await cases.perform { archive in
+                var detail = CaseDetail(projection: try archive.projection(id))
+                if syncing { detail.sync = try archive.syncCounts(id) }
+                return detail
+            })
+        }
+        router.get(RouterPath(ControlAPI.syncPath)) { _, _ in
+            let loop = try cases.syncLoop()
+            let status = await loop.status
+            return try jsonResponse(SyncReport(status: status, counts: try await cases.perform { archive in try archive.syncCounts() }))
+        }
+        router.post(RouterPath(ControlAPI.syncPath)) { _, context in
+            let loop = try cases.syncLoop()
+            context.logger.notice("sync on demand")
+            let result = await loop.syncNow()
+            let status = await loop.status
+            let counts = try await cases.perform { archive in try archive.syncCounts() }
+            switch result {
+            case .success(let pass):
+                return try jsonResponse(SyncReport(status: status, counts: counts, uploadedEntries: pass.entries, uploadedBlobs: pass.blobs,
+                                                   uploadedBytes: pass.bytes, removedBlobs: pass.removedBlobs))
+            case .failure(let error):
+                throw HTTPError(.badGateway, message: "\(error) (\(counts.pendingEntries) entries and \(counts.pendingBlobs) blobs wait)")
+            }
         }
         router.post(RouterPath(ControlAPI.personExportPath("{person}"))) { _, context in
             let person = try context.parameters.require("person")

@@ -74,7 +74,8 @@ public enum SightlineDaemon {
             throw StartupFailure(status: 1, description: "\(error)")
         }
 
-        let cases = CaseService(stateDirectory: configuration.stateDirectory, identity: identityKey, retention: configuration.retention, logger: logger)
+        let cases = CaseService(stateDirectory: configuration.stateDirectory, identity: identityKey, retention: configuration.retention,
+                                sync: configuration.sync, logger: logger)
         await state.set("archive", cases.unavailableReason == nil ? .running : .failed, cases.unavailableReason ?? "evidence archive open")
         let devices = DeviceRegistry(policy: cameraPolicy(for: configuration.camera))
         let camera = CameraService(configuration: configuration.camera,
@@ -139,6 +140,9 @@ public enum SightlineDaemon {
                                   serviceName: "voice"))
         } else if configuration.voice.enabled {
             await state.set(VoiceService.name, .failed, "the command journal cannot be written; see the log")
+        }
+        if let sync = cases.sync {
+            services.append(.init(service: ArchiveSyncService(loop: sync), serviceName: "sync"))
         }
         if configuration.metricsEnabled {
             await state.set("metrics", .starting, "binding \(configuration.metricsListen)")

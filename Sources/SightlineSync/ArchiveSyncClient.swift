@@ -63,6 +63,9 @@ public final class ArchiveSyncClient: Sendable {
     public let target: ArchiveSyncTarget
     private let http: HTTPClient
     private let timeout: TimeAmount
+    /// The first request of a case: the HTTP client retries a refused connection until the
+    /// deadline, so this one is short and an offline device learns it within seconds.
+    private let probeTimeout: TimeAmount = .seconds(5)
 
     public init(archive: EvidenceArchive, target: ArchiveSyncTarget, http: HTTPClient = .shared, timeout: TimeAmount = .seconds(60)) {
         self.archive = archive
@@ -94,7 +97,7 @@ public final class ArchiveSyncClient: Sendable {
         let total = UInt64(journal.entries.count)
         var synced = try local { () throws(ArchiveError) in try archive.syncedEntryCount(caseID) }
         if synced < total {
-            let status: SyncJournalStatus = try await request(.GET, ArchiveSyncAPI.journalPath(caseID))
+            let status: SyncJournalStatus = try await request(.GET, ArchiveSyncAPI.journalPath(caseID), timeout: probeTimeout)
             guard status.entries <= total else {
                 throw .refused(status: 409, "the server holds \(status.entries) entries of case \(caseID), the device only \(total): the journals diverged; "
                                 + "run `sightctl case verify \(caseID)` and ask the archive's operator")
@@ -138,8 +141,7 @@ public final class ArchiveSyncClient: Sendable {
             let blobs = try local { () throws(ArchiveError) in try archive.syncedBlobs(caseID) }
             for (sequence, item) in projection.items where sequence < start {
                 guard let blob = item.blob, let state = blobs[blob.hex], !state.removed else { continue }
-                try local { () throws(ArchiveError) in try archive.removeSyncedBlob(caseID, sha256: blob.hex) }
-                pass.removedBlobs += 1
+                if try local({ () throws(ArchiveError) in try archive.removeSyncedBlob(caseID, sha256: blob.hex) }) { pass.removedBlobs += 1 }
             }
         }
     }
@@ -213,7 +215,7 @@ public final class ArchiveSyncClient: Sendable {
     }
 
     private func request<Answer: Decodable>(_ method: HTTPMethod, _ path: String, body: ByteBuffer? = nil,
-                                            headers: HTTPHeaders = [:]) async throws(ArchiveSyncError) -> Answer {
+                                            headers: HTTPHeaders = [:], timeout: TimeAmount? = nil) async throws(ArchiveSyncError) -> Answer {
         var request = HTTPClientRequest(url: target.url + path)
         request.method = method
         request.headers = headers
@@ -222,7 +224,7 @@ public final class ArchiveSyncClient: Sendable {
         let status: Int
         let bytes: ByteBuffer
         do {
-            let response = try await http.execute(request, timeout: timeout)
+            let response = try await http.execute(request, timeout: timeout ?? self.timeout)
             status = Int(response.status.code)
             bytes = try await response.body.collect(upTo: 1 << 20)
         } catch {

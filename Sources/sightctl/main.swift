@@ -432,7 +432,7 @@ struct Call: AsyncParsableCommand {
 struct Case: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Service cases: open, close, list, show, verify and export the evidence archive.",
-        subcommands: [Open.self, Close.self, Reopen.self, List.self, Show.self, Verify.self, Export.self, Hold.self, Release.self, Purge.self, Refile.self, Participant.self, Consent.self])
+        subcommands: [Open.self, Close.self, Reopen.self, List.self, Show.self, Verify.self, Export.self, Hold.self, Release.self, Purge.self, Refile.self, Participant.self, Consent.self, Sync.self])
 
     static func time(_ milliseconds: Int64) -> String {
         Date(timeIntervalSince1970: Double(milliseconds) / 1000).formatted(.iso8601)
@@ -523,6 +523,7 @@ struct Case: AsyncParsableCommand {
             print("opened:    \(Case.time(summary.openedAt))")
             print("journal:   \(summary.entries) entries, head \(detail.headHash)")
             if let hold = summary.legalHold { print("hold:      \(hold) (nothing is purged until released)") }
+            if let sync = detail.sync { print("sync:      \(Case.syncLine(sync))") }
             for participant in detail.participants { print("participant: \(participant.participantId) \(participant.name) (\(participant.role))") }
             for consent in detail.consents {
                 print("consent:   \(consent.participantId) \(consent.granted ? "granted" : "refused") \(consent.scope) at \(Case.time(consent.givenAt))"
@@ -618,6 +619,37 @@ struct Case: AsyncParsableCommand {
                 print("  \(item.caseId) \(item.itemId) [\(item.retentionClass)] expired \(Case.time(item.expiredAt))")
             }
         }
+    }
+
+    struct Sync: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show what the organisation's archive has confirmed and what waits; --now uploads at once. Exit 1 if the pass fails.")
+        @Flag(help: "Run a sync pass now and wait for it.") var now = false
+        @OptionGroup var options: DaemonOptions
+
+        func run() async throws {
+            let report = try await request { () async throws(ControlClient.Failure) in
+                // A pass may upload gigabytes: wait as long as it takes (an unreachable archive fails within seconds).
+                now ? try await options.client.post(ControlAPI.syncPath, json: [String: String](), as: SyncReport.self, timeout: .hours(24))
+                    : try await options.client.get(ControlAPI.syncPath, as: SyncReport.self)
+            }
+            if options.json { return try printJSON(report) }
+            print("archive:   \(report.status.url)")
+            if let entries = report.uploadedEntries {
+                print("uploaded:  \(entries) entries, \(report.uploadedBlobs ?? 0) blobs, \(report.uploadedBytes ?? 0) bytes"
+                      + ((report.removedBlobs ?? 0) > 0 ? "; removed \(report.removedBlobs ?? 0) local blob files" : ""))
+            }
+            print("state:     \(Case.syncLine(report.counts))")
+            if let success = report.status.lastSuccessAt { print("last sync: \(Case.time(success))") }
+            if let error = report.status.lastError {
+                print("last error: \(error) (\(report.status.consecutiveFailures) failure(s) in a row)")
+            }
+        }
+    }
+
+    static func syncLine(_ counts: ArchiveSyncCounts) -> String {
+        "\(counts.syncedEntries) entries and \(counts.syncedBlobs) blobs synced, \(counts.pendingEntries) entries and \(counts.pendingBlobs) blobs pending"
+            + (counts.removedBlobs > 0 ? ", \(counts.removedBlobs) blob files removed after sync" : "")
     }
 
     struct Refile: AsyncParsableCommand {

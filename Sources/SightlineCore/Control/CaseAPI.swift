@@ -21,6 +21,10 @@ extension ControlAPI {
     /// `POST`: erase what no retention duty keeps, restrict the rest (`PersonErasureReport`).
     public static func personErasePath(_ person: String) -> String { "/v1/privacy/persons/\(person)/erase" }
 
+    /// `GET` shows the sync state (`SyncReport` without a pass), `POST` runs a sync pass now
+    /// and answers when it ended (`SyncReport`).
+    public static let syncPath = "/v1/sync"
+
     /// The case id that stands for every case in `verify`.
     public static let allCases = "all"
 }
@@ -179,6 +183,8 @@ public struct CaseDetail: Codable, Sendable, Equatable {
     public var participants: [CaseParticipantInfo]
     public var consents: [CaseConsentInfo]
     public var items: [CaseItemInfo]
+    /// Nil when sync is off (`sync.url` empty).
+    public var sync: ArchiveSyncCounts?
 
     public init(projection: CaseProjection) {
         summary = CaseSummary(projection: projection)
@@ -269,5 +275,68 @@ public struct PersonErasureReport: Codable, Sendable, Equatable {
     public init(personId: String, items: [Item]) {
         self.personId = personId
         self.items = items
+    }
+}
+
+/// Sync state of the device's archive: entries and blobs the organisation's archive confirmed,
+/// and what waits. Keys follow the API's snake_case conversion.
+public struct ArchiveSyncCounts: Sendable, Equatable, Codable {
+    public var syncedEntries: UInt64
+    public var pendingEntries: UInt64
+    public var syncedBlobs: UInt64
+    public var pendingBlobs: UInt64
+    /// Blobs whose local ciphertext was removed after the server confirmed them.
+    public var removedBlobs: UInt64
+
+    public init(syncedEntries: UInt64 = 0, pendingEntries: UInt64 = 0, syncedBlobs: UInt64 = 0, pendingBlobs: UInt64 = 0, removedBlobs: UInt64 = 0) {
+        self.syncedEntries = syncedEntries
+        self.pendingEntries = pendingEntries
+        self.syncedBlobs = syncedBlobs
+        self.pendingBlobs = pendingBlobs
+        self.removedBlobs = removedBlobs
+    }
+
+    public static func + (lhs: Self, rhs: Self) -> Self {
+        Self(syncedEntries: lhs.syncedEntries + rhs.syncedEntries, pendingEntries: lhs.pendingEntries + rhs.pendingEntries,
+             syncedBlobs: lhs.syncedBlobs + rhs.syncedBlobs, pendingBlobs: lhs.pendingBlobs + rhs.pendingBlobs,
+             removedBlobs: lhs.removedBlobs + rhs.removedBlobs)
+    }
+}
+
+/// The background sync's last attempt, as the daemon reports it.
+public struct ArchiveSyncStatus: Sendable, Codable, Equatable {
+    public var url: String
+    public var lastAttemptAt: Int64?
+    public var lastSuccessAt: Int64?
+    /// The last pass's failure; nil after a pass that succeeded.
+    public var lastError: String?
+    public var consecutiveFailures: Int
+
+    public init(url: String, lastAttemptAt: Int64? = nil, lastSuccessAt: Int64? = nil, lastError: String? = nil, consecutiveFailures: Int = 0) {
+        self.url = url
+        self.lastAttemptAt = lastAttemptAt
+        self.lastSuccessAt = lastSuccessAt
+        self.lastError = lastError
+        self.consecutiveFailures = consecutiveFailures
+    }
+}
+
+/// `GET`/`POST /v1/sync`: what a pass uploaded (POST only), the loop's state and the counts.
+public struct SyncReport: Codable, Sendable, Equatable {
+    public var status: ArchiveSyncStatus
+    public var counts: ArchiveSyncCounts
+    public var uploadedEntries: UInt64?
+    public var uploadedBlobs: UInt64?
+    public var uploadedBytes: UInt64?
+    public var removedBlobs: UInt64?
+
+    public init(status: ArchiveSyncStatus, counts: ArchiveSyncCounts, uploadedEntries: UInt64? = nil, uploadedBlobs: UInt64? = nil,
+                uploadedBytes: UInt64? = nil, removedBlobs: UInt64? = nil) {
+        self.status = status
+        self.counts = counts
+        self.uploadedEntries = uploadedEntries
+        self.uploadedBlobs = uploadedBlobs
+        self.uploadedBytes = uploadedBytes
+        self.removedBlobs = removedBlobs
     }
 }

@@ -17,20 +17,7 @@ struct RelayCredentials: Sendable {
 
     /// Reads the token file (refusing one that others can read) and the optional CA file.
     static func load(_ relay: DaemonConfiguration.RelayConfiguration) throws(Failure) -> RelayCredentials {
-        let path = relay.tokenFile
-        var info = stat()
-        guard stat(path, &info) == 0 else {
-            throw Failure(description: "relay token file \(path) is missing: provision this device on the relay and write its token there (mode 0600)")
-        }
-        guard info.st_mode & 0o007 == 0 else {
-            throw Failure(description: "relay token file \(path) is readable by others: chmod 600 \(path)")
-        }
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
-              let token = text.split(whereSeparator: \.isNewline).first.map({ $0.trimmingCharacters(in: .whitespaces) }),
-              !token.isEmpty, token.count <= 512, !token.contains(" ")
-        else {
-            throw Failure(description: "relay token file \(path) does not hold a token on its first line")
-        }
+        let token = try DeviceTokenFile.read(relay.tokenFile, server: "relay")
         var tls: TLSConfiguration?
         if relay.url.hasPrefix("wss://") {
             var configuration = TLSConfiguration.makeClientConfiguration()
@@ -54,6 +41,27 @@ struct RelayCredentials: Sendable {
             tls = configuration
         }
         return RelayCredentials(url: relay.url, token: token, tls: tls)
+    }
+}
+
+/// A device's token for a server it dials out to (the relay, the organisation's archive): the
+/// first line of a file that others may not read.
+enum DeviceTokenFile {
+    static func read(_ path: String, server: String) throws(RelayCredentials.Failure) -> String {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw .init(description: "\(server) token file \(path) is missing: provision this device on the \(server) and write its token there (mode 0600)")
+        }
+        guard info.st_mode & 0o007 == 0 else {
+            throw .init(description: "\(server) token file \(path) is readable by others: chmod 600 \(path)")
+        }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+              let token = text.split(whereSeparator: \.isNewline).first.map({ $0.trimmingCharacters(in: .whitespaces) }),
+              !token.isEmpty, token.count <= 512, !token.contains(" ")
+        else {
+            throw .init(description: "\(server) token file \(path) does not hold a token on its first line")
+        }
+        return token
     }
 }
 

@@ -1,0 +1,74 @@
+import Foundation
+import SightlineArchive
+import SightlineCore
+
+/// Runs sync passes in the background, one at a time: every `interval` after a pass that
+/// succeeded, and after a failure again in `minimumBackoff`, doubling up to `interval`, so a
+/// device that is offline for a day neither hammers the network nor waits a whole interval
+/// once it is back. `syncNow` runs a pass at once (after any pass already running).
+public actor ArchiveSyncLoop {
+    public let client: ArchiveSyncClient
+    private let interval: Duration
+    private let minimumBackoff: Duration
+    private let observe: @Sendable (Result<ArchiveSyncPass, ArchiveSyncError>) -> Void
+    private var running: Task<Result<ArchiveSyncPass, ArchiveSyncError>, Never>?
+    public private(set) var status: ArchiveSyncStatus
+
+    public init(client: ArchiveSyncClient, interval: Duration, minimumBackoff: Duration = .seconds(5),
+                observe: @escaping @Sendable (Result<ArchiveSyncPass, ArchiveSyncError>) -> Void = { _ in }) {
+        self.client = client
+        self.interval = interval
+        self.minimumBackoff = min(minimumBackoff, interval)
+        self.observe = observe
+        status = ArchiveSyncStatus(url: client.target.url)
+    }
+
+    /// Waits after a pass: the interval after success, else the back-off for this many failures.
+    func delay(afterFailures failures: Int) -> Duration {
+        guard failures > 0 else { return interval }
+        var wait = minimumBackoff
+        for _ in 1..<failures where wait < interval { wait *= 2 }
+        return min(wait, interval)
+    }
+
+    /// Runs passes until the task is cancelled; the first one at once.
+    public func run() async {
+        while !Task.isCancelled {
+            _ = await syncNow()
+            do {
+                try await Task.sleep(for: delay(afterFailures: status.consecutiveFailures))
+            } catch {
+                return
+            }
+        }
+    }
+
+    /// One pass now, after the one already running (whose result may predate new evidence).
+    public func syncNow() async -> Result<ArchiveSyncPass, ArchiveSyncError> {
+        if let previous = running { _ = await previous.value }
+        let client = self.client
+        let pass = Task { () -> Result<ArchiveSyncPass, ArchiveSyncError> in
+            do throws(ArchiveSyncError) {
+                return .success(try await client.syncAll())
+            } catch {
+                return .failure(error)
+            }
+        }
+        running = pass
+        let result = await pass.value
+        if running == pass { running = nil }
+        let now = EvidenceArchive.systemClock()
+        status.lastAttemptAt = now
+        switch result {
+        case .success:
+            status.lastSuccessAt = now
+            status.lastError = nil
+            status.consecutiveFailures = 0
+        case .failure(let error):
+            status.lastError = error.description
+            status.consecutiveFailures += 1
+        }
+        observe(result)
+        return result
+    }
+}
