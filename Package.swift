@@ -162,6 +162,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         /// The relay: WebSocket routing, per-receiver queues, device tokens, the viewer's files.
@@ -230,7 +232,7 @@ let package = Package(
 
         /// Test helper: files evidence into an archive as fast as it can and prints each acknowledged
         /// item, so a test can SIGKILL it at random moments and check what survived.
-        .executableTarget(name: "sightline-archive-writer", dependencies: ["SightlineArchive", "SightlineCore", "SightlineSystem"]),
+        .executableTarget(name: "sightline-archive-writer", dependencies: ["SightlineArchive", "SightlineCore", "SightlineSync", "SightlineSystem"]),
 
         // MARK: Tests
         .target(

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Crypto
 import Dispatch
 import Foundation
@@ -23,6 +24,8 @@ final class CaseService: Sendable {
     /// archive or token cannot be read (`syncUnavailableReason` says why).
     let sync: ArchiveSyncLoop?
     let syncUnavailableReason: String?
+    /// The HTTP client for an archive behind `sync.ca_file`; shut down by `ArchiveSyncService`.
+    let syncHTTPClient: HTTPClient?
 
     struct ArchiveFailure: Error, CustomStringConvertible {
         let description: String
@@ -41,22 +44,25 @@ final class CaseService: Sendable {
             logger.error("evidence archive unavailable", metadata: ["error": "\(error)"])
             archive = .failure(ArchiveFailure(description: "the evidence archive is unavailable: \(error)"))
         }
-        (sync, syncUnavailableReason) = Self.makeSync(settings, archive: try? archive.get(), logger: logger)
+        (sync, syncHTTPClient, syncUnavailableReason) = Self.makeSync(settings, archive: try? archive.get(), logger: logger)
     }
 
     private static func makeSync(_ settings: DaemonConfiguration.SyncConfiguration?, archive: EvidenceArchive?,
-                                 logger: Logger) -> (ArchiveSyncLoop?, String?) {
-        guard let settings else { return (nil, nil) }
-        guard let archive else { return (nil, "sync is off: the evidence archive is unavailable") }
+                                 logger: Logger) -> (ArchiveSyncLoop?, HTTPClient?, String?) {
+        guard let settings else { return (nil, nil, nil) }
+        guard let archive else { return (nil, nil, "sync is off: the evidence archive is unavailable") }
         let token: String
+        let http: HTTPClient?
         do {
             token = try DeviceTokenFile.read(settings.tokenFile, server: "archive")
+            http = try settings.caFile.map { file throws(ArchiveSyncError) in try ArchiveSyncClient.httpClient(trusting: file) }
         } catch {
             logger.error("sync unavailable", metadata: ["error": "\(error)"])
-            return (nil, "sync is off: \(error)")
+            return (nil, nil, "sync is off: \(error)")
         }
         let client = ArchiveSyncClient(archive: archive, target: ArchiveSyncTarget(url: settings.url, token: token,
-                                                                                   deleteAfterSync: settings.deleteAfterSync))
+                                                                                   deleteAfterSync: settings.deleteAfterSync),
+                                       http: http ?? .shared)
         let metrics = SyncMetrics()
         let loop = ArchiveSyncLoop(client: client, interval: .seconds(settings.intervalSeconds)) { result in
             metrics.record(result)
@@ -69,7 +75,7 @@ final class CaseService: Sendable {
             case .failure(let error): logger.warning("sync failed; evidence stays on the device and sync retries", metadata: ["error": "\(error)"])
             }
         }
-        return (loop, nil)
+        return (loop, http, nil)
     }
 
     /// Bumped whenever a case opens, closes or reopens, so a running call can show the
@@ -168,9 +174,11 @@ struct SyncMetrics: Sendable {
 /// (what the server confirmed is already marked; the rest is sent again next time).
 struct ArchiveSyncService: Service {
     let loop: ArchiveSyncLoop
+    let http: HTTPClient?
 
     func run() async throws {
         try? await cancelWhenGracefulShutdown { await loop.run() }
+        try? await http?.shutdown()
     }
 }
 

@@ -142,7 +142,7 @@ public enum SightlineDaemon {
             await state.set(VoiceService.name, .failed, "the command journal cannot be written; see the log")
         }
         if let sync = cases.sync {
-            services.append(.init(service: ArchiveSyncService(loop: sync), serviceName: "sync"))
+            services.append(.init(service: ArchiveSyncService(loop: sync, http: cases.syncHTTPClient), serviceName: "sync"))
         }
         if configuration.metricsEnabled {
             await state.set("metrics", .starting, "binding \(configuration.metricsListen)")

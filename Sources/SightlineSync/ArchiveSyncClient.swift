@@ -3,6 +3,8 @@ import Crypto
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOPosix
+import NIOSSL
 import SightlineArchive
 import SightlineCore
 
@@ -33,12 +35,15 @@ public enum ArchiveSyncError: Error, Sendable, CustomStringConvertible {
     case unreachable(String)
     case refused(status: Int, String)
     case local(ArchiveError)
+    /// A `sync.*` setting that cannot work; the message names it.
+    case configuration(String)
 
     public var description: String {
         switch self {
         case .unreachable(let message): "the organisation's archive is not reachable (\(message)); evidence stays on the device and sync retries"
         case .refused(let status, let message): "the organisation's archive refused the upload (\(status)): \(message)"
         case .local(let error): "\(error)"
+        case .configuration(let message): message
         }
     }
 }
@@ -59,6 +64,18 @@ public struct ArchiveSyncPass: Sendable, Equatable {
 /// reports, streamed one chunk at a time — then the entries with their checkpoints, in order.
 /// Only what the server confirmed is marked synced in the device's archive.
 public final class ArchiveSyncClient: Sendable {
+    /// An HTTP client that trusts exactly the PEM certificates in `caFile` (an organisation's
+    /// own CA or the archive's self-signed certificate); the caller shuts it down.
+    public static func httpClient(trusting caFile: String) throws(ArchiveSyncError) -> HTTPClient {
+        guard let certificates = try? NIOSSLCertificate.fromPEMFile(caFile), !certificates.isEmpty else {
+            throw .configuration("sync.ca_file \(caFile) holds no PEM certificate: point it at the archive's CA or certificate (PEM)")
+        }
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        tls.trustRoots = .certificates(certificates)
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: HTTPClient.Configuration(tlsConfiguration: tls))
+    }
+
     public let archive: EvidenceArchive
     public let target: ArchiveSyncTarget
     private let http: HTTPClient
@@ -77,25 +94,30 @@ public final class ArchiveSyncClient: Sendable {
     /// One pass over every case; throws at the first failure, having kept what was confirmed.
     public func syncAll(progress: @Sendable (ArchiveSyncPass) -> Void = { _ in }) async throws(ArchiveSyncError) -> ArchiveSyncPass {
         var pass = ArchiveSyncPass()
-        for caseID in try local({ () throws(ArchiveError) in try archive.caseIDs() }) {
+        for caseID in try await local({ archive throws(ArchiveError) in try archive.caseIDs() }) {
             try await sync(caseID, pass: &pass)
             progress(pass)
         }
         return pass
     }
 
-    private func local<T>(_ body: () throws(ArchiveError) -> T) throws(ArchiveSyncError) -> T {
+    /// Runs a call into the device's archive (SQLite commits, fsyncs, file reads) on NIO's
+    /// thread pool: blocking work stays off the cooperative pool that the daemon's services share.
+    private func local<T: Sendable>(_ body: @escaping @Sendable (EvidenceArchive) throws(ArchiveError) -> T) async throws(ArchiveSyncError) -> T {
+        let archive = self.archive
         do {
-            return try body()
-        } catch {
+            return try await NIOThreadPool.singleton.runIfActive { () throws -> T in try body(archive) }
+        } catch let error as ArchiveError {
             throw .local(error)
+        } catch {
+            throw .local(.database("\(error)"))
         }
     }
 
     func sync(_ caseID: String, pass: inout ArchiveSyncPass) async throws(ArchiveSyncError) {
-        let journal = try local { () throws(ArchiveError) in try archive.storedJournal(caseID) }
+        let journal = try await local { archive throws(ArchiveError) in try archive.storedJournal(caseID) }
         let total = UInt64(journal.entries.count)
-        var synced = try local { () throws(ArchiveError) in try archive.syncedEntryCount(caseID) }
+        var synced = try await local { archive throws(ArchiveError) in try archive.syncedEntryCount(caseID) }
         if synced < total {
             let status: SyncJournalStatus = try await request(.GET, ArchiveSyncAPI.journalPath(caseID), timeout: probeTimeout)
             guard status.entries <= total else {
@@ -106,11 +128,11 @@ public final class ArchiveSyncClient: Sendable {
                 throw .refused(status: 409, "the server's entry \(status.entries - 1) of case \(caseID) differs from the device's: the chain forks")
             }
             if status.entries > synced {
-                try local { () throws(ArchiveError) in try archive.markEntriesSynced(caseID, count: status.entries) }
+                try await local { archive throws(ArchiveError) in try archive.markEntriesSynced(caseID, count: status.entries) }
                 synced = status.entries
             }
         }
-        let projection = try local { () throws(ArchiveError) in try archive.projection(caseID) }
+        let projection = try await local { archive throws(ArchiveError) in try archive.projection(caseID) }
         var start = synced
         while start < total {
             var end = min(total, start + UInt64(target.batchEntries))
@@ -120,7 +142,7 @@ public final class ArchiveSyncClient: Sendable {
                 let removal = projection.purged[item.id]?.sequence ?? projection.erased[item.id]?.sequence ?? sequence
                 end = max(end, removal + 1)
             }
-            let blobs = try local { () throws(ArchiveError) in try archive.syncedBlobs(caseID) }
+            let blobs = try await local { archive throws(ArchiveError) in try archive.syncedBlobs(caseID) }
             for (sequence, item) in projection.items where sequence >= start && sequence < end && !projection.contentRemoved(item.id) {
                 guard let blob = item.blob, blobs[blob.hex] == nil else { continue }
                 try await upload(blob, of: caseID, pass: &pass)
@@ -132,16 +154,17 @@ public final class ArchiveSyncClient: Sendable {
             guard status.entries >= end else {
                 throw .refused(status: 500, "the server answered with \(status.entries) entries of case \(caseID) after accepting up to \(end)")
             }
-            try local { () throws(ArchiveError) in try archive.markEntriesSynced(caseID, count: end) }
+            let confirmed = end
+            try await local { archive throws(ArchiveError) in try archive.markEntriesSynced(caseID, count: confirmed) }
             pass.entries += end - start
             start = end
         }
         if target.deleteAfterSync {
             // Only blobs whose entries the server confirmed too: the journal names them there.
-            let blobs = try local { () throws(ArchiveError) in try archive.syncedBlobs(caseID) }
+            let blobs = try await local { archive throws(ArchiveError) in try archive.syncedBlobs(caseID) }
             for (sequence, item) in projection.items where sequence < start {
                 guard let blob = item.blob, let state = blobs[blob.hex], !state.removed else { continue }
-                if try local({ () throws(ArchiveError) in try archive.removeSyncedBlob(caseID, sha256: blob.hex) }) { pass.removedBlobs += 1 }
+                if try await local({ archive throws(ArchiveError) in try archive.removeSyncedBlob(caseID, sha256: blob.hex) }) { pass.removedBlobs += 1 }
             }
         }
     }
@@ -153,21 +176,20 @@ public final class ArchiveSyncClient: Sendable {
         let address = ArchiveSyncAPI.blobPath(caseID, blob.hex)
         var status: SyncBlobStatus = try await request(.GET, address)
         if !status.complete {
-            guard let handle = FileHandle(forReadingAtPath: path) else {
+            guard let file = SealedFile(path: path) else {
                 throw .local(.blob(caseID: caseID, sha256: blob.hex, reason: "its sealed file \(path) is missing, so it cannot be synced"))
             }
-            defer { try? handle.close() }
             var hasher = SHA256()
             var position: UInt64 = 0
             do {
                 while position < status.received {
-                    guard let piece = try handle.read(upToCount: Int(min(UInt64(target.chunkBytes), status.received - position))), !piece.isEmpty else {
+                    guard let piece = try await file.read(upToCount: Int(min(UInt64(target.chunkBytes), status.received - position))), !piece.isEmpty else {
                         throw ArchiveSyncError.refused(status: 409, "the server holds \(status.received) bytes of blob \(blob.hex), more than the device's file")
                     }
                     hasher.update(data: piece)
                     position += UInt64(piece.count)
                 }
-                while let piece = try handle.read(upToCount: target.chunkBytes), !piece.isEmpty {
+                while let piece = try await file.read(upToCount: target.chunkBytes), !piece.isEmpty {
                     hasher.update(data: piece)
                     var headers = HTTPHeaders()
                     headers.add(name: ArchiveSyncAPI.chunkDigestHeader, value: Array(SHA256.hash(data: piece)).hexString)
@@ -183,25 +205,24 @@ public final class ArchiveSyncClient: Sendable {
             }
             let commit = SyncBlobCommit(plaintextSize: blob.size, sealedSHA256: Array(hasher.finalize()).hexString)
             status = try await request(.POST, ArchiveSyncAPI.blobCommitPath(caseID, blob.hex), json: commit)
-            try local { () throws(ArchiveError) in try archive.markBlobSynced(caseID, sha256: blob.hex, sealedSHA256: commit.sealedSHA256) }
+            try await local { archive throws(ArchiveError) in try archive.markBlobSynced(caseID, sha256: blob.hex, sealedSHA256: commit.sealedSHA256) }
         } else {
-            // The server has it (a commit whose answer was lost): record it without the sealed hash
-            // we would have to read the whole file for; a later pass never asks again.
-            try local { () throws(ArchiveError) in try archive.markBlobSynced(caseID, sha256: blob.hex, sealedSHA256: try sealedHash(path, caseID, blob)) }
+            // The server has it (a commit whose answer was lost): record it with the local file's sealed hash.
+            let sealed = try await sealedHash(path, caseID, blob)
+            try await local { archive throws(ArchiveError) in try archive.markBlobSynced(caseID, sha256: blob.hex, sealedSHA256: sealed) }
         }
         pass.blobs += 1
     }
 
-    private func sealedHash(_ path: String, _ caseID: String, _ blob: BlobReference) throws(ArchiveError) -> String {
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw .blob(caseID: caseID, sha256: blob.hex, reason: "its sealed file \(path) is missing")
+    private func sealedHash(_ path: String, _ caseID: String, _ blob: BlobReference) async throws(ArchiveSyncError) -> String {
+        guard let file = SealedFile(path: path) else {
+            throw .local(.blob(caseID: caseID, sha256: blob.hex, reason: "its sealed file \(path) is missing"))
         }
-        defer { try? handle.close() }
         var hasher = SHA256()
         do {
-            while let piece = try handle.read(upToCount: target.chunkBytes), !piece.isEmpty { hasher.update(data: piece) }
+            while let piece = try await file.read(upToCount: target.chunkBytes), !piece.isEmpty { hasher.update(data: piece) }
         } catch {
-            throw .blob(caseID: caseID, sha256: blob.hex, reason: "cannot read its sealed file: \(error)")
+            throw .local(.blob(caseID: caseID, sha256: blob.hex, reason: "cannot read its sealed file: \(error)"))
         }
         return Array(hasher.finalize()).hexString
     }
@@ -239,4 +260,21 @@ public final class ArchiveSyncClient: Sendable {
         }
         return answer
     }
+}
+
+/// The one owner of a sealed blob file's handle while it is uploaded, used by one task at a
+/// time; each read runs on NIO's thread pool, so file I/O never blocks the cooperative pool.
+final class SealedFile: @unchecked Sendable {
+    private let handle: FileHandle
+
+    init?(path: String) {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        self.handle = handle
+    }
+
+    func read(upToCount count: Int) async throws -> Data? {
+        try await NIOThreadPool.singleton.runIfActive { try self.handle.read(upToCount: count) }
+    }
+
+    deinit { try? handle.close() }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import SightlineArchive
 import SightlineCore
+import SightlineSync
 import SightlineSystem
 
 /// Test helper for the archive's crash, disk-full and memory tests. Keys live in DIRECTORY
@@ -18,6 +19,9 @@ import SightlineSystem
 ///     sightline-archive-writer --ingest DIRECTORY FILE
 ///         Files FILE as one video recording, verifies and exports the case, and prints the
 ///         timings and the peak resident memory (VmHWM) as JSON.
+///     sightline-archive-writer --sync DIRECTORY URL TOKEN
+///         Syncs every case to the `sightline-archive` at URL and prints the sealed bytes sent,
+///         the rate and the peak resident memory as JSON.
 struct ArchiveWriter {
     let directory: String
     let archive: EvidenceArchive
@@ -152,6 +156,18 @@ struct ArchiveWriter {
     }
 }
 
+extension ArchiveWriter {
+    func sync(url: String, token: String) async throws {
+        let client = ArchiveSyncClient(archive: archive, target: ArchiveSyncTarget(url: url, token: token))
+        let started = Date()
+        let pass = try await client.syncAll()
+        let seconds = Date().timeIntervalSince(started)
+        guard try archive.syncCounts().pendingEntries == 0 else { throw ArchiveError.database("entries are still pending after the sync pass") }
+        Self.say(String(format: #"{"bytes": %llu, "blobs": %llu, "entries": %llu, "sync_mb_s": %.1f, "rss_mb_peak": %.1f}"#,
+                        pass.bytes, pass.blobs, pass.entries, Double(pass.bytes) / 1e6 / seconds, Self.peakResidentMegabytes()))
+    }
+}
+
 let arguments = Array(CommandLine.arguments.dropFirst())
 do {
     switch arguments.first {
@@ -161,12 +177,14 @@ do {
         try ArchiveWriter(directory: arguments[1]).photos(count: Int(arguments[2]) ?? 1000, bytes: Int(arguments[3]) ?? 1_000_000)
     case "--ingest" where arguments.count == 3:
         try ArchiveWriter(directory: arguments[1]).ingest(arguments[2])
+    case "--sync" where arguments.count == 4:
+        try await ArchiveWriter(directory: arguments[1]).sync(url: arguments[2], token: arguments[3])
     case let directory? where !directory.hasPrefix("-"):
         // Small chunks so that a kill lands inside multi-chunk blobs often.
         try ArchiveWriter(directory: directory, chunkSize: 16 * 1024)
             .fileForever(seed: arguments.count > 1 ? UInt64(arguments[1]) ?? 1 : UInt64(getpid()))
     default:
-        FileHandle.standardError.write(Data("usage: sightline-archive-writer DIRECTORY [SEED] | --verify DIRECTORY [ACK-FILE...] | --photos DIRECTORY COUNT BYTES | --ingest DIRECTORY FILE\n".utf8))
+        FileHandle.standardError.write(Data("usage: sightline-archive-writer DIRECTORY [SEED] | --verify DIRECTORY [ACK-FILE...] | --photos DIRECTORY COUNT BYTES | --ingest DIRECTORY FILE | --sync DIRECTORY URL TOKEN\n".utf8))
         exit(64)
     }
 } catch {

@@ -5,7 +5,8 @@ import SightlineTesting
 /// `ingest_mb_s` (1,000 distinct photos of 1 MB), `recording_ingest_mb_s`, `verify_mb_s`,
 /// `export_s_per_gb` and `rss_mb_peak` for a 1 GB recording streamed from a file, and
 /// `kill9_cycles` / `lost_items`: the writer SIGKILLed at random moments, then every item it
-/// acknowledged looked up in the verified archive. `sync_mb_s` is missing until sync exists.
+/// acknowledged looked up in the verified archive; `sync_mb_s`: the 1,000 photos uploaded to a
+/// `sightline-archive` process on loopback (`archive-sync` runs only the photos and the sync).
 enum ArchiveSuite {
     static let recordingBytes = 1_000_000_000
     static let killCycles = 100
@@ -13,6 +14,7 @@ enum ArchiveSuite {
     static func run() async throws -> [(String, Double)] {
         let photos = try TemporaryDirectory(prefix: "sightline-bench-archive-photos")
         let photoReport = try writer(["--photos", photos.path, "1000", "1000000"])
+        let sync = try await syncRate(photos)
 
         let recordingDirectory = try TemporaryDirectory(prefix: "sightline-bench-archive-recording")
         let recording = recordingDirectory.file("recording.bin")
@@ -35,7 +37,27 @@ enum ArchiveSuite {
             ("export_s_per_gb", ingest["export_s_per_gb"] ?? .nan),
             ("kill9_cycles", Double(killCycles)),
             ("lost_items", Double(lost)),
+            ("sync_mb_s", sync),
         ]
+    }
+
+    /// `bench/run archive-sync`: the sync part alone, on a shared machine where the whole suite
+    /// (a 1 GB recording, 100 kill cycles) takes too long.
+    static func runSync() async throws -> [(String, Double)] {
+        let photos = try TemporaryDirectory(prefix: "sightline-bench-archive-photos")
+        _ = try writer(["--photos", photos.path, "1000", "1000000"])
+        return [("sync_mb_s", try await syncRate(photos))]
+    }
+
+    /// Uploads the archive in `directory` to a fresh `sightline-archive` on loopback (its data
+    /// on the same disk) and returns the sealed megabytes per second.
+    static func syncRate(_ directory: TemporaryDirectory) async throws -> Double {
+        let server = try ArchiveServerProcess()
+        try await server.start()
+        defer { server.stop() }
+        let report = try writer(["--sync", directory.path, server.url, server.deviceToken])
+        guard (report["blobs"] ?? 0) >= 1000 else { throw TestFailure("the sync pass uploaded \(report["blobs"] ?? 0) blobs, not the 1,000 photos") }
+        return report["sync_mb_s"] ?? .nan
     }
 
     /// Runs the helper and parses the one JSON object it prints.

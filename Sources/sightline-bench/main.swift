@@ -12,7 +12,7 @@ struct Bench {
     static func main() async throws {
         let arguments = CommandLine.arguments
         guard arguments.count == 3 else {
-            FileHandle.standardError.write(Data("usage: sightline-bench SUITE OUTPUT.json (suites: startup, camera, hotplug, stream, relay, voice, audio, archive)\n".utf8))
+            FileHandle.standardError.write(Data("usage: sightline-bench SUITE OUTPUT.json (suites: startup, camera, hotplug, stream, relay, voice, audio, archive, archive-sync)\n".utf8))
             exit(64)
         }
         let results: [(String, Double)]
@@ -25,8 +25,9 @@ struct Bench {
         case "voice": results = try await VoiceSuite.run()
         case "audio": results = try await AudioSuite.run()
         case "archive": results = try await ArchiveSuite.run()
+        case "archive-sync": results = try await ArchiveSuite.runSync()
         default:
-            FileHandle.standardError.write(Data("unknown suite \(arguments[1]); known: startup, camera, hotplug, stream, relay, voice, audio, archive\n".utf8))
+            FileHandle.standardError.write(Data("unknown suite \(arguments[1]); known: startup, camera, hotplug, stream, relay, voice, audio, archive, archive-sync\n".utf8))
             exit(64)
         }
         let width = results.map(\.0.count).max() ?? 0

@@ -13,7 +13,7 @@ struct SystemdUnitTests {
                                              environment: ["SIGHTLINE_BIN_DIR": binaries])
         print(result.stdout)
         #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
-        for unit in ["sightlined.service", "sightline-relay.service"] {
+        for unit in ["sightlined.service", "sightline-relay.service", "sightline-archive.service"] {
             let line = result.stdout.split(separator: "\n").first { $0.hasPrefix(unit) } ?? ""
             let exposure = line.split(separator: " ").compactMap { Double($0.trimmingCharacters(in: .punctuationCharacters)) }.first
             #expect(exposure.map { $0 <= 2.0 } == true, "\(unit): \(line)")

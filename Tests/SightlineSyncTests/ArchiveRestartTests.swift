@@ -14,7 +14,7 @@ struct ArchiveRestartTests {
         let server = try ArchiveServerProcess()
         try await server.start()
         let device = try DeviceArchive()
-        let caseID = try device.fileCase(photos: 1, size: 24 << 20)
+        let caseID = try device.fileCase(photos: 1, size: 16 << 20)
         try device.fileCase(photos: 3, size: 200_000, reference: "WO-2")
         let client = device.client(server.url, token: server.deviceToken, chunkBytes: 256 * 1024)
         let upload = Task { try await client.syncAll() }
@@ -22,8 +22,8 @@ struct ArchiveRestartTests {
         // Kill the server once a good part of the big blob is durable there.
         let part = try server.storage().uploadPath(caseID, (try device.archive.projection(caseID).items.first?.item.blob?.hex) ?? "")
         let deadline = ContinuousClock.now + .seconds(120)
-        while (try? FileManager.default.attributesOfItem(atPath: part)[.size] as? Int) ?? 0 < 4 << 20 {
-            guard ContinuousClock.now < deadline else { throw TestFailure("the upload did not reach 4 MiB within 2 minutes") }
+        while (try? FileManager.default.attributesOfItem(atPath: part)[.size] as? Int) ?? 0 < 3 << 20 {
+            guard ContinuousClock.now < deadline else { throw TestFailure("the upload did not reach 3 MiB within 2 minutes") }
             try await Task.sleep(for: .milliseconds(5))
         }
         server.kill()
@@ -36,7 +36,7 @@ struct ArchiveRestartTests {
         try await restarted.start()
         let resumed = try await client.syncAll()
         // Only what the killed server did not hold went again.
-        let sealedSize = Int(ChunkedBlobFormat.sealedSize(plaintextSize: 24 << 20))
+        let sealedSize = Int(ChunkedBlobFormat.sealedSize(plaintextSize: 16 << 20))
         #expect(kept > 0)
         #expect(resumed.bytes <= UInt64(sealedSize - kept + 3 * 300_000))
         #expect(resumed.blobs == 4)

@@ -36,6 +36,25 @@ struct ArchiveSyncTests {
         try expectServerHolds(first, of: device, storage: server.storage)
         #expect(try device.archive.verifyAll().allSatisfy { if case .success = $0 { true } else { false } })
     }
+
+    @Test("Over TLS with the archive's own certificate as sync.ca_file; without it the device does not trust the server")
+    func overTLS() async throws {
+        let server = try await ArchiveServerHarness.start(tls: true)
+        defer { Task { await server.stop() } }
+        #expect(server.url.hasPrefix("https://"))
+        let device = try DeviceArchive()
+        let caseID = try device.fileCase(photos: 2, size: 50_000)
+
+        await #expect(throws: ArchiveSyncError.self) { try await device.client(server.url).syncAll() }
+        #expect(try device.archive.syncCounts().syncedEntries == 0)
+
+        let http = try ArchiveSyncClient.httpClient(trusting: server.certificatePath)
+        let pass = try await device.client(server.url, http: http).syncAll()
+        try await http.shutdown()
+        #expect(pass.entries == 3 && pass.blobs == 2)
+        try expectServerHolds(caseID, of: device, storage: server.storage)
+        #expect(throws: ArchiveSyncError.self) { try ArchiveSyncClient.httpClient(trusting: server.directory.file("tokens-not-pem")) }
+    }
 }
 
 @Suite("Archive server refuses tampered uploads")
@@ -137,5 +156,33 @@ struct TamperedUploadTests {
         #expect(none.status == 401)
         let other = try await rawRequest(url, .GET, token: ArchiveServerHarness.otherToken)
         #expect(other.status == 403)
+    }
+
+    @Test("A token wrong in its first byte and one wrong only in its last are refused alike and equally fast")
+    func noTimingLeak() async throws {
+        let server = try await ArchiveServerHarness.start()
+        defer { Task { await server.stop() } }
+        let url = server.url + ArchiveSyncAPI.journalPath("c1")
+        let right = ArchiveServerHarness.deviceToken
+        let early = "X" + right.dropFirst(), late = right.dropLast() + "X"
+        var timings: [String: [Double]] = [early: [], String(late): []]
+        var bodies = Set<String>()
+        // Interleaved, so load on the shared machine hits both alike; medians, so stray stalls do not count.
+        for _ in 0..<150 {
+            for token in [early, String(late)] {
+                let started = ContinuousClock.now
+                let answer = try await rawRequest(url, .GET, token: token)
+                let elapsed = ContinuousClock.now - started
+                #expect(answer.status == 401)
+                bodies.insert(answer.body)
+                timings[token, default: []].append(Double(elapsed.components.attoseconds) / 1e12 + Double(elapsed.components.seconds) * 1e6)
+            }
+        }
+        #expect(bodies.count == 1)
+        func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+        let a = median(timings[early] ?? []), b = median(timings[String(late)] ?? [])
+        // Microseconds: a byte-by-byte comparison alone would not show over HTTP, but any extra
+        // work for an almost-right token (a lookup, a second check) would.
+        #expect(abs(a - b) < max(500, 0.25 * min(a, b)), "median \(a) µs vs \(b) µs")
     }
 }

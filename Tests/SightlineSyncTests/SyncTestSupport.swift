@@ -21,29 +21,36 @@ final class ArchiveServerHarness: Sendable {
     let port: Int
     private let task: Task<Void, any Error>
 
-    private init(directory: TemporaryDirectory, storage: SQLiteArchiveStorage, port: Int, task: Task<Void, any Error>) {
+    private init(directory: TemporaryDirectory, storage: SQLiteArchiveStorage, port: Int, scheme: String, task: Task<Void, any Error>) {
         self.directory = directory
         self.storage = storage
         self.port = port
+        self.scheme = scheme
         self.task = task
     }
 
-    static func start() async throws -> ArchiveServerHarness {
+    let scheme: String
+
+    static func start(tls: Bool = false) async throws -> ArchiveServerHarness {
         let directory = try TemporaryDirectory(prefix: "sightline-archive-server")
+        let certificate = try tls ? TestCertificate(directory: directory.path) : nil
         let storage = try SQLiteArchiveStorage(directory: directory.file("data"))
         let tokens = try DeviceTokens(text: "device \(deviceToken)\nother \(otherToken)\n")
         var logger = Logger(label: "archive-under-test")
         logger.logLevel = .warning
         let (running, continuation) = AsyncStream<ArchiveServer.Running>.makeStream()
         let app = try ArchiveServer.makeApplication(
-            ArchiveServer.Configuration(host: "127.0.0.1", port: 0, deviceTokens: tokens, storage: storage), logger: logger) { continuation.yield($0) }
+            ArchiveServer.Configuration(host: "127.0.0.1", port: 0, tls: certificate.map { ServerTLS.Files(certificatePath: $0.certificatePath, keyPath: $0.keyPath) },
+                                        deviceTokens: tokens, storage: storage), logger: logger) { continuation.yield($0) }
         let task = Task { try await app.runService(gracefulShutdownSignals: []) }
         var iterator = running.makeAsyncIterator()
         guard let started = await iterator.next() else { throw TestFailure("the archive server did not start") }
-        return ArchiveServerHarness(directory: directory, storage: storage, port: started.port, task: task)
+        return ArchiveServerHarness(directory: directory, storage: storage, port: started.port, scheme: started.scheme, task: task)
     }
 
-    var url: String { "http://127.0.0.1:\(port)" }
+    var url: String { "\(scheme)://127.0.0.1:\(port)" }
+    /// The certificate a TLS harness serves (TestCertificate's file name).
+    var certificatePath: String { directory.file("relay.crt") }
 
     func stop() async {
         task.cancel()
@@ -77,9 +84,9 @@ struct DeviceArchive {
     }
 
     func client(_ server: String, token: String = ArchiveServerHarness.deviceToken, deleteAfterSync: Bool = false,
-                chunkBytes: Int = 256 * 1024) -> ArchiveSyncClient {
+                chunkBytes: Int = 256 * 1024, http: HTTPClient = .shared) -> ArchiveSyncClient {
         ArchiveSyncClient(archive: archive, target: ArchiveSyncTarget(url: server, token: token, deleteAfterSync: deleteAfterSync, chunkBytes: chunkBytes),
-                          timeout: .seconds(30))
+                          http: http, timeout: .seconds(30))
     }
 }
 

@@ -178,6 +178,8 @@ public enum DaemonConfigSchema {
                   "The organisation's archive (sightline-archive) that cases are synced to; \"\" keeps evidence on the device only."),
         ConfigKey("sync.token_file", .absolutePath, default: "/etc/sightline/archive-token",
                   "File holding this device's archive token (one line; mode 0600 or 0640, owned by root or the daemon)."),
+        ConfigKey("sync.ca_file", .optionalAbsolutePath, default: "\"\"",
+                  "PEM certificates to trust for the archive's TLS instead of the system store; \"\" uses the system store."),
         ConfigKey("sync.interval_s", .integer(5...86_400), default: "300",
                   "Seconds between sync passes; after a failure the next attempt backs off from 5 seconds up to this."),
         ConfigKey("sync.delete_after_sync", .boolean, default: "false",

@@ -30,6 +30,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public struct SyncConfiguration: Sendable, Equatable {
         public var url: String
         public var tokenFile: String
+        /// Nil: trust the system's certificate store.
+        public var caFile: String?
         public var intervalSeconds: Int
         public var deleteAfterSync: Bool
     }
@@ -231,7 +233,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
         self.retention = retention
         purgeIntervalHours = reader.integer("retention.purge_interval_hours")
         let syncURL = reader.string("sync.url")
-        sync = syncURL.isEmpty ? nil : SyncConfiguration(url: syncURL, tokenFile: reader.string("sync.token_file"),
+        let syncCA = reader.string("sync.ca_file")
+        sync = syncURL.isEmpty ? nil : SyncConfiguration(url: syncURL, tokenFile: reader.string("sync.token_file"), caFile: syncCA.isEmpty ? nil : syncCA,
                                                          intervalSeconds: reader.integer("sync.interval_s"),
                                                          deleteAfterSync: reader.boolean("sync.delete_after_sync"))
         faultInjection = reader.boolean("debug.fault_injection")
