@@ -143,8 +143,9 @@ public final class ArchiveSyncClient: Sendable {
                 end = max(end, removal + 1)
             }
             let blobs = try await local { archive throws(ArchiveError) in try archive.syncedBlobs(caseID) }
+            var uploaded = Set<String>()  // items with the same content share one blob
             for (sequence, item) in projection.items where sequence >= start && sequence < end && !projection.contentRemoved(item.id) {
-                guard let blob = item.blob, blobs[blob.hex] == nil else { continue }
+                guard let blob = item.blob, blobs[blob.hex] == nil, uploaded.insert(blob.hex).inserted else { continue }
                 try await upload(blob, of: caseID, pass: &pass)
             }
             let entries = journal.entries[Int(start)..<Int(end)].map(JournalEntryJSON.init)

@@ -25,8 +25,8 @@ struct SightlineArchiveCommand: AsyncParsableCommand {
             guard let address = ListenAddress(listen) else {
                 throw ServerConfigurationError(description: "--listen \(listen) is not HOST:PORT, e.g. 127.0.0.1:8444 or [::1]:8444")
             }
-            guard let directory = dataDirectory ?? ProcessInfo.processInfo.environment["STATE_DIRECTORY"] else {
-                throw ServerConfigurationError(description: "--data-dir DIRECTORY is required (or run under systemd with StateDirectory=)")
+            guard let directory = dataDirectory ?? ProcessInfo.processInfo.environment["STATE_DIRECTORY"], directory.hasPrefix("/") else {
+                throw ServerConfigurationError(description: "--data-dir needs an absolute DIRECTORY (or run under systemd with StateDirectory=)")
             }
             try await ArchiveServer.run(ArchiveServer.Configuration(
                 host: address.host, port: address.port, tls: try access.tlsFiles(), deviceTokens: try access.tokens(purpose: "sync"),

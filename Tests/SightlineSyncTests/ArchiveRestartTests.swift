@@ -47,6 +47,13 @@ struct ArchiveRestartTests {
             try expectServerHolds(id, of: device, storage: storage)
         }
         #expect(try storage.blobs(of: caseID).count == 1)
+        // Owner-only storage: directories 0700, files 0600.
+        for path in [restarted.dataDirectory, restarted.dataDirectory + "/blobs/\(caseID)"] {
+            #expect((try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) == 0o700, "\(path)")
+        }
+        for path in [restarted.dataDirectory + "/archive.sqlite", storage.blobPath(caseID, try storage.blobs(of: caseID).keys.first ?? "")] {
+            #expect((try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) == 0o600, "\(path)")
+        }
         #expect(try device.archive.syncCounts() == ArchiveSyncCounts(syncedEntries: 6, syncedBlobs: 4))
     }
 }
@@ -54,4 +61,29 @@ struct ArchiveRestartTests {
 extension ArchiveServerProcess {
     /// The server's store, opened from the test (SQLite in WAL mode allows a second reader).
     func storage() throws -> SQLiteArchiveStorage { try SQLiteArchiveStorage(directory: dataDirectory) }
+}
+
+@Suite("sightline-archive's configuration")
+struct ArchiveServerConfigurationTests {
+    @Test("Exits 78 with what to fix: readable token file, no tokens, plain HTTP beyond loopback, half a TLS pair, no data directory")
+    func refusesBadConfiguration() throws {
+        let directory = try TemporaryDirectory(prefix: "sightline-archive-config")
+        let tokens = directory.file("devices")
+        try Data("glasses-1 abcdefghijklmnop0123\n".utf8).write(to: URL(fileURLWithPath: tokens))
+        let data = ["--data-dir", directory.file("data")]
+        chmod(tokens, 0o644)
+        let open = try CommandLineTool.run("sightline-archive", ["--listen", "127.0.0.1:18444", "--device-tokens", tokens] + data)
+        #expect(open.status == 78 && open.stderr.contains("chmod 600"), "\(open.stderr)")
+        chmod(tokens, 0o600)
+        let none = try CommandLineTool.run("sightline-archive", ["--listen", "127.0.0.1:18444"] + data)
+        #expect(none.status == 78 && none.stderr.contains("--device-tokens"), "\(none.stderr)")
+        let network = try CommandLineTool.run("sightline-archive", ["--listen", "0.0.0.0:18444", "--device-tokens", tokens] + data)
+        #expect(network.status == 78 && network.stderr.contains("--tls-certificate"), "\(network.stderr)")
+        let half = try CommandLineTool.run("sightline-archive", ["--device-tokens", tokens, "--tls-key", tokens] + data)
+        #expect(half.status == 78 && half.stderr.contains("go together"), "\(half.stderr)")
+        let nowhere = try CommandLineTool.run("sightline-archive", ["--device-tokens", tokens], environment: ["STATE_DIRECTORY": ""])
+        #expect(nowhere.status == 78 && nowhere.stderr.contains("--data-dir"), "\(nowhere.stderr)")
+        let relative = try CommandLineTool.run("sightline-archive", ["--device-tokens", tokens, "--data-dir", "data"])
+        #expect(relative.status == 78 && relative.stderr.contains("absolute"), "\(relative.stderr)")
+    }
 }
