@@ -224,9 +224,10 @@ let package = Package(
             name: "sightline-bench",
             dependencies: [
                 "SightlineCore", "SightlineControlClient", "SightlineEncoding", "SightlineAudio", "SightlineTesting", "SightlineVoice",
-                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
-                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
             ]
         ),
 

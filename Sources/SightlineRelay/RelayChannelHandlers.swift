@@ -3,6 +3,7 @@ import Glibc
 #endif
 import NIOCore
 import NIOHTTP1
+import NIOWebSocket
 import Synchronization
 
 /// When a socket last received anything at all.
@@ -71,6 +72,39 @@ final class UnauthorizedUpgradeResponse: ChannelOutboundHandler, RemovableChanne
     }
 }
 
+/// Puts the socket's ``RelayPeerHandler`` right behind the WebSocket frame decoder once the
+/// upgrade is complete, then steps aside.
+///
+/// The decoder only exists after the upgrade, and hummingbird-websocket wraps the channel for
+/// its task at the same moment; the upgrade-complete event comes before any buffered byte is
+/// decoded, so the relay's handler sees every frame, the first one included.
+final class RelayPeerInstaller: ChannelInboundHandler, RemovableChannelHandler, Sendable {
+    typealias InboundIn = NIOAny
+
+    private let makeHandler: @Sendable () -> RelayPeerHandler
+
+    init(_ makeHandler: @escaping @Sendable () -> RelayPeerHandler) {
+        self.makeHandler = makeHandler
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard case .upgradeComplete = event as? HTTPServerUpgradeEvents else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        let pipeline = context.pipeline.syncOperations
+        do {
+            let decoder = try pipeline.context(handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self)
+            try pipeline.addHandler(makeHandler(), position: .after(decoder.handler))
+        } catch {
+            // Without its handler the socket would be a WebSocket that routes nothing.
+            context.close(promise: nil)
+        }
+        pipeline.removeHandler(context: context, promise: nil)
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
 extension Channel {
     /// Answers the coming refused upgrade with 401 instead of 400.
     func refuseUpgradeAsUnauthorized() async {
@@ -79,10 +113,12 @@ extension Channel {
         }.get()
     }
 
-    /// Records inbound activity and caps the kernel's unsent bytes (see
-    /// ``RelayLimits/socketUnsentBytes``) on a socket about to become a WebSocket.
-    func prepareForRelay(activity: InboundActivity, unsentBytes: Int) async {
+    /// Records inbound activity, caps the kernel's unsent bytes (see
+    /// ``RelayLimits/socketUnsentBytes``) and arranges for `installer` to put the relay's
+    /// handler in place, on a socket about to become a WebSocket.
+    func prepareForRelay(activity: InboundActivity, unsentBytes: Int, installer: RelayPeerInstaller) async {
         try? await pipeline.addHandler(InboundActivityRecorder(activity), position: .first).get()
+        try? await pipeline.addHandler(installer, position: .last).get()
         #if os(Linux)
         let notSentLowWater = ChannelOptions.Types.SocketOption(level: .tcp, name: .init(rawValue: CInt(TCP_NOTSENT_LOWAT)))
         try? await setOption(notSentLowWater, value: SocketOptionValue(unsentBytes)).get()

@@ -2,15 +2,27 @@ import HummingbirdWebSocket
 import Logging
 import NIOCore
 import NIOWebSocket
-import Synchronization
 
-/// One WebSocket after the upgrade: its hello, its messages, its writer and its timers.
+/// The relay's work on one WebSocket, inside the socket's NIO pipeline right after the frame
+/// decoder: it assembles messages, enforces the limits, handles the hello, routes control
+/// messages and forwards media straight into the receivers' queues, writes this peer's own
+/// queue to the socket, and keeps the hello, ping and idle deadlines.
 ///
-/// Three parts run per socket: the reader (this task) parses and routes what the peer sends,
-/// the writer drains the peer's ``PeerOutbox`` to the socket, and the watchdog enforces the
-/// hello deadline, the idle timeout and the close grace. Nothing the peer sends can make
-/// the relay fail: every violation becomes an `error` message and a close code.
-struct RelayConnection: Sendable {
+/// Everything here runs on the socket's event loop, so a forwarded frame costs no hand-off
+/// between tasks or threads on its way in; the only hop is one event-loop wake-up per burst on
+/// the way out when the receiver lives on the other loop. Ping, pong and close frames go on to
+/// the WebSocket layer above (hummingbird-websocket), which answers them; the close that
+/// follows a refusal is sent from the socket's task (``RelayConnection``) through that layer,
+/// so the close handshake stays in one place. Nothing the peer sends can make the relay fail:
+/// every violation becomes an `error` message and a close code.
+final class RelayPeerHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias InboundOut = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    /// The user event that tells the handler its outbox has something to write.
+    struct Drain: Sendable {}
+
     enum Endpoint: Sendable {
         /// `/v1/device`, already authenticated by its bearer token.
         case device(name: String)
@@ -18,170 +30,226 @@ struct RelayConnection: Sendable {
         case expert(session: String)
     }
 
-    let endpoint: Endpoint
-    let registry: SessionRegistry
-    let limits: RelayLimits
-    let metrics: RelayMetrics
-    let activity: InboundActivity
-    let channel: any Channel
-    let logger: Logger
+    private let endpoint: Endpoint
+    private let peer: ConnectedPeer
+    private let registry: SessionRegistry
+    private let limits: RelayLimits
+    private let metrics: RelayMetrics
+    private let activity: InboundActivity
+    private let logger: Logger
 
-    private enum Part: Sendable { case writer, watchdog }
+    private var membership: Membership?
+    private var assembler: MessageAssembler
+    private var textRate: MessageRateLimiter
+    private var binaryRate: MessageRateLimiter
+    private let connectedAt: ContinuousClock.Instant
+    private var pingedAt: ContinuousClock.Instant?
+    private var deadlineCheck: Scheduled<Void>?
+    private var isDraining = false
+    private var drainAgain = false
 
-    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
-        let peer = ConnectedPeer(outbox: PeerOutbox(limits: limits.queue), metrics: metrics)
-        let progress = Progress()
-        await withTaskGroup(of: Part.self) { group in
-            group.addTask { await writeLoop(peer.outbox, outbound); return .writer }
-            group.addTask { await watchdog(peer, progress); return .watchdog }
-            let membership = await readLoop(inbound, peer: peer, progress: progress)
-            progress.readerFinished()
-            if let membership { await registry.leave(membership, peer: peer) }
-            peer.outbox.finish()
-            // The writer may still be sending a close; once it is done the watchdog can go.
-            while let part = await group.next() {
-                if part == .writer { group.cancelAll() }
-            }
-        }
+    init(endpoint: Endpoint, peer: ConnectedPeer, registry: SessionRegistry, limits: RelayLimits, metrics: RelayMetrics,
+         activity: InboundActivity, logger: Logger) {
+        self.endpoint = endpoint
+        self.peer = peer
+        self.registry = registry
+        self.limits = limits
+        self.metrics = metrics
+        self.activity = activity
+        self.logger = logger
+        let now = ContinuousClock.now
+        connectedAt = now
+        assembler = MessageAssembler(limits: limits)
+        textRate = MessageRateLimiter(ratePerSecond: limits.textMessagesPerSecond, now: now)
+        binaryRate = MessageRateLimiter(ratePerSecond: limits.binaryMessagesPerSecond, now: now)
     }
 
-    // MARK: Reader
+    func handlerAdded(context: ChannelHandlerContext) {
+        checkDeadlines(context: context)
+    }
 
-    private func readLoop(_ inbound: WebSocketInboundStream, peer: ConnectedPeer, progress: Progress) async -> Membership? {
-        var membership: Membership?
-        var assembler = MessageAssembler(limits: limits)
-        let start = ContinuousClock.now
-        var textRate = MessageRateLimiter(ratePerSecond: limits.textMessagesPerSecond, now: start)
-        var binaryRate = MessageRateLimiter(ratePerSecond: limits.binaryMessagesPerSecond, now: start)
-        do {
-            for try await frame in inbound {
-                // After a refusal the socket is only drained until the peer answers the close.
-                guard !peer.outbox.isClosing else { continue }
-                do throws(RelayRefusal) {
-                    guard let message = try assembler.append(frame) else { continue }
-                    let now = ContinuousClock.now
-                    switch message {
-                    case .text(let text):
-                        guard textRate.allow(now: now) else {
-                            throw RelayRefusal(.rateLimited, "more than \(Int(limits.textMessagesPerSecond)) text messages per second")
-                        }
-                        let control = try ControlMessage.parse(text)
-                        if let membership {
-                            await registry.route(control, to: try control.target(senderIsDevice: membership.isDevice), from: membership)
-                        } else {
-                            membership = try await hello(control, peer: peer)
-                            progress.helloReceived()
-                        }
-                    case .binary(let frame):
-                        guard let membership else {
-                            throw RelayRefusal(.malformed, "binary message before the hello: send {\"type\":\"hello\",…} first")
-                        }
-                        guard binaryRate.allow(now: now) else {
-                            throw RelayRefusal(.rateLimited, "more than \(Int(limits.binaryMessagesPerSecond)) binary messages per second")
-                        }
-                        await registry.forwardMedia(frame, kind: try MediaEnvelope.kind(of: frame), from: membership)
-                    }
-                } catch {
-                    refuse(error, peer: peer)
-                }
-            }
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadlineCheck?.cancel()
+        deadlineCheck = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deadlineCheck?.cancel()
+        deadlineCheck = nil
+        if let membership {
+            registry.leave(membership, peer: peer)
+            self.membership = nil
+        }
+        peer.outbox.finish()
+        context.fireChannelInactive()
+    }
+
+    // MARK: Reading
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.opcode {
+        case .text, .binary, .continuation:
+            break
+        default:
+            // Ping, pong and close: the WebSocket layer above answers them.
+            context.fireChannelRead(data)
+            return
+        }
+        // After a refusal the socket is only drained until the peer answers the close.
+        guard !peer.outbox.isClosing else { return }
+        do throws(RelayRefusal) {
+            guard let message = try assembler.append(frame) else { return }
+            try handle(message)
         } catch {
-            logger.debug("socket ended", metadata: ["error": "\(error)"])
+            refuse(error)
         }
-        return membership
     }
 
-    private func hello(_ message: ControlMessage, peer: ConnectedPeer) async throws(RelayRefusal) -> Membership {
+    private func handle(_ message: MessageAssembler.Message) throws(RelayRefusal) {
+        let now = ContinuousClock.now
+        switch message {
+        case .text(let text):
+            guard textRate.allow(now: now) else {
+                throw RelayRefusal(.rateLimited, "more than \(Int(limits.textMessagesPerSecond)) text messages per second")
+            }
+            let control = try ControlMessage.parse(text)
+            if let membership {
+                membership.session.route(control, to: try control.target(senderIsDevice: membership.isDevice), from: membership.peer)
+            } else {
+                membership = try hello(control)
+            }
+        case .binary(let frame):
+            guard let membership else {
+                throw RelayRefusal(.malformed, "binary message before the hello: send {\"type\":\"hello\",…} first")
+            }
+            guard binaryRate.allow(now: now) else {
+                throw RelayRefusal(.rateLimited, "more than \(Int(limits.binaryMessagesPerSecond)) binary messages per second")
+            }
+            membership.session.forwardMedia(frame, kind: try MediaEnvelope.kind(of: frame), from: membership.peer)
+        }
+    }
+
+    private func hello(_ message: ControlMessage) throws(RelayRefusal) -> Membership {
         switch endpoint {
         case .device(let name):
             let hello = try Hello(message, expected: .device)
             if let session = hello.session {
-                return try await registry.resumeSession(session, device: peer, deviceName: name, joinTokenDigest: hello.joinTokenDigest)
+                return try registry.resumeSession(session, device: peer, deviceName: name, joinTokenDigest: hello.joinTokenDigest)
             }
-            return try await registry.openSession(device: peer, deviceName: name, joinTokenDigest: hello.joinTokenDigest)
+            return try registry.openSession(device: peer, deviceName: name, joinTokenDigest: hello.joinTokenDigest)
         case .expert(let session):
             let hello = try Hello(message, expected: .expert)
-            return try await registry.joinExpert(session, expert: peer, joinTokenDigest: hello.joinTokenDigest)
+            return try registry.joinExpert(session, expert: peer, joinTokenDigest: hello.joinTokenDigest)
         }
     }
 
-    private func refuse(_ refusal: RelayRefusal, peer: ConnectedPeer) {
+    private func refuse(_ refusal: RelayRefusal) {
         guard !peer.outbox.isClosing else { return }
         logger.notice("closing socket", metadata: ["code": "\(refusal.code.rawValue)", "reason": "\(refusal.message)"])
         peer.refuse(refusal)
     }
 
-    // MARK: Writer
+    // MARK: Writing
 
-    private func writeLoop(_ outbox: PeerOutbox, _ outbound: WebSocketOutboundWriter) async {
-        while true {
-            switch await outbox.next() {
-            case .message(let message, let kind):
-                do {
-                    switch message {
-                    case .text(let text):
-                        try await outbound.write(.text(text))
-                        metrics.forwarded(kind: kind, bytes: text.utf8.count)
-                    case .binary(let frame):
-                        try await outbound.write(.binary(frame))
-                        metrics.forwarded(kind: kind, bytes: frame.readableBytes)
-                    case .ping:
-                        try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer())))
-                    }
-                } catch {
-                    // The socket is gone; the reader sees that too and cleans up.
-                    outbox.finish()
-                    return
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is Drain else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        drain(context: context)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { drain(context: context) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Writes this peer's queue to the socket while NIO takes more (its write buffer below the
+    /// high-water mark), then flushes once. What does not fit stays in the ``ReceiverQueue``,
+    /// where the slow-receiver policy sees it; writability coming back resumes the drain.
+    private func drain(context: ChannelHandlerContext) {
+        // A flush can report writability synchronously: the loop below picks that up.
+        guard !isDraining else {
+            drainAgain = true
+            return
+        }
+        isDraining = true
+        defer { isDraining = false }
+        repeat {
+            drainAgain = false
+            var wrote = false
+            while context.channel.isWritable, let (message, kind) = peer.outbox.nextForWriter() {
+                switch message {
+                case .text(let text):
+                    context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: text))), promise: nil)
+                    metrics.forwarded(kind: kind, bytes: text.utf8.count)
+                case .binary(let frame):
+                    context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .binary, data: frame)), promise: nil)
+                    metrics.forwarded(kind: kind, bytes: frame.readableBytes)
+                case .ping:
+                    context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer())), promise: nil)
                 }
-            case .close(let refusal):
+                wrote = true
+            }
+            if wrote { context.flush() }
+        } while drainAgain
+    }
+
+    // MARK: Deadlines
+
+    /// Enforces the hello deadline and the idle timeout and pings a quiet peer. One timer per
+    /// socket, set for the next deadline that could pass (a socket that keeps talking is
+    /// looked at once per ping interval), instead of a task polling every socket.
+    private func checkDeadlines(context: ChannelHandlerContext) {
+        deadlineCheck = nil
+        guard context.channel.isActive, !peer.outbox.isClosing else { return }
+        let now = ContinuousClock.now
+        let lastReceived = activity.lastReceived
+        let silence = now - lastReceived
+        if membership == nil, now - connectedAt >= limits.helloTimeout {
+            refuse(RelayRefusal(.timeout, "no hello within \(limits.helloTimeout) of connecting"))
+            return
+        }
+        if silence >= limits.idleTimeout {
+            refuse(RelayRefusal(.timeout, "nothing received for \(limits.idleTimeout); the relay closes idle sockets"))
+            return
+        }
+        let pingedSinceActivity = pingedAt.map { $0 >= lastReceived } ?? false
+        if silence >= limits.pingAfterSilence, !pingedSinceActivity {
+            pingedAt = now
+            peer.outbox.enqueue(.ping, kind: .control, size: 0)
+        }
+        var next = pingedAt.map { $0 >= lastReceived } ?? false ? lastReceived + limits.idleTimeout : lastReceived + limits.pingAfterSilence
+        if membership == nil { next = min(next, connectedAt + limits.helloTimeout) }
+        let delay = max(next - now, .milliseconds(5))
+        deadlineCheck = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(delay.nanoseconds)) { [self] in
+            checkDeadlines(context: context)
+        }
+    }
+}
+
+/// The socket's task, which hummingbird-websocket runs for as long as the WebSocket lives. The
+/// ``RelayPeerHandler`` below it in the pipeline does the relay's work; the task keeps the
+/// WebSocket layer answering pings and the peer's close, and sends the relay's own close.
+enum RelayConnection {
+    static func run(peer: ConnectedPeer, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, logger: Logger) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                guard let refusal = await peer.outbox.closeRequest() else { return }
                 try? await outbound.write(.text(RelayMessages.error(refusal)))
                 try? await outbound.close(WebSocketErrorCode(codeNumber: Int(refusal.code.rawValue)), reason: refusal.code.reasonPhrase)
-                return
-            case .finished:
-                return
             }
-        }
-    }
-
-    // MARK: Watchdog
-
-    private func watchdog(_ peer: ConnectedPeer, _ progress: Progress) async {
-        let outbox = peer.outbox
-        let start = ContinuousClock.now
-        var closingSince: ContinuousClock.Instant?
-        var pingedAt: ContinuousClock.Instant?
-        while !Task.isCancelled {
-            let now = ContinuousClock.now
-            let silence = now - activity.lastReceived
-            if outbox.isClosing || progress.isReaderFinished {
-                // The peer had its close frame (or is gone): if it does not finish the close
-                // handshake, or its socket does not drain, end the socket hard.
-                let since = closingSince ?? now
-                closingSince = since
-                if now - since >= limits.closeGrace {
-                    try? await channel.close()
-                    return
-                }
-            } else if !progress.isHelloReceived, now - start >= limits.helloTimeout {
-                refuse(RelayRefusal(.timeout, "no hello within \(limits.helloTimeout) of connecting"), peer: peer)
-            } else if silence >= limits.idleTimeout {
-                refuse(RelayRefusal(.timeout, "nothing received for \(limits.idleTimeout); the relay closes idle sockets"), peer: peer)
-            } else if silence >= limits.pingAfterSilence, pingedAt.map({ $0 < activity.lastReceived }) ?? true {
-                pingedAt = now
-                outbox.enqueue(.ping, kind: .control, size: 0)
+            do {
+                // Data frames never get here (the handler takes them); iterating lets the
+                // WebSocket layer process pings, pongs and the close handshake.
+                for try await _ in inbound {}
+            } catch {
+                logger.debug("socket ended", metadata: ["error": "\(error)"])
             }
-            try? await Task.sleep(for: .milliseconds(100))
+            peer.outbox.finish()
+            await group.waitForAll()
         }
-    }
-
-    /// What the watchdog needs to know about the reader.
-    private final class Progress: Sendable {
-        private struct State { var hello = false, readerFinished = false }
-        private let state = Mutex(State())
-        func helloReceived() { state.withLock { $0.hello = true } }
-        func readerFinished() { state.withLock { $0.readerFinished = true } }
-        var isHelloReceived: Bool { state.withLock { $0.hello } }
-        var isReaderFinished: Bool { state.withLock { $0.readerFinished } }
     }
 }
 
@@ -209,36 +277,38 @@ struct MessageAssembler {
     }
 
     private let limits: RelayLimits
-    private var opcode: WebSocketDataFrame.Opcode?
+    private var opcode: WebSocketOpcode?
     private var buffer = ByteBuffer()
 
     init(limits: RelayLimits) {
         self.limits = limits
     }
 
-    mutating func append(_ frame: WebSocketDataFrame) throws(RelayRefusal) -> Message? {
-        switch frame.opcode {
-        case .text, .binary:
+    /// A text, binary or continuation frame, still masked: the size is checked first, so an
+    /// oversize frame is not even unmasked.
+    mutating func append(_ frame: WebSocketFrame) throws(RelayRefusal) -> Message? {
+        let frameOpcode = frame.opcode
+        if frameOpcode == .continuation {
+            guard opcode != nil else { throw RelayRefusal(.malformed, "a continuation frame without a message to continue") }
+        } else {
             guard opcode == nil else {
                 throw RelayRefusal(.malformed, "a new message started before the fragmented one before it ended")
             }
-            opcode = frame.opcode
+            opcode = frameOpcode
             buffer.clear()
-        case .continuation:
-            guard opcode != nil else { throw RelayRefusal(.malformed, "a continuation frame without a message to continue") }
         }
-        let kind = opcode ?? frame.opcode
+        let kind = opcode ?? frameOpcode
         let limit = kind == .text ? limits.maxTextBytes : limits.maxBinaryBytes
-        guard buffer.readableBytes + frame.data.readableBytes <= limit else {
+        guard buffer.readableBytes + frame.length <= limit else {
             let what = kind == .text ? "text" : "binary"
             throw RelayRefusal(.tooLarge, "\(what) message larger than \(limit) bytes (docs/PROTOCOL.md, \"WebSocket framing\")")
         }
+        var data = frame.unmaskedData
         if frame.fin, buffer.readableBytes == 0 {
-            // The common case, one frame per message: no copy.
+            // The common case, one frame per message: no copy beyond the unmasking.
             opcode = nil
-            return try Self.message(kind, frame.data)
+            return try Self.message(kind, data)
         }
-        var data = frame.data
         buffer.writeBuffer(&data)
         guard frame.fin else { return nil }
         opcode = nil
@@ -247,7 +317,7 @@ struct MessageAssembler {
         return try Self.message(kind, message)
     }
 
-    private static func message(_ kind: WebSocketDataFrame.Opcode, _ data: ByteBuffer) throws(RelayRefusal) -> Message {
+    private static func message(_ kind: WebSocketOpcode, _ data: ByteBuffer) throws(RelayRefusal) -> Message {
         guard kind == .text else { return .binary(data) }
         guard let text = String(validating: data.readableBytesView, as: UTF8.self) else {
             throw RelayRefusal(.malformed, "a text message that is not UTF-8")

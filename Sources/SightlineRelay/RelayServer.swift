@@ -116,7 +116,7 @@ public enum RelayServer {
                 autoPing: .disabled,
                 closeTimeout: limits.closeGrace))
         let upgrade = HTTPServerBuilder.http1WebSocketUpgrade(configuration: webSocket) { request, channel, logger in
-            let endpoint: RelayConnection.Endpoint
+            let endpoint: RelayPeerHandler.Endpoint
             switch webSocketRoute(request.path) {
             case .device:
                 guard let name = tokens.deviceName(forAuthorization: request.headerFields[.authorization]) else {
@@ -132,12 +132,14 @@ public enum RelayServer {
                 return .dontUpgrade
             }
             let activity = InboundActivity()
-            await channel.prepareForRelay(activity: activity, unsentBytes: limits.socketUnsentBytes)
-            let connection = RelayConnection(
-                endpoint: endpoint, registry: registry, limits: limits, metrics: metrics,
-                activity: activity, channel: channel, logger: logger)
+            let peer = ConnectedPeer(channel: channel, limits: limits, metrics: metrics)
+            let installer = RelayPeerInstaller {
+                RelayPeerHandler(endpoint: endpoint, peer: peer, registry: registry, limits: limits, metrics: metrics,
+                                 activity: activity, logger: logger)
+            }
+            await channel.prepareForRelay(activity: activity, unsentBytes: limits.socketUnsentBytes, installer: installer)
             return .upgrade([:]) { inbound, outbound, _ in
-                await connection.run(inbound: inbound, outbound: outbound)
+                await RelayConnection.run(peer: peer, inbound: inbound, outbound: outbound, logger: logger)
             }
         }
         let server: HTTPServerBuilder

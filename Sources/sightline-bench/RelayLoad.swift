@@ -1,7 +1,6 @@
 import Foundation
-import HummingbirdWSClient
-import Logging
 import NIOCore
+import NIOPosix
 import SightlineCore
 import SightlineTesting
 import Synchronization
@@ -20,7 +19,13 @@ enum RelayLoad {
     static let framesPerSecond = 30
     static let bitsPerSecond = 2_000_000
     static let frameBytes = bitsPerSecond / 8 / framesPerSecond
+    static let frameInterval = TimeAmount.nanoseconds(1_000_000_000 / Int64(framesPerSecond))
     static let receiversPerSession = 2
+    /// Event-loop threads of the load clients (`SIGHTLINE_BENCH_LOAD_THREADS`, default 1): the
+    /// fewer the load takes, the more of the two cores is left to the relay under test.
+    static var loadThreads: Int {
+        ProcessInfo.processInfo.environment["SIGHTLINE_BENCH_LOAD_THREADS"].flatMap(Int.init).map { max(1, $0) } ?? 1
+    }
     static let budgetMs = 5.0
     static let warmUp = Duration.seconds(2)
     static var measureSeconds: Int {
@@ -34,6 +39,10 @@ enum RelayLoad {
         let forwardedMbitPerSecond: Double
         let deliveredFraction: Double
         let relayCPUPercent: Double
+        /// Relay CPU per message in or out: the cost that decides the capacity.
+        let relayMicrosecondsPerMessage: Double
+        /// The load clients' own CPU (this process), which shares the cores with the relay.
+        let loadCPUPercent: Double
     }
 
     static func measure() async throws -> [(String, Double)] {
@@ -42,21 +51,27 @@ enum RelayLoad {
         try await relay.start()
         defer { relay.stop() }
         let meter = LoadMeter()
-        var sessions: [[Task<Void, Error>]] = []
-        defer { for task in sessions.joined() { task.cancel() } }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: loadThreads)
+        var sessions: [[any Channel]] = []
+        defer {
+            for channel in sessions.joined() { channel.close(promise: nil) }
+            group.shutdownGracefully { _ in }
+        }
         var passed: Level?, first: Level?
-        report("relay load: sessions  p50 ms  p99 ms  forwarded Mbit/s  delivered  relay CPU %")
+        report("relay load: sessions  p50 ms  p99 ms  forwarded Mbit/s  delivered  relay CPU %  relay µs/msg  load CPU %")
         for level in levels {
             while sessions.count < level {
-                sessions.append(try await openSession(relay: relay, token: relay.extraDeviceTokens[sessions.count], meter: meter))
+                sessions.append(try await openSession(relay: relay, token: relay.extraDeviceTokens[sessions.count], group: group, meter: meter))
             }
             try await Task.sleep(for: warmUp)
             meter.start()
             let cpu0 = CameraSuite.cpuSeconds(pid: relay.process.processIdentifier)
+            let loadCPU0 = CameraSuite.cpuSeconds(pid: getpid())
             let started = ContinuousClock.now
             try await Task.sleep(for: .seconds(measureSeconds))
             let elapsed = Statistics.seconds(ContinuousClock.now - started)
             let cpu = CameraSuite.cpuSeconds(pid: relay.process.processIdentifier) - cpu0
+            let loadCPU = CameraSuite.cpuSeconds(pid: getpid()) - loadCPU0
             let window = meter.stop()
             let result = Level(
                 sessions: level,
@@ -64,10 +79,13 @@ enum RelayLoad {
                 latencyP99: Statistics.percentile(window.latenciesMs, 99),
                 forwardedMbitPerSecond: Double(window.bytesReceived * 8) / elapsed / 1e6,
                 deliveredFraction: Double(window.framesReceived) / Double(max(1, window.framesSent * receiversPerSession)),
-                relayCPUPercent: cpu / elapsed * 100)
+                relayCPUPercent: cpu / elapsed * 100,
+                relayMicrosecondsPerMessage: cpu * 1e6 / Double(max(1, window.framesSent + window.framesReceived)),
+                loadCPUPercent: loadCPU / elapsed * 100)
             first = first ?? result
-            report(String(format: "relay load: %8d  %6.2f  %6.2f  %16.1f  %9.3f  %11.1f", level, result.latencyP50, result.latencyP99,
-                         result.forwardedMbitPerSecond, result.deliveredFraction, result.relayCPUPercent))
+            report(String(format: "relay load: %8d  %6.2f  %6.2f  %16.1f  %9.3f  %11.1f  %12.1f  %10.1f", level, result.latencyP50, result.latencyP99,
+                         result.forwardedMbitPerSecond, result.deliveredFraction, result.relayCPUPercent,
+                         result.relayMicrosecondsPerMessage, result.loadCPUPercent))
             guard result.latencyP99 <= budgetMs, result.deliveredFraction >= 0.99 else { break }
             passed = result
         }
@@ -87,74 +105,28 @@ enum RelayLoad {
         FileHandle.standardError.write(Data((line + "\n").utf8))
     }
 
-    /// Opens one session (device + two experts) and returns the tasks that keep it running.
-    static func openSession(relay: RelayProcess, token: String, meter: LoadMeter) async throws -> [Task<Void, Error>] {
+    /// Opens one session (device + two experts) on the load's event loops and returns its sockets.
+    static func openSession(relay: RelayProcess, token: String, group: any EventLoopGroup, meter: LoadMeter) async throws -> [any Channel] {
         let joinToken = Base64URL.encode((0..<32).map { _ in UInt8.random(in: 0...255) })
         let progress = SessionProgress()
-        let device = Task {
-            var configuration = WebSocketClientConfiguration()
-            configuration.additionalHeaders[.authorization] = "Bearer \(token)"
-            configuration.autoPing = .enabled(timePeriod: .seconds(15))
-            _ = try await WebSocketClient.connect(url: relay.webSocketURL + "/v1/device", configuration: configuration, logger: logger) { inbound, outbound, _ in
-                try await outbound.writeTextMessage(#"{"type":"hello","role":"device","joinToken":"\#(joinToken)"}"#)
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    for try await message in inbound.messages(maxSize: 1 << 16) {
-                        guard case .text(let text) = message, let fields = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
-                              fields["type"] as? String == "session", let id = fields["session"] as? String else { continue }
-                        progress.sessionID.withLock { $0 = id }
-                        group.addTask { try await sendFrames(outbound, meter: meter) }
-                    }
-                    group.cancelAll()
-                }
-            }
+        let device = try await LoadSocket.connect(group: group, port: relay.port, path: "/v1/device", authorization: "Bearer \(token)") {
+            LoadDeviceHandler(joinToken: joinToken, meter: meter, progress: progress)
         }
         guard let session = await poll(for: .seconds(10), { progress.sessionID.withLock { $0 } }) else {
-            device.cancel()
+            device.close(promise: nil)
             throw TestFailure("the relay opened no session for a load device:\n\(relay.log.suffix(2_000))")
         }
-        var tasks = [device]
+        var channels = [device]
         for expert in 1...receiversPerSession {
-            tasks.append(Task {
-                var configuration = WebSocketClientConfiguration()
-                configuration.autoPing = .enabled(timePeriod: .seconds(15))
-                _ = try await WebSocketClient.connect(url: relay.webSocketURL + "/v1/viewer/" + session, configuration: configuration, logger: logger) { inbound, outbound, _ in
-                    try await outbound.writeTextMessage(#"{"type":"hello","role":"expert","joinToken":"\#(joinToken)"}"#)
-                    for try await message in inbound.messages(maxSize: 1 << 16) {
-                        switch message {
-                        case .text: progress.joinedExperts.add(1, ordering: .relaxed)
-                        case .binary(let frame):
-                            guard let sent = frame.getInteger(at: frame.readerIndex + MediaEnvelope.size, as: UInt64.self) else { continue }
-                            meter.received(bytes: frame.readableBytes, sentAt: sent, latencyNanoseconds: monotonicNanoseconds() &- sent)
-                        }
-                    }
-                }
+            channels.append(try await LoadSocket.connect(group: group, port: relay.port, path: "/v1/viewer/" + session) {
+                LoadExpertHandler(joinToken: joinToken, meter: meter, progress: progress)
             })
             guard await poll(for: .seconds(10), { progress.joinedExperts.load(ordering: .relaxed) >= expert ? true : nil }) != nil else {
-                for task in tasks { task.cancel() }
+                for channel in channels { channel.close(promise: nil) }
                 throw TestFailure("an expert could not join load session \(session):\n\(relay.log.suffix(2_000))")
             }
         }
-        return tasks
-    }
-
-    /// 30 frames/s with a random phase, so that the senders do not all fire at once.
-    static func sendFrames(_ outbound: WebSocketOutboundWriter, meter: LoadMeter) async throws {
-        var template = ByteBuffer(repeating: 0, count: frameBytes)
-        template.setBytes([1, 1, 0, 0], at: 0)
-        for index in stride(from: 12, to: frameBytes, by: 8) { template.setInteger(UInt64.random(in: 0...UInt64.max), at: index) }
-        let interval = Duration.nanoseconds(1_000_000_000 / framesPerSecond)
-        var next = ContinuousClock.now + interval * Double.random(in: 0..<1)
-        var count = 0
-        while !Task.isCancelled {
-            try await Task.sleep(until: next, clock: .continuous)
-            next += interval
-            var frame = template
-            frame.setInteger(UInt8(count % framesPerSecond == 0 ? 1 : 0), at: 2)
-            frame.setInteger(monotonicNanoseconds(), at: MediaEnvelope.size)
-            try await outbound.writeBinaryMessage(frame)
-            meter.sent()
-            count += 1
-        }
+        return channels
     }
 
     /// CLOCK_MONOTONIC in nanoseconds: senders and receivers share this process and its clock.
@@ -163,8 +135,6 @@ enum RelayLoad {
         clock_gettime(CLOCK_MONOTONIC, &now)
         return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
-
-    static let logger = Logger(label: "relay-load")
 
     /// Checks `condition` every few milliseconds until it yields a value or the time is up.
     static func poll<T>(for timeout: Duration, _ condition: () -> T?) async -> T? {
