@@ -109,8 +109,9 @@ enum RelayLoad {
     static func openSession(relay: RelayProcess, token: String, group: any EventLoopGroup, meter: LoadMeter) async throws -> [any Channel] {
         let joinToken = Base64URL.encode((0..<32).map { _ in UInt8.random(in: 0...255) })
         let progress = SessionProgress()
-        let device = try await LoadSocket.connect(group: group, port: relay.port, path: "/v1/device", authorization: "Bearer \(token)") {
-            LoadDeviceHandler(joinToken: joinToken, meter: meter, progress: progress)
+        let device = try await LoadSocket.connect(group: group, port: relay.port, path: "/v1/device", authorization: "Bearer \(token)",
+                                               role: "device", joinToken: joinToken) {
+            LoadDeviceHandler(meter: meter, progress: progress)
         }
         guard let session = await poll(for: .seconds(10), { progress.sessionID.withLock { $0 } }) else {
             device.close(promise: nil)
@@ -118,8 +119,9 @@ enum RelayLoad {
         }
         var channels = [device]
         for expert in 1...receiversPerSession {
-            channels.append(try await LoadSocket.connect(group: group, port: relay.port, path: "/v1/viewer/" + session) {
-                LoadExpertHandler(joinToken: joinToken, meter: meter, progress: progress)
+            channels.append(try await LoadSocket.connect(group: group, port: relay.port, path: "/v1/viewer/" + session,
+                                                      role: "expert", joinToken: joinToken) {
+                LoadExpertHandler(meter: meter, progress: progress)
             })
             guard await poll(for: .seconds(10), { progress.joinedExperts.load(ordering: .relaxed) >= expert ? true : nil }) != nil else {
                 for channel in channels { channel.close(promise: nil) }

@@ -14,10 +14,11 @@ import SightlineTesting
 /// event loop and a receiver is a handler that reads the timestamp and drops the frame; the
 /// frames are still masked as a browser masks them, so the relay does its full share of work.
 enum LoadSocket {
-    /// Connects to the relay on 127.0.0.1, upgrades `path` to a WebSocket and puts the handler
-    /// `makeHandler` builds behind the frame decoder. Returns the channel once upgraded.
+    /// Connects to the relay on 127.0.0.1, upgrades `path` to a WebSocket, puts the handler
+    /// `makeHandler` builds behind the frame decoder and sends the hello as `role`. Returns the
+    /// channel once upgraded.
     static func connect(group: any EventLoopGroup, port: Int, path: String, authorization: String? = nil,
-                        makeHandler: @escaping @Sendable () -> any ChannelHandler) async throws -> any Channel {
+                        role: String, joinToken: String, makeHandler: @escaping @Sendable () -> any ChannelHandler) async throws -> any Channel {
         let upgraded: EventLoopFuture<(any Channel)?> = try await ClientBootstrap(group: group)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connect(host: "127.0.0.1", port: port) { channel in
@@ -41,6 +42,8 @@ enum LoadSocket {
         guard let channel = try await upgraded.get() else {
             throw TestFailure("the relay refused the WebSocket upgrade of \(path)")
         }
+        // Only now: during the upgrade the HTTP client handlers would not pass a frame on.
+        try await channel.writeAndFlush(hello(role: role, joinToken: joinToken))
         return channel
     }
 
@@ -55,13 +58,12 @@ enum LoadSocket {
     }
 }
 
-/// A load device: sends its hello, and once the relay has opened its session, synthetic video
+/// A load device: once the relay has opened its session, synthetic video
 /// frames at a fixed rate from a random phase, each stamped with CLOCK_MONOTONIC.
 final class LoadDeviceHandler: ChannelInboundHandler {
     typealias InboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
-    private let joinToken: String
     private let meter: LoadMeter
     private let progress: SessionProgress
     private let template: ByteBuffer
@@ -69,18 +71,13 @@ final class LoadDeviceHandler: ChannelInboundHandler {
     private var count = 0
     private var timer: Scheduled<Void>?
 
-    init(joinToken: String, meter: LoadMeter, progress: SessionProgress) {
-        self.joinToken = joinToken
+    init(meter: LoadMeter, progress: SessionProgress) {
         self.meter = meter
         self.progress = progress
         var template = ByteBuffer(repeating: 0, count: RelayLoad.frameBytes)
         template.setBytes([1, 1, 0, 0], at: 0)
         for index in stride(from: MediaEnvelope.size + 8, to: RelayLoad.frameBytes - 7, by: 8) { template.setInteger(UInt64.random(in: 0...UInt64.max), at: index) }
         self.template = template
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        context.writeAndFlush(wrapOutboundOut(LoadSocket.hello(role: "device", joinToken: joinToken)), promise: nil)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -129,23 +126,17 @@ final class LoadDeviceHandler: ChannelInboundHandler {
     }
 }
 
-/// A load expert: sends its hello and measures every media frame it receives.
+/// A load expert: measures every media frame it receives.
 final class LoadExpertHandler: ChannelInboundHandler {
     typealias InboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
-    private let joinToken: String
     private let meter: LoadMeter
     private let progress: SessionProgress
 
-    init(joinToken: String, meter: LoadMeter, progress: SessionProgress) {
-        self.joinToken = joinToken
+    init(meter: LoadMeter, progress: SessionProgress) {
         self.meter = meter
         self.progress = progress
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        context.writeAndFlush(wrapOutboundOut(LoadSocket.hello(role: "expert", joinToken: joinToken)), promise: nil)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
