@@ -37,6 +37,29 @@ struct ArchiveSyncTests {
         #expect(try device.archive.verifyAll().allSatisfy { if case .success = $0 { true } else { false } })
     }
 
+    @Test("After delete-after-sync, verify accepts the removed blob, catches a file put back, and still catches an unsynced blob's loss")
+    func verifyAfterRemoval() async throws {
+        let server = try await ArchiveServerHarness.start()
+        defer { Task { await server.stop() } }
+        let device = try DeviceArchive()
+        let caseID = try device.fileCase(photos: 2, size: 20_000)
+        let pass = try await device.client(server.url, deleteAfterSync: true).syncAll()
+        #expect(pass.removedBlobs == 2)
+        guard case .success = device.archive.verify(caseID) else { throw TestFailure("a case whose synced blobs were removed does not verify") }
+        let removed = try device.archive.projection(caseID).items.compactMap(\.item.blob)
+        let path = device.archive.sealedBlobPath(caseID: caseID, sha256: removed[0].hex)
+        #expect(!FileManager.default.fileExists(atPath: path))
+        #expect(FileManager.default.createFile(atPath: path, contents: Data([1, 2, 3])))
+        guard case .failure(let link) = device.archive.verify(caseID) else { throw TestFailure("a file back under a removed address went unnoticed") }
+        #expect(link.reason.contains("still there"))
+        try FileManager.default.removeItem(atPath: path)
+
+        let later = try device.archive.file(EvidenceDraft(kind: .photo, capturedAt: 9, mediaType: "image/jpeg"), content: .bytes([9, 9, 9]), into: caseID)
+        let unsynced = device.archive.sealedBlobPath(caseID: caseID, sha256: later.blob?.hex ?? "")
+        try FileManager.default.removeItem(atPath: unsynced)
+        guard case .failure = device.archive.verify(caseID) else { throw TestFailure("a lost blob that was never synced went unnoticed") }
+    }
+
     @Test("Over TLS with the archive's own certificate as sync.ca_file; without it the device does not trust the server")
     func overTLS() async throws {
         let server = try await ArchiveServerHarness.start(tls: true)

@@ -15,7 +15,8 @@ struct DaemonSyncTests {
     }
 
     /// A daemon whose `sync.*` keys point at `server` (started or not).
-    private static func daemon(syncingTo server: ArchiveServerProcess, deleteAfterSync: Bool = false) async throws -> (DaemonProcess, [String]) {
+    private static func daemon(syncingTo server: ArchiveServerProcess, deleteAfterSync: Bool = false,
+                               metricsPort: Int? = nil) async throws -> (DaemonProcess, [String]) {
         let directory = try TemporaryDirectory(prefix: "sightlined-sync")
         let tokenFile = directory.file("archive-token")
         guard FileManager.default.createFile(atPath: tokenFile, contents: Data("\(server.deviceToken)\n".utf8), attributes: [.posixPermissions: 0o600]) else {
@@ -33,7 +34,7 @@ struct DaemonSyncTests {
               interval_s: 5
               delete_after_sync: \(deleteAfterSync)
 
-            """, directory: directory)
+            """ + (metricsPort.map { "metrics:\n  enabled: true\n  listen: 127.0.0.1:\($0)\n" } ?? ""), directory: directory)
         try daemon.start()
         try await daemon.waitUntilServing()
         return (daemon, ["--socket", daemon.socketPath])
@@ -75,7 +76,8 @@ struct DaemonSyncTests {
     @Test("Offline, the device keeps filing; once the archive is up it catches up, on demand and in the background", .timeLimit(.minutes(3)))
     func offlineThenCatchUp() async throws {
         let server = try ArchiveServerProcess()
-        let (daemon, socket) = try await Self.daemon(syncingTo: server)
+        let metricsPort = try LoopbackPort.free()
+        let (daemon, socket) = try await Self.daemon(syncingTo: server, metricsPort: metricsPort)
         let id = try CommandLineTool.run("sightctl", ["case", "open", "WO-SYNC"] + socket).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         for _ in 0..<3 { try await Self.snapshot(socket) }
 
@@ -106,6 +108,13 @@ struct DaemonSyncTests {
         }
         try Self.expectServerVerifies(id, entries: 5, server: server, device: daemon)
         #expect(try CommandLineTool.run("sightctl", ["case", "verify", "--all"] + socket).status == 0)
+        let metrics = try CommandLineTool.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(metricsPort)/metrics"]).stdout
+        func counter(_ name: String) -> Double {
+            metrics.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") } ?? -1
+        }
+        #expect(counter("sightline_sync_uploaded_entries_total") == 5, "\(metrics)")
+        #expect(counter("sightline_sync_failures_total") >= 1)
+        #expect(counter("sightline_sync_uploaded_bytes_total") > 0)
         daemon.signal(SIGTERM)
         #expect(await daemon.waitForExit(timeout: .seconds(15)) == 0)
     }
