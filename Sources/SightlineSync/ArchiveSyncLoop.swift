@@ -45,7 +45,12 @@ public actor ArchiveSyncLoop {
 
     /// One pass now, after the one already running (whose result may predate new evidence).
     public func syncNow() async -> Result<ArchiveSyncPass, ArchiveSyncError> {
-        if let previous = running { _ = await previous.value }
+        // Callers that waited for the same pass must not then start two at once: each waits
+        // until no pass is running when it gets the actor back.
+        while let previous = running {
+            _ = await previous.value
+            if running == previous { running = nil }
+        }
         let client = self.client
         let pass = Task { () -> Result<ArchiveSyncPass, ArchiveSyncError> in
             do throws(ArchiveSyncError) {

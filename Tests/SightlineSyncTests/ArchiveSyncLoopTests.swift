@@ -1,0 +1,38 @@
+import Foundation
+import SightlineArchive
+@testable import SightlineSync
+import SightlineTesting
+import Testing
+
+@Suite("The background sync loop")
+struct ArchiveSyncLoopTests {
+    @Test("Back-off after failures: 5 s, doubling, capped at the interval; the interval after success")
+    func backOff() async throws {
+        let device = try DeviceArchive()
+        let loop = ArchiveSyncLoop(client: device.client("http://127.0.0.1:9"), interval: .seconds(60))
+        #expect(await loop.delay(afterFailures: 0) == .seconds(60))
+        #expect(await loop.delay(afterFailures: 1) == .seconds(5))
+        #expect(await loop.delay(afterFailures: 2) == .seconds(10))
+        #expect(await loop.delay(afterFailures: 4) == .seconds(40))
+        #expect(await loop.delay(afterFailures: 5) == .seconds(60))
+        #expect(await loop.delay(afterFailures: 50) == .seconds(60))
+    }
+
+    @Test("Passes asked for at once all succeed and upload each blob once; the server holds everything once")
+    func passesDoNotOverlap() async throws {
+        let server = try await ArchiveServerHarness.start()
+        defer { Task { await server.stop() } }
+        let device = try DeviceArchive(chunkSize: 64 * 1024)
+        let caseID = try device.fileCase(photos: 6, size: 400_000)
+        let loop = ArchiveSyncLoop(client: device.client(server.url, chunkBytes: 64 * 1024), interval: .seconds(60))
+        let results = await withTaskGroup(of: Result<ArchiveSyncPass, ArchiveSyncError>.self) { group in
+            for _ in 0..<4 { group.addTask { await loop.syncNow() } }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        let passes = try results.map { try $0.get() }
+        #expect(passes.map(\.blobs).reduce(0, +) == 6)
+        let status = await loop.status
+        #expect(status.consecutiveFailures == 0 && status.lastError == nil)
+        try expectServerHolds(caseID, of: device, storage: server.storage)
+    }
+}
