@@ -28,6 +28,9 @@ public final class CameraService: Service, Sendable {
     private let recorder = Mutex<NewestFrameStream<CapturedFrame>?>(nil)
     private let device = Mutex<V4L2Camera?>(nil)
     private let stalled = Atomic<Bool>(false)
+    /// Privacy mode: frames are captured (so the camera stays ready) but go nowhere: not to a
+    /// call, not to a recording, not into a snapshot.
+    private let privacy = Atomic<Bool>(false)
     private let frameCounter = Counter(label: "sightline_camera_frames_total")
     private let droppedCounter = Counter(label: "sightline_camera_frames_dropped_total")
     private let missedCounter = Counter(label: "sightline_camera_frames_missed_total")
@@ -156,8 +159,21 @@ public final class CameraService: Service, Sendable {
         if let failure { throw failure }
     }
 
+    /// Turns privacy mode on or off; off again, the newest frame is forgotten, so nothing
+    /// captured while private can become a snapshot.
+    func setPrivate(_ on: Bool) {
+        privacy.store(on, ordering: .releasing)
+        if on { latest.withLock { $0 = nil } }
+    }
+
+    var isPrivate: Bool { privacy.load(ordering: .acquiring) }
+
     private func deliver(_ frame: CapturedFrame) async {
         guard !stalled.load(ordering: .acquiring) else { return }
+        guard !privacy.load(ordering: .acquiring) else {
+            await state.progress(Self.loopName)
+            return
+        }
         latest.withLock { $0 = frame }
         subscriber.withLock { $0 }?.offer(frame)
         recorder.withLock { $0 }?.offer(frame)
@@ -246,6 +262,9 @@ public final class CameraService: Service, Sendable {
     /// to `STATE/evidence/` instead, so the photo is not lost; a full disk is refused (507) and
     /// nothing is written, since a copy would only take the last space the archive needs.
     func takeSnapshot(kind: EvidenceKind = .photo) async throws -> (info: SnapshotInfo, jpeg: [UInt8], capturedAt: Duration) {
+        guard !isPrivate else {
+            throw HTTPError(.conflict, message: "privacy mode is on: the camera takes no pictures until privacy is turned off")
+        }
         guard let frame = latest.withLock({ $0 }) else {
             throw HTTPError(.conflict, message: "no frame captured yet: is the camera streaming? (sightctl status)")
         }

@@ -99,6 +99,44 @@ struct LiveCallTests {
         #expect(changes == [opened.reference, "INC-0815", "WO-4711"], "\(references)")
     }
 
+    @Test("privacy_on pauses the camera: the expert is told, no frame leaves and a snapshot is refused; privacy_off resumes with a keyframe")
+    func privacyPausesVideo() async throws {
+        let rig = try await Rig(width: 320, height: 240)
+        let invite = try await rig.startCall()
+        let expert = Task { try await ExpertClient.run(invite, frames: .max, timeout: .seconds(40)) }
+        defer { expert.cancel() }
+        func call() async throws -> CallStatus { try await rig.client.get(ControlAPI.callPath, as: CallStatus.self) }
+        func waitFor(_ what: String, _ condition: (CallStatus) -> Bool) async throws -> CallStatus {
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline {
+                let status = try await call()
+                if condition(status) { return status }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            throw TestFailure("\(what) did not happen within 20 s: \(try await call())\n\(rig.daemon.log)")
+        }
+        _ = try await waitFor("video to the expert") { $0.framesSent >= 30 }
+        let on = try CommandLineTool.run("sightctl", ["action", "privacy_on", "--socket", rig.daemon.socketPath])
+        #expect(on.status == 0, "\(on.stdout)\(on.stderr)")
+        // A frame already in the encoder may still go out; after that, nothing for two seconds.
+        try await Task.sleep(for: .milliseconds(500))
+        let paused = try await call()
+        try await Task.sleep(for: .seconds(2))
+        #expect(try await call().framesSent == paused.framesSent, "video left the device in privacy mode")
+        let snapshot = try CommandLineTool.run("sightctl", ["snapshot", "--socket", rig.daemon.socketPath])
+        #expect(snapshot.status != 0 && (snapshot.stdout + snapshot.stderr).contains("privacy mode is on"), "\(snapshot.stdout)\(snapshot.stderr)")
+
+        let off = try CommandLineTool.run("sightctl", ["action", "privacy_off", "--socket", rig.daemon.socketPath])
+        #expect(off.status == 0, "\(off.stdout)\(off.stderr)")
+        _ = try await waitFor("video to resume with a keyframe") {
+            $0.framesSent > paused.framesSent + 10 && $0.keyframesSent > paused.keyframesSent
+        }
+        expert.cancel()
+        let states = try await expert.value.streamStates.map(\.privacy)
+        let changes = states.reduce(into: [Bool]()) { if $0.last != $1 { $0.append($1) } }
+        #expect(changes == [false, true, false], "\(states)")
+    }
+
     /// The relay knows the session and the join token; so does this party. Without the call
     /// secret it gets no key, and the frames the relay fans out to it stay sealed.
     @Test("a party with the join token but not the secret gets no key and cannot open a single frame")

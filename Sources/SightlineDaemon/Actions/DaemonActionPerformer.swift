@@ -24,13 +24,16 @@ struct DaemonActionPerformer: ActionPerformer {
         case .endCall: return await endCall()
         case .markStep: return await markStep()
         case .privacyOn:
-            // The camera has no privacy mode of its own yet; muting the microphone at the source
-            // also silences voice commands, so privacy ends from a button or sightctl.
+            // Camera and microphone both: nothing reaches a call, a recording or a snapshot.
+            // Muting the microphone at the source also silences voice commands, so privacy
+            // ends from a button or sightctl.
+            camera.setPrivate(true)
             audio.setMuted(true)
-            return .done("Privacy on. The microphone is muted; turn privacy off with a button or sightctl.")
+            return .done("Privacy on. Camera and microphone are paused; turn privacy off with a button or sightctl.")
         case .privacyOff:
+            camera.setPrivate(false)
             audio.setMuted(false)
-            return .done("Privacy off. The microphone is live.")
+            return .done("Privacy off. Camera and microphone are live.")
         case .zoomIn: return zoom(in: true)
         case .zoomOut: return zoom(in: false)
         case .startRecording: return video.start()

@@ -265,24 +265,30 @@ final class RelayLink: Sendable {
         return streamState
     }
 
-    /// What `stream-state` says now, with the microphone's privacy state.
+    /// What `stream-state` says now, with the camera's and the microphone's privacy state.
     private func currentStreamState() -> CallMessage.StreamState {
-        media.streamState(audioMuted: voice.isMuted)
+        media.streamState(privacy: camera.isPrivate, audioMuted: voice.isMuted)
     }
 
-    /// Tells the experts when privacy mode mutes or unmutes the microphone, or the call's case
-    /// changes (checked once a second).
+    /// Tells the experts when privacy mode pauses or resumes camera and microphone, or the
+    /// call's case changes (checked once a second).
     private func announceChanges(_ outbound: WebSocketOutboundWriter) async throws {
         let streamState = currentStreamState()
         let known = call.withLock { call -> CallMessage.StreamState? in
             guard let known = call?.streamState,
-                  known.audioMuted != streamState.audioMuted || known.caseReference != streamState.caseReference else { return nil }
+                  known.audioMuted != streamState.audioMuted || known.caseReference != streamState.caseReference
+                    || known.privacy != streamState.privacy else { return nil }
             call?.streamState = streamState
             return known
         }
         guard let known, media.hasAudience else { return }
         if known.audioMuted != streamState.audioMuted {
             logger.notice("call: microphone \(streamState.audioMuted == true ? "muted" : "live") for the experts")
+        }
+        if known.privacy != streamState.privacy {
+            logger.notice("call: video \(streamState.privacy ? "paused (privacy)" : "live again")")
+            // The picture the experts last decoded is stale: the new one starts with a keyframe.
+            if !streamState.privacy { media.requestKeyframe() }
         }
         if known.caseReference != streamState.caseReference {
             logger.notice("call: now filed in case \(streamState.caseReference ?? "unassigned")")
