@@ -60,7 +60,9 @@ public actor ArchiveSyncLoop {
             }
         }
         running = pass
-        let result = await pass.value
+        // A caller that goes away (the daemon shutting down) takes its pass with it: what the
+        // server confirmed is marked already, the rest goes next time.
+        let result = await withTaskCancellationHandler { await pass.value } onCancel: { pass.cancel() }
         if running == pass { running = nil }
         let now = EvidenceArchive.systemClock()
         status.lastAttemptAt = now

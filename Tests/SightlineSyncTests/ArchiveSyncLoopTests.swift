@@ -35,4 +35,29 @@ struct ArchiveSyncLoopTests {
         #expect(status.consecutiveFailures == 0 && status.lastError == nil)
         try expectServerHolds(caseID, of: device, storage: server.storage)
     }
+
+    @Test("Cancelling the caller (a daemon shutting down) stops the pass mid-upload; the next pass finishes it")
+    func cancellationStopsThePass() async throws {
+        let server = try await ArchiveServerHarness.start()
+        defer { Task { await server.stop() } }
+        let device = try DeviceArchive()
+        let caseID = try device.fileCase(photos: 1, size: 16 << 20)
+        let sha = try device.archive.projection(caseID).items.first?.item.blob?.hex ?? ""
+        let loop = ArchiveSyncLoop(client: device.client(server.url, chunkBytes: 64 * 1024), interval: .seconds(60))
+        let caller = Task { await loop.syncNow() }
+        let deadline = ContinuousClock.now + .seconds(60)
+        while try server.storage.receivedBytes(caseID, sha) < 1 << 20 {
+            guard ContinuousClock.now < deadline else { throw TestFailure("the upload did not reach 1 MiB within a minute") }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        caller.cancel()
+        let cancelled = await caller.value
+        #expect(throws: ArchiveSyncError.self) { try cancelled.get() }
+        #expect(try server.storage.blob(caseID, sha) == nil)
+        #expect(try server.storage.receivedBytes(caseID, sha) < 16 << 20)
+
+        let finished = try await loop.syncNow().get()
+        #expect(finished.blobs == 1 && finished.entries == 2)
+        try expectServerHolds(caseID, of: device, storage: server.storage)
+    }
 }
