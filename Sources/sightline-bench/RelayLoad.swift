@@ -43,6 +43,8 @@ enum RelayLoad {
         let relayMicrosecondsPerMessage: Double
         /// The load clients' own CPU (this process), which shares the cores with the relay.
         let loadCPUPercent: Double
+        /// What the ``StallProbe`` saw in the window: the machine's own hiccups.
+        let stalls: StallProbe.Window
     }
 
     static func measure() async throws -> [(String, Double)] {
@@ -51,6 +53,8 @@ enum RelayLoad {
         try await relay.start()
         defer { relay.stop() }
         let meter = LoadMeter()
+        let probe = StallProbe()
+        defer { probe.finish() }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: loadThreads)
         var sessions: [[any Channel]] = []
         defer {
@@ -58,13 +62,14 @@ enum RelayLoad {
             group.shutdownGracefully { _ in }
         }
         var passed: Level?, first: Level?
-        report("relay load: sessions  p50 ms  p99 ms  forwarded Mbit/s  delivered  relay CPU %  relay µs/msg  load CPU %")
+        report("relay load: sessions  p50 ms  p99 ms  forwarded Mbit/s  delivered  relay CPU %  relay µs/msg  load CPU %  stalls > 5 ms  worst stall ms")
         for level in levels {
             while sessions.count < level {
                 sessions.append(try await openSession(relay: relay, token: relay.extraDeviceTokens[sessions.count], group: group, meter: meter))
             }
             try await Task.sleep(for: warmUp)
             meter.start()
+            probe.start()
             let cpu0 = CameraSuite.cpuSeconds(pid: relay.process.processIdentifier)
             let loadCPU0 = CameraSuite.cpuSeconds(pid: getpid())
             let started = ContinuousClock.now
@@ -73,6 +78,7 @@ enum RelayLoad {
             let cpu = CameraSuite.cpuSeconds(pid: relay.process.processIdentifier) - cpu0
             let loadCPU = CameraSuite.cpuSeconds(pid: getpid()) - loadCPU0
             let window = meter.stop()
+            let stalls = probe.stop()
             let result = Level(
                 sessions: level,
                 latencyP50: Statistics.percentile(window.latenciesMs, 50),
@@ -81,11 +87,12 @@ enum RelayLoad {
                 deliveredFraction: Double(window.framesReceived) / Double(max(1, window.framesSent * receiversPerSession)),
                 relayCPUPercent: cpu / elapsed * 100,
                 relayMicrosecondsPerMessage: cpu * 1e6 / Double(max(1, window.framesSent + window.framesReceived)),
-                loadCPUPercent: loadCPU / elapsed * 100)
+                loadCPUPercent: loadCPU / elapsed * 100,
+                stalls: stalls)
             first = first ?? result
-            report(String(format: "relay load: %8d  %6.2f  %6.2f  %16.1f  %9.3f  %11.1f  %12.1f  %10.1f", level, result.latencyP50, result.latencyP99,
-                         result.forwardedMbitPerSecond, result.deliveredFraction, result.relayCPUPercent,
-                         result.relayMicrosecondsPerMessage, result.loadCPUPercent))
+            report(String(format: "relay load: %8d  %6.2f  %6.2f  %16.1f  %9.3f  %11.1f  %12.1f  %10.1f  %13d  %14.1f", level, result.latencyP50,
+                         result.latencyP99, result.forwardedMbitPerSecond, result.deliveredFraction, result.relayCPUPercent,
+                         result.relayMicrosecondsPerMessage, result.loadCPUPercent, result.stalls.late, result.stalls.worstMs))
             guard result.latencyP99 <= budgetMs, result.deliveredFraction >= 0.99 else { break }
             passed = result
         }
@@ -147,6 +154,54 @@ enum RelayLoad {
         }
         return nil
     }
+}
+
+/// A thread that sleeps 1 ms at a time and notes how late it wakes up. Stalls of the machine
+/// itself (other work on a shared machine, the hypervisor) delay every socket at once and show
+/// up in the latency tail; seeing them here too tells them apart from the relay's own delays.
+final class StallProbe: Sendable {
+    struct Window {
+        /// Wake-ups more than 5 ms late.
+        var late = 0
+        var worstMs = 0.0
+    }
+
+    private struct State {
+        var running = true
+        var recording = false
+        var window = Window()
+    }
+
+    private let state = Mutex(State())
+
+    init() {
+        let thread = Thread { [self] in
+            var last = RelayLoad.monotonicNanoseconds()
+            while state.withLock({ $0.running }) {
+                usleep(1_000)
+                let now = RelayLoad.monotonicNanoseconds()
+                let lateMs = Double(now &- last) / 1e6 - 1
+                last = now
+                state.withLock { state in
+                    guard state.recording else { return }
+                    if lateMs > 5 { state.window.late += 1 }
+                    state.window.worstMs = max(state.window.worstMs, lateMs)
+                }
+            }
+        }
+        thread.start()
+    }
+
+    func start() { state.withLock { $0.recording = true; $0.window = Window() } }
+
+    func stop() -> Window {
+        state.withLock { state in
+            state.recording = false
+            return state.window
+        }
+    }
+
+    func finish() { state.withLock { $0.running = false } }
 }
 
 /// How far one load session got: its id from the relay, and how many experts joined.
