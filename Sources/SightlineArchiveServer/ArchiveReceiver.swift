@@ -89,8 +89,9 @@ public struct ArchiveReceiver: Sendable {
         guard let offered = checkpoints.first?.publicKey else {
             throw SyncRefusal(.malformed, "the upload has no signed checkpoint; send the checkpoints of the entries with them")
         }
-        try ownCase(caseID, device: device)
-        let pinned = try stored { () throws(ArchiveStorageError) in try storage.pinKey(device: device, offered: offered) }
+        // Nothing is claimed or pinned until the upload verified: a refused upload leaves no trace.
+        _ = try readableCase(caseID, device: device)
+        let pinned = try stored { () throws(ArchiveStorageError) in try storage.pinnedKey(device: device) } ?? offered
         guard let trustedKey = try? Curve25519.Signing.PublicKey(rawRepresentation: pinned) else {
             throw SyncRefusal(.malformed, "the device key is not an Ed25519 public key")
         }
@@ -128,6 +129,11 @@ public struct ArchiveReceiver: Sendable {
         if case .failure(let link) = result {
             throw SyncRefusal(.tampered, "refused, nothing stored: \(link)")
         }
+        // The key of the first upload that verified is the device's from now on (pinned on first contact).
+        guard try stored({ () throws(ArchiveStorageError) in try storage.pinKey(device: device, offered: pinned) }) == pinned else {
+            throw SyncRefusal(.conflict, "device \(device) was pinned to another key meanwhile; upload again")
+        }
+        try ownCase(caseID, device: device)
         try stored { () throws(ArchiveStorageError) in try storage.appendJournal(caseID, after: count, entries: fresh, checkpoints: newCheckpoints) }
         return SyncJournalStatus(entries: UInt64(all.count), headHash: all.last?.hash.hexString)
     }
@@ -140,7 +146,8 @@ public struct ArchiveReceiver: Sendable {
     // MARK: Blobs
 
     public func blobStatus(_ caseID: String, _ sha256: String, device: String) throws(SyncRefusal) -> SyncBlobStatus {
-        guard try readableCase(caseID, device: device) else { return SyncBlobStatus(received: 0, complete: false) }
+        // Uploads in progress belong to no case yet: the case is claimed when its first blob commits.
+        _ = try readableCase(caseID, device: device)
         if let blob = try stored({ () throws(ArchiveStorageError) in try storage.blob(caseID, sha256) }) {
             return SyncBlobStatus(received: blob.sealedSize, complete: true)
         }
@@ -151,7 +158,7 @@ public struct ArchiveReceiver: Sendable {
     /// blob is acknowledged without being stored (the upload is idempotent).
     public func receiveChunk(_ caseID: String, _ sha256: String, device: String, offset: UInt64, digest: String?,
                              bytes: [UInt8]) throws(SyncRefusal) -> SyncBlobStatus {
-        try ownCase(caseID, device: device)
+        _ = try readableCase(caseID, device: device)
         if let blob = try stored({ () throws(ArchiveStorageError) in try storage.blob(caseID, sha256) }) {
             return SyncBlobStatus(received: blob.sealedSize, complete: true)
         }
@@ -174,7 +181,7 @@ public struct ArchiveReceiver: Sendable {
     /// device computed over its sealed file, its header a sealed blob's, and its size exactly
     /// what sealing `plaintextSize` bytes in that chunk size gives. A failed check drops the upload.
     public func commitBlob(_ caseID: String, _ sha256: String, device: String, commit: SyncBlobCommit) throws(SyncRefusal) -> SyncBlobStatus {
-        try ownCase(caseID, device: device)
+        _ = try readableCase(caseID, device: device)
         if let blob = try stored({ () throws(ArchiveStorageError) in try storage.blob(caseID, sha256) }) {
             guard blob.sealedSHA256 == commit.sealedSHA256.lowercased(), blob.plaintextSize == commit.plaintextSize else {
                 throw SyncRefusal(.conflict, "blob \(sha256) of case \(caseID) was committed with other content; a blob's address names one content")
@@ -205,6 +212,7 @@ public struct ArchiveReceiver: Sendable {
         guard size == expected else { try refuse("it has \(size) bytes, but \(commit.plaintextSize) bytes sealed in \(chunkSize)-byte chunks take \(expected)") }
         let blob = StoredBlob(caseID: caseID, sha256: sha256, plaintextSize: commit.plaintextSize, sealedSize: size,
                               sealedSHA256: commit.sealedSHA256.lowercased())
+        try ownCase(caseID, device: device)
         try stored { () throws(ArchiveStorageError) in try storage.commitUpload(blob) }
         return SyncBlobStatus(received: size, complete: true)
     }

@@ -37,6 +37,8 @@ public enum ArchiveStorageError: Error, Sendable, CustomStringConvertible {
 /// of what devices upload is in `ArchiveReceiver`, the same for every store. Case ids and
 /// hashes reaching it have been validated (`ArchiveSyncAPI.isValidCaseID`, `isValidSHA256`).
 public protocol ArchiveStorage: Sendable {
+    /// The device's pinned Ed25519 public key, nil before its first accepted upload.
+    func pinnedKey(device: String) throws(ArchiveStorageError) -> [UInt8]?
     /// The device's pinned Ed25519 public key; pins `offered` when the device has none yet.
     func pinKey(device: String, offered: [UInt8]) throws(ArchiveStorageError) -> [UInt8]
     /// The device that owns the case; claims it for `device` when no device does.

@@ -75,6 +75,10 @@ public final class SQLiteArchiveStorage: ArchiveStorage {
 
     private static func now() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
 
+    public func pinnedKey(device: String) throws(ArchiveStorageError) -> [UInt8]? {
+        try run { try database.read { db in try Data.fetchOne(db, sql: "SELECT public_key FROM devices WHERE name = ?", arguments: [device]).map { Array($0) } } }
+    }
+
     public func pinKey(device: String, offered: [UInt8]) throws(ArchiveStorageError) -> [UInt8] {
         try run {
             try database.write { db in

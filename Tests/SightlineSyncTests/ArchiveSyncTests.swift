@@ -164,6 +164,18 @@ struct TamperedUploadTests {
         #expect(strangerAnswer.status == 403)
 
         #expect(try server.storage.journal(caseID).entries.count == held)
+
+        // A refused first upload of another device pins no key and claims no case.
+        let newcomer = Curve25519.Signing.PrivateKey()
+        let squatted = JournalEntry(caseID: "squatted-case", sequence: 0, previousHash: JournalEntry.genesisHash, recordedAt: 1,
+                                    event: .opened(CaseDetails(reference: "X")))
+        var squatCheckpoint = try JournalCheckpoint(signing: squatted, hash: squatted.hash, at: 1, key: newcomer)
+        squatCheckpoint.signature[0] ^= 0x01
+        let squat = try await rawRequest(server.url + ArchiveSyncAPI.journalPath("squatted-case"), .POST, token: ArchiveServerHarness.otherToken,
+                                         body: try upload([StoredJournalEntry(squatted)], [squatCheckpoint]))
+        #expect(squat.status == 422)
+        #expect(try server.storage.pinnedKey(device: "other") == nil)
+        #expect(try server.storage.owner(of: "squatted-case") == nil)
         _ = try await device.client(server.url).syncAll()
         try expectServerHolds(caseID, of: device, storage: server.storage)
     }
