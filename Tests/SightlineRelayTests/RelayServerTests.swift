@@ -96,6 +96,40 @@ struct RelayServerTests {
         await relay.stop()
     }
 
+    @Test("text and media from one sender reach each expert in the order they were sent")
+    func orderAcrossTextAndMedia() async throws {
+        // Media is forwarded inside the socket's pipeline and text is parsed and routed there
+        // too; a key message overtaken by the frames sealed under it would fail every one of them.
+        let relay = try await RelayHarness.start()
+        let token = RelayHarness.randomJoinToken()
+        let (device, session) = try await relay.openSession(joinToken: token)
+        let (one, _) = try await relay.joinExpert(session, joinToken: token)
+        let (two, _) = try await relay.joinExpert(session, joinToken: token)
+        _ = try await device.nextJSON()  // peer-joined 1
+        _ = try await device.nextJSON()  // peer-joined 2
+        let count = 300
+        for index in 0..<count {
+            if index % 10 == 0 {
+                device.send(#"{"type":"media-key","to":"experts","n":\#(index)}"#)
+            } else {
+                device.send([1, 1, 0, 0] + withUnsafeBytes(of: UInt32(index).bigEndian) { Array($0) } + [UInt8](repeating: 7, count: 2_000))
+            }
+        }
+        for expert in [one, two] {
+            var seen: [Int] = []
+            while seen.count < count, let message = await expert.next() {
+                switch message {
+                case .text(let text):
+                    if case .integer(let n)? = try JSONDecoder().decode([String: JSONValue].self, from: Data(text.utf8))["n"] { seen.append(Int(n)) }
+                case .binary(let buffer):
+                    if let bytes = buffer.getBytes(at: buffer.readerIndex + 4, length: 4) { seen.append(bytes.reduce(0) { $0 << 8 | Int($1) }) }
+                }
+            }
+            #expect(seen == Array(0..<count), "an expert got the messages in another order or not all of them")
+        }
+        await relay.stop()
+    }
+
     @Test("a receiver that stops reading drops to the next keyframe; the other gets every frame; the device hears of it")
     func slowReceiver() async throws {
         var limits = RelayLimits()
