@@ -56,7 +56,7 @@ public struct VoiceCorpus: Sendable {
         var corpus = VoiceCorpus()
         corpus.pause(0.8)
         for voice in SpeechSynthesizer.voices {
-            for phrase in vocabulary.phrases { try corpus.say(phrase.phrase, voice: voice, tempo: tempo) }
+            for phrase in vocabulary.phrases { try corpus.say(vocabulary.spoken(phrase), voice: voice, tempo: tempo) }
         }
         if let snr { corpus.addNoise(snr: snr, seed: seed) }
         return corpus

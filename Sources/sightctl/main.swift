@@ -830,11 +830,15 @@ struct Voice: AsyncParsableCommand {
 
         struct Report: Encodable {
             let phrases: [VoicePhrase]
+            /// Said before every phrase (`voice.wake_phrase`); absent when there is none.
+            let wakePhrase: String?
         }
 
         func run() async throws {
             let voice = try options.load()
-            if options.json { return try printJSON(Report(phrases: voice.vocabulary.phrases)) }
+            let wake = voice.vocabulary.wakeWords.isEmpty ? nil : voice.vocabulary.wakeWords.joined(separator: " ")
+            if options.json { return try printJSON(Report(phrases: voice.vocabulary.phrases, wakePhrase: wake)) }
+            if let wake { print("every command starts with \"\(wake)\"") }
             let width = voice.vocabulary.phrases.map(\.phrase.count).max() ?? 0
             for phrase in voice.vocabulary.phrases {
                 print("\(phrase.phrase.padding(toLength: width, withPad: " ", startingAt: 0))  \(phrase.action.rawValue)")

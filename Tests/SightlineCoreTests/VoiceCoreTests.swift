@@ -268,3 +268,26 @@ struct VoiceTapTests {
         #expect(try tap.convert(mono) == [1, 2, 3])
     }
 }
+
+@Suite struct WakePhraseTests {
+    @Test func everyCommandStartsWithTheWakePhrase() throws {
+        var vocabulary = VoiceVocabulary.builtIn
+        try vocabulary.requireWakePhrase("  Okay   Glasses ")
+        #expect(vocabulary.wakeWords == ["okay", "glasses"])
+        #expect(vocabulary.grammar.contains("public <command> = okay glasses ( take a picture | begin recording"))
+        #expect(vocabulary.action(forHypothesis: "okay glasses take a picture") == .takePhoto)
+        #expect(vocabulary.action(forHypothesis: "take a picture") == nil)
+        #expect(vocabulary.words.contains("glasses"))
+        #expect(vocabulary.spoken(vocabulary.phrases[0]) == "okay glasses take a picture")
+        #expect(throws: VoiceVocabularyError.self) { try vocabulary.requireWakePhrase("okay <glasses>") }
+    }
+
+    @Test func theConfigurationAddsTheWakePhraseAndItsTime() throws {
+        let plain = try DaemonConfiguration.parse("voice:\n  enabled: true\n", file: "test.yaml")
+        let woken = try DaemonConfiguration.parse("voice:\n  wake_phrase: okay glasses\n", file: "test.yaml")
+        #expect(plain.voice.vocabulary.wakeWords.isEmpty)
+        #expect(woken.voice.vocabulary.wakeWords == ["okay", "glasses"])
+        #expect(woken.voice.thresholds.maximumCommandMilliseconds == plain.voice.thresholds.maximumCommandMilliseconds + 1000)
+        #expect(throws: ConfigurationRejected.self) { try DaemonConfiguration.parse("voice:\n  wake_phrase: okay 42\n", file: "test.yaml") }
+    }
+}

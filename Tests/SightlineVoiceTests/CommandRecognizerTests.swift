@@ -35,6 +35,28 @@ struct CommandRecognizerTests {
         #expect(right * 100 >= total * 97)
     }
 
+    @Test("with a wake phrase, commands that start with it are recognised; the bare phrases and unrelated speech trigger nothing")
+    func wakePhrase() async throws {
+        var vocabulary = VoiceFixture.configuration.vocabulary
+        try vocabulary.requireWakePhrase("okay glasses")
+        var thresholds = VoiceFixture.configuration.thresholds
+        thresholds.maximumCommandMilliseconds += 1000  // what voice.wake_phrase adds for two words
+        let woken = try VoiceCorpus.commands(vocabulary)
+        let decisions = try await VoiceFixture.decide(woken, vocabulary: vocabulary, thresholds: thresholds)
+        let heard = woken.score(decisions, vocabulary: vocabulary)
+        print("wake phrase rejections: \(decisions.filter { !$0.accepted }.map { "\($0.phrase) \($0.rejection?.rawValue ?? "") \($0.margin)" })")
+        let bare = try VoiceCorpus.commands(VoiceFixture.configuration.vocabulary)
+        let bareAccepted = try await VoiceFixture.decide(bare, vocabulary: vocabulary, thresholds: thresholds).filter(\.accepted)
+        let unrelated = try VoiceCorpus.unrelatedSpeech(passes: 1)
+        let unrelatedAccepted = try await VoiceFixture.decide(unrelated, vocabulary: vocabulary, thresholds: thresholds).filter(\.accepted)
+        print("wake phrase: \(heard.right)/\(woken.parts.count) commands, \(heard.wrong) wrong; bare phrases accepted \(bareAccepted.map(\.phrase)); "
+            + "unrelated accepted \(unrelatedAccepted.map(\.phrase)) in \(unrelated.parts.count) sentences")
+        #expect(heard.right * 100 >= woken.parts.count * 95)
+        #expect(heard.wrong == 0)
+        #expect(bareAccepted.isEmpty)
+        #expect(unrelatedAccepted.isEmpty)
+    }
+
     @Test("unrelated speech, near misses included, triggers nothing")
     func unrelatedSpeech() async throws {
         let corpus = try VoiceCorpus.unrelatedSpeech()

@@ -229,6 +229,10 @@ public struct ConfigurationParser: Sendable {
             return .success(.string(text))
         case .optionalArchiveURL:
             return text.isEmpty ? .success(.string(text)) : validateServerURL(node, text, secure: "https", plain: "http")
+        case .wakePhrase:
+            let words = text.lowercased().split(whereSeparator: \.isWhitespace)
+            guard let bad = words.first(where: { !VoicePhrase.isGrammarWord(String($0)) }) else { return .success(.string(text)) }
+            return .failure(ValidationFailure("\"\(bad)\" is not a word of letters"))
         case .optionalAbsolutePath:
             guard text.isEmpty || (text.hasPrefix("/") && !text.contains("\0") && text.count < 4096) else {
                 return .failure(ValidationFailure("\(Self.show(node)) is not an absolute path"))

@@ -28,6 +28,8 @@ public enum ConfigValueKind: Sendable, Equatable {
     case hooks
     /// A user name (same rules as `groupName`), or empty for "none".
     case optionalAccount
+    /// Words of letters and apostrophes said before every voice command, or empty for none.
+    case wakePhrase
     /// Empty (sync off), `https://HOST[:PORT]`, or `http://` with a loopback host: the device
     /// token goes in a header.
     case optionalArchiveURL
@@ -48,6 +50,7 @@ public enum ConfigValueKind: Sendable, Equatable {
         case .relayURL: "wss://HOST[:PORT], or ws://HOST:PORT with a loopback host (127.0.0.1, [::1] or localhost)"
         case .optionalAbsolutePath: "an absolute path, or \"\" for none"
         case .hooks: "a list of \"ACTION=TARGET\" entries where TARGET is an executable's absolute path or an http:// or https:// URL, like [\"take_photo=/usr/local/bin/upload-photo\"]; actions: \(VoiceAction.names)"
+        case .wakePhrase: "words of letters (and apostrophes) said before every command, like \"okay glasses\", or \"\" for none"
         case .optionalAccount: "a user name (lowercase letters, digits, _ and -, starting with a letter or _), or \"\" for none"
         case .optionalArchiveURL: "\"\" for no sync, https://HOST[:PORT], or http://HOST:PORT with a loopback host (127.0.0.1, [::1] or localhost)"
         case .voicePhrases: "a list of \"PHRASE=ACTION\" entries with distinct phrases, like [\"take a picture=take_photo\"]; actions: \(VoiceAction.names)"
@@ -136,6 +139,8 @@ public enum DaemonConfigSchema {
                   "PocketSphinx model: the acoustic model in en-us/, cmudict-en-us.dict and en-us-phone.lm.bin (Debian's pocketsphinx-en-us)."),
         ConfigKey("voice.phrases", .voicePhrases, default: "[]",
                   "Voice commands as PHRASE=ACTION entries; they replace the built-in phrases, [] keeps those (sightctl voice list shows them)."),
+        ConfigKey("voice.wake_phrase", .wakePhrase, default: "\"\"",
+                  "Words every command must start with (\"okay glasses take a picture\"); empty for none. Fewer false activations, more to say."),
         ConfigKey("voice.min_margin", .integer(-5000...5000), default: "-200",
                   "How far the command grammar's score per second of speech may trail the all-phone decoder's and still count as a command; higher rejects more."),
         ConfigKey("voice.noisy_min_margin", .integer(-5000...5000), default: String(VoiceThresholds.defaultNoisyMinimumMargin),

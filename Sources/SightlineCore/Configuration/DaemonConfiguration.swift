@@ -183,19 +183,28 @@ public struct DaemonConfiguration: Sendable, Equatable {
             codec: reader.string("stream.codec"),
             bitrateKbps: reader.integer("stream.bitrate_kbps"),
             rekeySeconds: reader.integer("stream.rekey_seconds"))
-        let vocabulary: VoiceVocabulary
+        var vocabulary: VoiceVocabulary
         do {
             vocabulary = try VoiceVocabulary(entries: reader.list("voice.phrases"))
         } catch {
             throw ConfigurationRejected([ConfigurationDiagnostic(file: file, line: nil, key: "voice.phrases", message: error.description)])
         }
+        let wakePhrase = reader.string("voice.wake_phrase")
+        do {
+            try vocabulary.requireWakePhrase(wakePhrase)
+        } catch {
+            throw ConfigurationRejected([ConfigurationDiagnostic(file: file, line: nil, key: "voice.wake_phrase", message: error.description)])
+        }
+        // The command length limit covers the phrase; the wake phrase comes on top (flite says
+        // "okay glasses" in about 0.9 s).
+        let wakeAllowance = vocabulary.wakeWords.count * 500
         voice = VoiceConfiguration(
             enabled: reader.boolean("voice.enabled"),
             modelDirectory: reader.string("voice.model_directory"),
             vocabulary: vocabulary,
             thresholds: VoiceThresholds(
                 minimumMargin: reader.integer("voice.min_margin"),
-                maximumCommandMilliseconds: reader.integer("voice.max_command_ms"),
+                maximumCommandMilliseconds: reader.integer("voice.max_command_ms") + wakeAllowance,
                 endSilenceMilliseconds: reader.integer("voice.end_silence_ms"),
                 noisyMinimumMargin: reader.integer("voice.noisy_min_margin"),
                 noiseSuppressionDecibels: reader.integer("voice.noise_suppression_db")))
