@@ -14,7 +14,9 @@ public struct SyncRefusal: Error, Sendable, CustomStringConvertible {
         case conflict
         /// 422: the content does not verify (hash, chain, signature, blob).
         case tampered
-        /// 500/507: the server's own storage failed; the device retries later.
+        /// 507: the server's disk is full; the device retries later.
+        case full
+        /// 500: the server's own storage failed; the device retries later.
         case storage
     }
 
@@ -45,6 +47,8 @@ public struct ArchiveReceiver: Sendable {
             return try body()
         } catch .conflict(let message) {
             throw SyncRefusal(.conflict, message)
+        } catch .full(let message) {
+            throw SyncRefusal(.full, message)
         } catch {
             throw SyncRefusal(.storage, error.description)
         }
@@ -172,6 +176,8 @@ public struct ArchiveReceiver: Sendable {
         } catch .conflict {
             let held = (try? storage.receivedBytes(caseID, sha256)) ?? 0
             throw SyncRefusal(.conflict, "chunk at offset \(offset) of blob \(sha256): the server holds \(held) bytes; continue from there")
+        } catch .full(let message) {
+            throw SyncRefusal(.full, message)
         } catch {
             throw SyncRefusal(.storage, error.description)
         }

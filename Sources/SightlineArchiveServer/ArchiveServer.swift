@@ -160,6 +160,7 @@ struct SyncRoutes: Sendable {
             case .forbidden: .forbidden
             case .conflict: .conflict
             case .tampered: .unprocessableContent
+            case .full: .init(code: 507, reasonPhrase: "Insufficient Storage")
             case .storage: .internalServerError
             }
             logger.notice("sync refused", metadata: ["device": "\(device)", "case": "\(caseID)", "status": "\(status.code)", "reason": "\(refusal)"])

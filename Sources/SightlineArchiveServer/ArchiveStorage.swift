@@ -20,14 +20,16 @@ public struct StoredBlob: Sendable, Equatable {
 }
 
 /// Why the store could not do what was asked. `conflict` is a race or a precondition the caller
-/// can retry after re-reading; `failure` is the store itself (disk, database).
+/// can retry after re-reading; `full` and `failure` are the store itself (disk, database).
 public enum ArchiveStorageError: Error, Sendable, CustomStringConvertible {
     case conflict(String)
+    /// The store's disk is full: nothing was stored, and the same request works once there is room.
+    case full(String)
     case failure(String)
 
     public var description: String {
         switch self {
-        case .conflict(let message), .failure(let message): message
+        case .conflict(let message), .full(let message), .failure(let message): message
         }
     }
 }

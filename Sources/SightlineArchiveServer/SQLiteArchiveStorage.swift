@@ -67,7 +67,7 @@ public final class SQLiteArchiveStorage: ArchiveStorage {
         } catch let error as ArchiveStorageError {
             throw error
         } catch let error as DatabaseError where error.resultCode == .SQLITE_FULL {
-            throw .failure("the archive's disk is full (\(Self.path(directory, "archive.sqlite"))): free space; devices retry")
+            throw .full("the archive's disk is full (\(Self.path(directory, "archive.sqlite"))): nothing was stored; free space, devices retry")
         } catch {
             throw .failure("archive storage: \(error)")
         }
@@ -186,6 +186,9 @@ public final class SQLiteArchiveStorage: ArchiveStorage {
                 return held + UInt64(bytes.count)
             } catch {
                 if error.errno == ESPIPE { throw .conflict("\(error.operation)") }
+                if error.errno == ENOSPC || error.errno == EDQUOT {
+                    throw .full("the archive's disk is full (\(error)): nothing of this chunk was kept; free space, devices retry")
+                }
                 throw .failure("cannot store the upload: \(error)")
             }
         }

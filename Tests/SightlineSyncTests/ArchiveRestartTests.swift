@@ -87,3 +87,49 @@ struct ArchiveServerConfigurationTests {
         #expect(relative.status == 78 && relative.stderr.contains("absolute"), "\(relative.stderr)")
     }
 }
+
+@Suite("sightline-archive on a full disk")
+struct ArchiveFullDiskTests {
+    /// The archive's data on a 2 MB tmpfs (private mount namespace): uploading 6 MB answers 507
+    /// with the disk-full advice and keeps nothing half-stored; once the file system grows, the
+    /// device's next pass completes and the copy verifies.
+    @Test func aFullDiskAnswers507AndSyncResumes() throws {
+        let directory = try TemporaryDirectory(prefix: "sightline-archive-full")
+        let mountPoint = directory.file("mnt")
+        mkdir(mountPoint, 0o700)
+        let device = directory.file("device")
+        let photos = try CommandLineTool.run("sightline-archive-writer", ["--photos", device, "6", "1000000"])
+        #expect(photos.status == 0, "\(photos.stderr)")
+        let token = "full-disk-token-0123456789"
+        let tokens = directory.file("tokens")
+        guard FileManager.default.createFile(atPath: tokens, contents: Data("device \(token)\n".utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw TestFailure("cannot write \(tokens)")
+        }
+        let port = try LoopbackPort.free()
+        let script = """
+            set -u
+            dir=$1 out=$2 server=$3 writer=$4 device=$5 tokens=$6 port=$7 token=$8
+            mount -t tmpfs -o size=2m,mode=0700 tmpfs "$dir" || exit 77
+            "$server" --listen 127.0.0.1:$port --device-tokens "$tokens" --data-dir "$dir/data" > "$out/server.log" 2>&1 &
+            pid=$!
+            for i in $(seq 100); do curl -sf http://127.0.0.1:$port/health > /dev/null && break; sleep 0.1; done
+            "$writer" --sync "$device" http://127.0.0.1:$port "$token" > "$out/sync1" 2> "$out/err1"; echo $? > "$out/status1"
+            mount -o remount,size=32m "$dir"
+            "$writer" --sync "$device" http://127.0.0.1:$port "$token" > "$out/sync2" 2> "$out/err2"; echo $? > "$out/status2"
+            kill $pid; wait $pid
+            """
+        let run = try CommandLineTool.run("/usr/bin/unshare", ["--mount", "sh", "-c", script, "sh", mountPoint, directory.path,
+                                                                BuiltProducts.path(of: "sightline-archive"), BuiltProducts.path(of: "sightline-archive-writer"),
+                                                                device, tokens, "\(port)", token])
+        if run.status == 77 || run.stderr.contains("unshare failed") || run.stderr.contains("Operation not permitted") {
+            print("skipped the full-disk test: this environment cannot mount a tmpfs in a private namespace (\(run.stderr))")
+            return
+        }
+        func read(_ name: String) -> String { (try? String(contentsOfFile: directory.file(name), encoding: .utf8)) ?? "" }
+        #expect(read("status1").trimmingCharacters(in: .whitespacesAndNewlines) == "1")
+        #expect(read("err1").contains("(507)") && read("err1").contains("disk is full"), "\(read("err1"))\n\(read("server.log"))")
+        #expect(read("status2").trimmingCharacters(in: .whitespacesAndNewlines) == "0", "\(read("err2"))")
+        #expect(read("sync2").contains("\"blobs\": "), "\(read("sync2"))")
+        #expect(try CommandLineTool.run("sightline-archive-writer", ["--verify", device]).stdout.hasPrefix("intact"))
+    }
+}
