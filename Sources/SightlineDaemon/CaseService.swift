@@ -63,6 +63,9 @@ final class CaseService: Sendable {
         let client = ArchiveSyncClient(archive: archive, target: ArchiveSyncTarget(url: settings.url, token: token,
                                                                                    deleteAfterSync: settings.deleteAfterSync),
                                        http: http ?? .shared)
+        logger.info("sync configured", metadata: [
+            "url": "\(settings.url)", "interval_s": "\(settings.intervalSeconds)", "delete_after_sync": "\(settings.deleteAfterSync)",
+        ])
         let metrics = SyncMetrics()
         let loop = ArchiveSyncLoop(client: client, interval: .seconds(settings.intervalSeconds)) { result in
             metrics.record(result)
