@@ -74,8 +74,10 @@ public enum ExpertClient {
     /// - Parameters:
     ///   - audioFrames: also wait for this many of the device's audio frames.
     ///   - speech: what to say to the device; the run also waits until all of it is sent.
+    ///   - until: ends the run as soon as the report satisfies it (checked on every message).
     public static func run(_ invite: Invite, secret: CallSecret? = nil, frames: Int, timeout: Duration,
-                           requestKeyframe: Bool = true, audioFrames: Int = 0, speech: Speech? = nil) async throws -> Report {
+                           requestKeyframe: Bool = true, audioFrames: Int = 0, speech: Speech? = nil,
+                           until: (@Sendable (Report) -> Bool)? = nil) async throws -> Report {
         let secret = secret ?? invite.secret
         let report = ReportBox()
         let logger = Logger(label: "expert-client")
@@ -95,7 +97,8 @@ public enum ExpertClient {
                 var talking: Task<Void, any Error>?
                 defer { talking?.cancel() }
                 func finished(_ report: Report) -> Bool {
-                    report.framesOpened >= frames && report.audioFramesOpened >= audioFrames
+                    if let until, until(report) { return true }
+                    return report.framesOpened >= frames && report.audioFramesOpened >= audioFrames
                         && report.audioFramesSent >= (speech?.packets.count ?? 0)
                 }
                 for try await message in inbound.messages(maxSize: 2 << 20) {
@@ -134,8 +137,10 @@ public enum ExpertClient {
                         case "kx-failed":
                             report.update { $0.keyExchangeFailed = true }
                         case "stream-state":
-                            if case .streamState(_, let state) = try CallMessage.decode(Data(text.utf8)) {
-                                report.update { $0.streamStates.append(state) }
+                            if case .streamState(_, let state) = try CallMessage.decode(Data(text.utf8)),
+                               report.update({ $0.streamStates.append(state); return finished($0) }) {
+                                try await outbound.close(.normalClosure, reason: nil)
+                                return
                             }
                         case let other:
                             report.update { $0.otherMessages.append(other ?? "?") }

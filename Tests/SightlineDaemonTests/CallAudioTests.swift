@@ -163,8 +163,12 @@ struct CallAudioTests {
         defer { uplink.stop() }
         try await rig.waitForMicrophone()
         let invite = try #require(ExpertClient.Invite(try await rig.invite()))
-        // The expert stays in the call (and verified) for the whole test; it counts what arrives.
-        let expert = Task { try await ExpertClient.run(invite, frames: .max, timeout: .seconds(75)) }
+        // The expert stays in the call (and verified) until it has seen the whole way down and
+        // one rung back up, in order (consecutive duplicates are re-announcements).
+        let expected = ["full", "low", "stills", "audio-only", "stills"]
+        let expert = Task {
+            try await ExpertClient.run(invite, frames: .max, timeout: .seconds(75)) { LiveCallTests.changes($0.streamStates.map(\.step)) == expected }
+        }
         defer { expert.cancel() }
 
         func waitForStep(_ step: String, within limit: Duration) async throws -> Duration {
@@ -194,12 +198,9 @@ struct CallAudioTests {
         #expect(status.framesSent <= framesAtAudioOnly + 1, "video left the device on the audio-only rung: \(framesAtAudioOnly) → \(status.framesSent)")
         #expect(try #require(status.audio).framesSent > 0)
 
-        expert.cancel()
         let report = try await expert.value
         let steps = report.streamStates.map(\.step)
-        // Each change reached the expert in order (consecutive duplicates are re-announcements).
-        let changes = steps.reduce(into: [String]()) { if $0.last != $1 { $0.append($1) } }
-        #expect(changes == ["full", "low", "stills", "audio-only", "stills"], "\(steps)")
+        #expect(LiveCallTests.changes(steps) == expected, "\(steps)")
         #expect(report.openFailures == 0)
     }
 
