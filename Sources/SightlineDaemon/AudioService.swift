@@ -30,8 +30,6 @@ final class AudioService: Service, Sendable {
         var feedback: FeedbackSpeaker?
         var chosen: (any AudioBackend)?
     }
-    /// The recognizer does not hear the device's own feedback (`FeedbackEchoGate`).
-    private let echoGate = Mutex(FeedbackEchoGate())
     /// Who else gets the 48 kHz frames (the call's voice channel), newest kept when one lags.
     private let listeners = Mutex<[UUID: AsyncStream<AudioFrame>.Continuation]>([:])
 
@@ -116,8 +114,6 @@ final class AudioService: Service, Sendable {
             logger.notice("feedback not played: the sound system is not chosen yet", metadata: ["feedback": "\(what)"])
             return false
         }
-        echoGate.withLock { $0.began(at: MonotonicTime.now()) }
-        defer { echoGate.withLock { $0.ended(at: MonotonicTime.now()) } }
         do {
             _ = try await body(speaker)
             return true
@@ -128,13 +124,11 @@ final class AudioService: Service, Sendable {
     }
 
     func status() -> AudioStatus {
-        var status = current.withLock { snapshot in
+        current.withLock { snapshot in
             AudioStatus(backend: snapshot.backend, configured: configuration.backend.rawValue, reason: snapshot.reason,
                         captureDevice: configuration.captureDevice ?? "default", sampleRate: AudioFormat.stream.sampleRate,
                         channels: AudioFormat.stream.channels, capture: snapshot.capture?.statistics, problem: snapshot.problem)
         }
-        status.echoGatedMs = Int(echoGate.withLock { $0.withheld } / .milliseconds(1))
-        return status
     }
 
     func run() async throws {
@@ -196,7 +190,7 @@ final class AudioService: Service, Sendable {
                 var tap = VoiceTap()
                 for await frame in capture.frames {
                     for listener in self.listeners.withLock({ Array($0.values) }) { listener.yield(frame) }
-                    guard let voice, self.echoGate.withLock({ $0.pass(capturedAt: frame.timestamp, length: .milliseconds(AudioFrame.milliseconds)) }) else { continue }
+                    guard let voice else { continue }
                     do {
                         voice.yield(try tap.convert(frame))
                     } catch {

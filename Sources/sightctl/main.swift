@@ -325,9 +325,6 @@ struct Audio: AsyncParsableCommand {
                 lines.append(String(format: "level:     %.1f dBFS RMS, %.1f dBFS peak", level.rmsDBFS, level.peakDBFS))
             }
             lines.append("frames:    \(capture.frames) delivered, \(capture.mutedFrames) muted, \(capture.xruns) xruns, \(capture.reconnects) reconnects")
-            if let gated = audio.echoGatedMs, gated > 0 {
-                lines.append("echo gate: \(gated) ms kept from voice commands while the device spoke")
-            }
             if let error = capture.lastError { lines.append("last error: \(error)") }
         }
         if let problem = audio.problem { lines.append("problem:   \(problem)") }

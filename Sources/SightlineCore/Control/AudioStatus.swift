@@ -18,9 +18,6 @@ public struct AudioStatus: Codable, Sendable, Equatable {
     public var capture: AudioStreamStatistics?
     /// What is wrong right now, with what to do.
     public var problem: String?
-    /// Captured audio kept from the voice commands because the device's own feedback was
-    /// playing (`FeedbackEchoGate`), in milliseconds since start; absent from older daemons.
-    public var echoGatedMs: Int?
 
     public init(backend: String, configured: String, reason: String, captureDevice: String, sampleRate: Int, channels: Int,
                 capture: AudioStreamStatistics?, problem: String?) {
