@@ -131,11 +131,20 @@ public actor FeedbackSpeaker {
         } catch {
             throw .playbackStalled(device: device ?? "the default device", lastError: "\(error)")
         }
+        // Enough for the clip, a slow stream start and a reconnect; never forever. A speaker
+        // that takes no audio at all (a missing device) would otherwise block the clip's frames
+        // for good, and every clip after it: stopping the stream at the limit releases them.
+        let limit = leadIn + converted.duration + .seconds(3)
+        let started = ContinuousClock.now
+        let watchdog = Task {
+            try await Task.sleep(for: limit)
+            await playback.stop()
+        }
+        defer { watchdog.cancel() }
         for frame in converted.frames(lead: leadIn) {
             guard await playback.play(frame) else { break }
         }
-        // Enough for the clip, a slow stream start and a reconnect; never forever.
-        let drained = await playback.drain(timeout: converted.duration + .seconds(3))
+        let drained = await playback.drain(timeout: max(.zero, limit - (ContinuousClock.now - started)))
         let statistics = playback.statistics
         await playback.stop()
         guard drained else { throw .playbackStalled(device: device ?? "the default device", lastError: statistics.lastError) }

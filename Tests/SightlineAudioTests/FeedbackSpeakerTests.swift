@@ -101,4 +101,19 @@ struct FeedbackSpeakerTests {
         let apart = speechMatch.lag >= earconMatch.lag + earcon.samples.count || earconMatch.lag >= speechMatch.lag + spoken.samples.count
         #expect(apart, "earcon at \(earconMatch.lag), speech at \(speechMatch.lag): they overlap")
     }
+
+    @Test("A speaker that does not exist fails a long clip within its time limit instead of blocking it, and the next clip, forever")
+    func missingSpeakerFailsInTime() async throws {
+        if let reason = PulseAudioServer.unavailableReason { print("skipped: \(reason)"); return }
+        let server = try PulseAudioServer()
+        try await server.start()
+        let speaker = FeedbackSpeaker(backend: PulseBackend(server: server.server), device: "no_such_speaker")
+        // Longer than the playback queue holds: its frames would wait for room that never comes.
+        let clip = AudioClip(format: .stream, samples: [Int16](repeating: 1000, count: 48000 * 3))
+        let started = ContinuousClock.now
+        await #expect(throws: AudioError.self) { try await speaker.play(clip) }
+        let elapsed = ContinuousClock.now - started
+        #expect(elapsed < .seconds(3) + clip.duration + .seconds(2), "took \(elapsed)")
+        await #expect(throws: AudioError.self) { try await speaker.earcon(.rejected) }
+    }
 }
