@@ -80,7 +80,10 @@ actor ActionDispatcher {
         }
     }
 
-    deinit { announcements.finish() }
+    deinit {
+        for task in pending.values { task.cancel() }
+        announcements.finish()
+    }
 
     /// Runs `action` (or schedules it, for a risky spoken one) and returns what happened.
     func dispatch(_ action: VoiceAction, source: ActionSource, command: RecognizedCommand? = nil) async -> ActionReport {
@@ -112,7 +115,9 @@ actor ActionDispatcher {
             let window = cancelWindow, announcements = self.announcements
             pending[action] = Task { [weak self] in
                 await withCheckedContinuation { (heard: CheckedContinuation<Void, Never>) in
-                    announcements.yield(Announcement(cue: .pending, action: action, text: report.spoken, played: { heard.resume() }))
+                    let announcement = Announcement(cue: .pending, action: action, text: report.spoken, played: { heard.resume() })
+                    // A dispatcher being torn down plays nothing more; the wait must still end.
+                    if case .terminated = announcements.yield(announcement) { heard.resume() }
                 }
                 do { try await Task.sleep(for: window) } catch { return }
                 await self?.runPending(action, source: source, command: command)
