@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", exact: "7.10.0"),
         .package(url: "https://github.com/weichsel/ZIPFoundation.git", exact: "0.9.20"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // MARK: C system libraries (Debian's -dev packages)
@@ -134,7 +135,8 @@ let package = Package(
             ]
         ),
         /// The organisation's archive server: stores what devices sync (journals, encrypted blobs),
-        /// verifying chains and signatures on receipt. Storage behind `ArchiveStorage`.
+        /// verifying chains and signatures on receipt. Storage behind `ArchiveStorage`: SQLite and
+        /// files, or PostgreSQL (postgres-nio) for an archive several servers share.
         .target(
             name: "SightlineArchiveServer",
             dependencies: [
@@ -148,6 +150,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
@@ -275,12 +278,13 @@ let package = Package(
             ]
         ),
         /// Sync against the real archive server over loopback: in-process, and as a process killed
-        /// mid-upload.
+        /// mid-upload; each against the embedded store and a real PostgreSQL server.
         .testTarget(
             name: "SightlineSyncTests",
             dependencies: [
                 "SightlineSync", "SightlineArchive", "SightlineArchiveServer", "SightlineServerAccess", "SightlineTesting",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

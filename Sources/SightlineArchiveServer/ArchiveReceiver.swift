@@ -42,9 +42,9 @@ public struct ArchiveReceiver: Sendable {
         self.storage = storage
     }
 
-    private func stored<T>(_ body: () throws(ArchiveStorageError) -> T) throws(SyncRefusal) -> T {
+    private func stored<T>(_ body: () async throws(ArchiveStorageError) -> T) async throws(SyncRefusal) -> T {
         do {
-            return try body()
+            return try await body()
         } catch .conflict(let message) {
             throw SyncRefusal(.conflict, message)
         } catch .full(let message) {
@@ -55,31 +55,31 @@ public struct ArchiveReceiver: Sendable {
     }
 
     /// The case for `device`, claimed on first contact; another device's case is refused.
-    private func ownCase(_ caseID: String, device: String) throws(SyncRefusal) {
-        let owner = try stored { () throws(ArchiveStorageError) in try storage.claimCase(caseID, device: device) }
+    private func ownCase(_ caseID: String, device: String) async throws(SyncRefusal) {
+        let owner = try await stored { () async throws(ArchiveStorageError) in try await storage.claimCase(caseID, device: device) }
         guard owner == device else {
             throw SyncRefusal(.forbidden, "case \(caseID) belongs to another device; every device syncs only the cases it opened")
         }
     }
 
-    private func readableCase(_ caseID: String, device: String) throws(SyncRefusal) -> Bool {
-        let owner = try stored { () throws(ArchiveStorageError) in try storage.owner(of: caseID) }
+    private func readableCase(_ caseID: String, device: String) async throws(SyncRefusal) -> Bool {
+        let owner = try await stored { () async throws(ArchiveStorageError) in try await storage.owner(of: caseID) }
         if let owner, owner != device { throw SyncRefusal(.forbidden, "case \(caseID) belongs to another device") }
         return owner != nil
     }
 
     // MARK: Journal
 
-    public func journalStatus(_ caseID: String, device: String) throws(SyncRefusal) -> SyncJournalStatus {
-        guard try readableCase(caseID, device: device) else { return SyncJournalStatus(entries: 0, headHash: nil) }
-        let journal = try stored { () throws(ArchiveStorageError) in try storage.journal(caseID) }
+    public func journalStatus(_ caseID: String, device: String) async throws(SyncRefusal) -> SyncJournalStatus {
+        guard try await readableCase(caseID, device: device) else { return SyncJournalStatus(entries: 0, headHash: nil) }
+        let journal = try await stored { () async throws(ArchiveStorageError) in try await storage.journal(caseID) }
         return SyncJournalStatus(entries: UInt64(journal.entries.count), headHash: journal.entries.last?.hash.hexString)
     }
 
     /// Appends the uploaded entries after verifying the whole chain with them. Entries the
     /// server already holds are accepted again only when identical (a retry after a lost
     /// answer); a different entry at a held sequence is a fork and refused.
-    public func receiveJournal(_ caseID: String, device: String, upload: SyncJournalUpload) throws(SyncRefusal) -> SyncJournalStatus {
+    public func receiveJournal(_ caseID: String, device: String, upload: SyncJournalUpload) async throws(SyncRefusal) -> SyncJournalStatus {
         var entries: [StoredJournalEntry] = []
         for json in upload.entries {
             guard let entry = json.stored else { throw SyncRefusal(.malformed, "entry \(json.sequence): hash or canonical bytes are not hex/base64") }
@@ -94,8 +94,8 @@ public struct ArchiveReceiver: Sendable {
             throw SyncRefusal(.malformed, "the upload has no signed checkpoint; send the checkpoints of the entries with them")
         }
         // Nothing is claimed or pinned until the upload verified: a refused upload leaves no trace.
-        _ = try readableCase(caseID, device: device)
-        let pinned = try stored { () throws(ArchiveStorageError) in try storage.pinnedKey(device: device) } ?? offered
+        _ = try await readableCase(caseID, device: device)
+        let pinned = try await stored { () async throws(ArchiveStorageError) in try await storage.pinnedKey(device: device) } ?? offered
         guard let trustedKey = try? Curve25519.Signing.PublicKey(rawRepresentation: pinned) else {
             throw SyncRefusal(.malformed, "the device key is not an Ed25519 public key")
         }
@@ -103,7 +103,7 @@ public struct ArchiveReceiver: Sendable {
             throw SyncRefusal(.forbidden, "checkpoint \(other.sequence) is signed by key \(Self.fingerprint(other.publicKey)), but device \(device) "
                                 + "is pinned to \(Self.fingerprint(pinned)); a device with a new identity needs a new token")
         }
-        let held = try stored { () throws(ArchiveStorageError) in try storage.journal(caseID) }
+        let held = try await stored { () async throws(ArchiveStorageError) in try await storage.journal(caseID) }
         let count = UInt64(held.entries.count)
         var fresh: [StoredJournalEntry] = []
         for (offset, entry) in entries.enumerated() {
@@ -123,7 +123,7 @@ public struct ArchiveReceiver: Sendable {
         guard !fresh.isEmpty else { return SyncJournalStatus(entries: count, headHash: held.entries.last?.hash.hexString) }
         var signed = Set<UInt64>()
         let newCheckpoints = checkpoints.filter { $0.sequence >= count && signed.insert($0.sequence).inserted }
-        let blobs = try stored { () throws(ArchiveStorageError) in try storage.blobs(of: caseID) }
+        let blobs = try await stored { () async throws(ArchiveStorageError) in try await storage.blobs(of: caseID) }
         let all = held.entries + fresh
         let result = JournalVerifier.verify(caseID: caseID, entries: all, checkpoints: held.checkpoints + newCheckpoints, trustedKey: trustedKey) { blob in
             guard let record = blobs[blob.hex] else { return "the server has no committed upload of it; upload the blob before the entry" }
@@ -134,11 +134,11 @@ public struct ArchiveReceiver: Sendable {
             throw SyncRefusal(.tampered, "refused, nothing stored: \(link)")
         }
         // The key of the first upload that verified is the device's from now on (pinned on first contact).
-        guard try stored({ () throws(ArchiveStorageError) in try storage.pinKey(device: device, offered: pinned) }) == pinned else {
+        guard try await stored({ () async throws(ArchiveStorageError) in try await storage.pinKey(device: device, offered: pinned) }) == pinned else {
             throw SyncRefusal(.conflict, "device \(device) was pinned to another key meanwhile; upload again")
         }
-        try ownCase(caseID, device: device)
-        try stored { () throws(ArchiveStorageError) in try storage.appendJournal(caseID, after: count, entries: fresh, checkpoints: newCheckpoints) }
+        try await ownCase(caseID, device: device)
+        try await stored { () async throws(ArchiveStorageError) in try await storage.appendJournal(caseID, after: count, entries: fresh, checkpoints: newCheckpoints) }
         return SyncJournalStatus(entries: UInt64(all.count), headHash: all.last?.hash.hexString)
     }
 
@@ -149,21 +149,21 @@ public struct ArchiveReceiver: Sendable {
 
     // MARK: Blobs
 
-    public func blobStatus(_ caseID: String, _ sha256: String, device: String) throws(SyncRefusal) -> SyncBlobStatus {
+    public func blobStatus(_ caseID: String, _ sha256: String, device: String) async throws(SyncRefusal) -> SyncBlobStatus {
         // Uploads in progress belong to no case yet: the case is claimed when its first blob commits.
-        _ = try readableCase(caseID, device: device)
-        if let blob = try stored({ () throws(ArchiveStorageError) in try storage.blob(caseID, sha256) }) {
+        _ = try await readableCase(caseID, device: device)
+        if let blob = try await stored({ () async throws(ArchiveStorageError) in try await storage.blob(caseID, sha256) }) {
             return SyncBlobStatus(received: blob.sealedSize, complete: true)
         }
-        return SyncBlobStatus(received: try stored { () throws(ArchiveStorageError) in try storage.receivedBytes(caseID, sha256) }, complete: false)
+        return SyncBlobStatus(received: try await stored { () async throws(ArchiveStorageError) in try await storage.receivedBytes(caseID, sha256) }, complete: false)
     }
 
     /// Appends one chunk at `offset` when its bytes match `digest`; a chunk for a committed
     /// blob is acknowledged without being stored (the upload is idempotent).
     public func receiveChunk(_ caseID: String, _ sha256: String, device: String, offset: UInt64, digest: String?,
-                             bytes: [UInt8]) throws(SyncRefusal) -> SyncBlobStatus {
-        _ = try readableCase(caseID, device: device)
-        if let blob = try stored({ () throws(ArchiveStorageError) in try storage.blob(caseID, sha256) }) {
+                             bytes: [UInt8]) async throws(SyncRefusal) -> SyncBlobStatus {
+        _ = try await readableCase(caseID, device: device)
+        if let blob = try await stored({ () async throws(ArchiveStorageError) in try await storage.blob(caseID, sha256) }) {
             return SyncBlobStatus(received: blob.sealedSize, complete: true)
         }
         guard let digest else { throw SyncRefusal(.malformed, "the chunk has no \(ArchiveSyncAPI.chunkDigestHeader) header") }
@@ -171,10 +171,10 @@ public struct ArchiveReceiver: Sendable {
             throw SyncRefusal(.tampered, "chunk at offset \(offset) of blob \(sha256) does not match its digest (changed in transit); nothing stored, send it again")
         }
         do {
-            let held = try storage.appendChunk(caseID, sha256, offset: offset, bytes)
+            let held = try await storage.appendChunk(caseID, sha256, offset: offset, bytes)
             return SyncBlobStatus(received: held, complete: false)
         } catch .conflict {
-            let held = (try? storage.receivedBytes(caseID, sha256)) ?? 0
+            let held = (try? await storage.receivedBytes(caseID, sha256)) ?? 0
             throw SyncRefusal(.conflict, "chunk at offset \(offset) of blob \(sha256): the server holds \(held) bytes; continue from there")
         } catch .full(let message) {
             throw SyncRefusal(.full, message)
@@ -186,9 +186,9 @@ public struct ArchiveReceiver: Sendable {
     /// Checks the whole upload and makes it the case's blob: its SHA-256 must be the one the
     /// device computed over its sealed file, its header a sealed blob's, and its size exactly
     /// what sealing `plaintextSize` bytes in that chunk size gives. A failed check drops the upload.
-    public func commitBlob(_ caseID: String, _ sha256: String, device: String, commit: SyncBlobCommit) throws(SyncRefusal) -> SyncBlobStatus {
-        _ = try readableCase(caseID, device: device)
-        if let blob = try stored({ () throws(ArchiveStorageError) in try storage.blob(caseID, sha256) }) {
+    public func commitBlob(_ caseID: String, _ sha256: String, device: String, commit: SyncBlobCommit) async throws(SyncRefusal) -> SyncBlobStatus {
+        _ = try await readableCase(caseID, device: device)
+        if let blob = try await stored({ () async throws(ArchiveStorageError) in try await storage.blob(caseID, sha256) }) {
             guard blob.sealedSHA256 == commit.sealedSHA256.lowercased(), blob.plaintextSize == commit.plaintextSize else {
                 throw SyncRefusal(.conflict, "blob \(sha256) of case \(caseID) was committed with other content; a blob's address names one content")
             }
@@ -197,29 +197,29 @@ public struct ArchiveReceiver: Sendable {
         var hasher = SHA256()
         var header: [UInt8] = []
         var size: UInt64 = 0
-        try stored { () throws(ArchiveStorageError) in
-            try storage.readUpload(caseID, sha256) { piece in
+        try await stored { () async throws(ArchiveStorageError) in
+            try await storage.readUpload(caseID, sha256) { piece in
                 if header.count < ChunkedBlobFormat.headerSize { header += piece.prefix(ChunkedBlobFormat.headerSize - header.count) }
                 hasher.update(data: piece)
                 size += UInt64(piece.count)
             }
         }
-        func refuse(_ reason: String) throws(SyncRefusal) -> Never {
-            try? storage.discardUpload(caseID, sha256)
+        func refuse(_ reason: String) async throws(SyncRefusal) -> Never {
+            try? await storage.discardUpload(caseID, sha256)
             throw SyncRefusal(.tampered, "blob \(sha256) of case \(caseID) refused, nothing stored: \(reason); upload it again from offset 0")
         }
-        guard Array(hasher.finalize()).hexString == commit.sealedSHA256.lowercased() else { try refuse("its bytes do not have the SHA-256 the device named") }
+        guard Array(hasher.finalize()).hexString == commit.sealedSHA256.lowercased() else { try await refuse("its bytes do not have the SHA-256 the device named") }
         guard header.count == ChunkedBlobFormat.headerSize, Array(header.prefix(8)) == ChunkedBlobFormat.magic else {
-            try refuse("it does not start with a sealed blob header (SLBLOB01)")
+            try await refuse("it does not start with a sealed blob header (SLBLOB01)")
         }
         let chunkSize = header[8...].reduce(0) { $0 << 8 | Int($1) }
-        guard chunkSize > 0, chunkSize <= 64 << 20 else { try refuse("its chunk size \(chunkSize) is out of range") }
+        guard chunkSize > 0, chunkSize <= 64 << 20 else { try await refuse("its chunk size \(chunkSize) is out of range") }
         let expected = ChunkedBlobFormat.sealedSize(plaintextSize: commit.plaintextSize, chunkSize: chunkSize)
-        guard size == expected else { try refuse("it has \(size) bytes, but \(commit.plaintextSize) bytes sealed in \(chunkSize)-byte chunks take \(expected)") }
+        guard size == expected else { try await refuse("it has \(size) bytes, but \(commit.plaintextSize) bytes sealed in \(chunkSize)-byte chunks take \(expected)") }
         let blob = StoredBlob(caseID: caseID, sha256: sha256, plaintextSize: commit.plaintextSize, sealedSize: size,
                               sealedSHA256: commit.sealedSHA256.lowercased())
-        try ownCase(caseID, device: device)
-        try stored { () throws(ArchiveStorageError) in try storage.commitUpload(blob) }
+        try await ownCase(caseID, device: device)
+        try await stored { () async throws(ArchiveStorageError) in try await storage.commitUpload(blob) }
         return SyncBlobStatus(received: size, complete: true)
     }
 }

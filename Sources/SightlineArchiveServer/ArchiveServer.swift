@@ -88,8 +88,8 @@ public enum ArchiveServer {
     }
 }
 
-/// The sync routes: every one needs a device token; the work runs on NIO's thread pool because
-/// storage and hashing block.
+/// The sync routes: every one needs a device token. Storage that blocks (the embedded store)
+/// moves its own work to NIO's thread pool.
 struct SyncRoutes: Sendable {
     let receiver: ArchiveReceiver
     let tokens: DeviceTokens
@@ -97,37 +97,37 @@ struct SyncRoutes: Sendable {
 
     func register(on router: Router<BasicRequestContext>) {
         router.get("/v1/cases/{case}/journal") { request, context in
-            try await handle(request, context) { device, caseID, _ throws(SyncRefusal) in try receiver.journalStatus(caseID, device: device) }
+            try await handle(request, context) { device, caseID, _ async throws(SyncRefusal) in try await receiver.journalStatus(caseID, device: device) }
         }
         router.post("/v1/cases/{case}/journal") { request, context in
             let body = try await request.body.collect(upTo: ArchiveSyncAPI.maximumJournalBytes)
-            return try await handle(request, context) { device, caseID, _ throws(SyncRefusal) in
+            return try await handle(request, context) { device, caseID, _ async throws(SyncRefusal) in
                 guard let upload = try? JSONDecoder().decode(SyncJournalUpload.self, from: Data(body.readableBytesView)) else {
                     throw SyncRefusal(.malformed, "the journal upload is not the JSON docs/ARCHIVE.md describes")
                 }
-                return try receiver.receiveJournal(caseID, device: device, upload: upload)
+                return try await receiver.receiveJournal(caseID, device: device, upload: upload)
             }
         }
         router.get("/v1/cases/{case}/blobs/{sha}") { request, context in
-            try await handle(request, context) { device, caseID, sha throws(SyncRefusal) in try receiver.blobStatus(caseID, try blobAddress(sha), device: device) }
+            try await handle(request, context) { device, caseID, sha async throws(SyncRefusal) in try await receiver.blobStatus(caseID, try blobAddress(sha), device: device) }
         }
         router.put("/v1/cases/{case}/blobs/{sha}") { request, context in
             let body = try await request.body.collect(upTo: ArchiveSyncAPI.maximumChunkBytes)
             let digest = HTTPField.Name(ArchiveSyncAPI.chunkDigestHeader).flatMap { request.headers[$0] }
             let offset = request.uri.queryParameters.get("offset").flatMap { UInt64($0) }
-            return try await handle(request, context) { device, caseID, sha throws(SyncRefusal) in
+            return try await handle(request, context) { device, caseID, sha async throws(SyncRefusal) in
                 guard let offset else { throw SyncRefusal(.malformed, "a chunk needs ?offset=N (bytes already held, from GET on the blob)") }
-                return try receiver.receiveChunk(caseID, try blobAddress(sha), device: device, offset: offset, digest: digest,
+                return try await receiver.receiveChunk(caseID, try blobAddress(sha), device: device, offset: offset, digest: digest,
                                                  bytes: Array(buffer: body))
             }
         }
         router.post("/v1/cases/{case}/blobs/{sha}/commit") { request, context in
             let body = try await request.body.collect(upTo: 64 * 1024)
-            return try await handle(request, context) { device, caseID, sha throws(SyncRefusal) in
+            return try await handle(request, context) { device, caseID, sha async throws(SyncRefusal) in
                 guard let commit = try? JSONDecoder().decode(SyncBlobCommit.self, from: Data(body.readableBytesView)) else {
                     throw SyncRefusal(.malformed, "the commit is not {\"plaintext_size\": N, \"sealed_sha256\": HEX}")
                 }
-                return try receiver.commitBlob(caseID, try blobAddress(sha), device: device, commit: commit)
+                return try await receiver.commitBlob(caseID, try blobAddress(sha), device: device, commit: commit)
             }
         }
     }
@@ -137,11 +137,11 @@ struct SyncRoutes: Sendable {
         return sha
     }
 
-    /// Authenticates, validates the case id, runs `body` off the event loop and turns its
+    /// Authenticates, validates the case id, runs `body` and turns its
     /// answer or refusal into JSON.
     private func handle(
         _ request: Request, _ context: BasicRequestContext,
-        _ body: @escaping @Sendable (_ device: String, _ caseID: String, _ sha: String?) throws(SyncRefusal) -> some Encodable & Sendable
+        _ body: @escaping @Sendable (_ device: String, _ caseID: String, _ sha: String?) async throws(SyncRefusal) -> some Encodable & Sendable
     ) async throws -> Response {
         // Constant-time over every provisioned token (DeviceTokens): a wrong token takes as long as a right one.
         guard let device = tokens.deviceName(forAuthorization: request.headers[.authorization]) else {
@@ -152,7 +152,7 @@ struct SyncRoutes: Sendable {
         }
         let sha = context.parameters.get("sha")
         do {
-            let answer = try await NIOThreadPool.singleton.runIfActive { try body(device, caseID, sha) }
+            let answer = try await body(device, caseID, sha)
             return Self.json(.ok, answer)
         } catch let refusal as SyncRefusal {
             let status: HTTPResponse.Status = switch refusal.kind {

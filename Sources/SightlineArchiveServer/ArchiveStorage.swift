@@ -34,35 +34,40 @@ public enum ArchiveStorageError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// What the archive server keeps, behind one protocol so an organisation-wide database can
-/// replace the embedded store (SQLite and files). It only stores and reads back: every check
-/// of what devices upload is in `ArchiveReceiver`, the same for every store. Case ids and
-/// hashes reaching it have been validated (`ArchiveSyncAPI.isValidCaseID`, `isValidSHA256`).
+/// What the archive server keeps, behind one protocol so an organisation-wide database
+/// (`PostgresArchiveStorage`) can replace the embedded store (`SQLiteArchiveStorage`, SQLite and
+/// files). It only stores and reads back: every check of what devices upload is in
+/// `ArchiveReceiver`, the same for every store. Case ids and hashes reaching it have been
+/// validated (`ArchiveSyncAPI.isValidCaseID`, `isValidSHA256`). Async because a database store
+/// waits on the network; the embedded store runs its blocking calls on NIO's thread pool.
 public protocol ArchiveStorage: Sendable {
     /// The device's pinned Ed25519 public key, nil before its first accepted upload.
-    func pinnedKey(device: String) throws(ArchiveStorageError) -> [UInt8]?
+    func pinnedKey(device: String) async throws(ArchiveStorageError) -> [UInt8]?
     /// The device's pinned Ed25519 public key; pins `offered` when the device has none yet.
-    func pinKey(device: String, offered: [UInt8]) throws(ArchiveStorageError) -> [UInt8]
+    func pinKey(device: String, offered: [UInt8]) async throws(ArchiveStorageError) -> [UInt8]
     /// The device that owns the case; claims it for `device` when no device does.
-    func claimCase(_ caseID: String, device: String) throws(ArchiveStorageError) -> String
+    func claimCase(_ caseID: String, device: String) async throws(ArchiveStorageError) -> String
     /// The owner of the case, nil when it is unknown.
-    func owner(of caseID: String) throws(ArchiveStorageError) -> String?
-    func journal(_ caseID: String) throws(ArchiveStorageError) -> (entries: [StoredJournalEntry], checkpoints: [JournalCheckpoint])
+    func owner(of caseID: String) async throws(ArchiveStorageError) -> String?
+    func journal(_ caseID: String) async throws(ArchiveStorageError) -> (entries: [StoredJournalEntry], checkpoints: [JournalCheckpoint])
     /// Adds verified entries and checkpoints in one durable transaction, only if the case still
     /// holds exactly `count` entries (else `conflict`).
     func appendJournal(_ caseID: String, after count: UInt64, entries: [StoredJournalEntry],
-                       checkpoints: [JournalCheckpoint]) throws(ArchiveStorageError)
-    func blobs(of caseID: String) throws(ArchiveStorageError) -> [String: StoredBlob]
-    func blob(_ caseID: String, _ sha256: String) throws(ArchiveStorageError) -> StoredBlob?
+                       checkpoints: [JournalCheckpoint]) async throws(ArchiveStorageError)
+    func blobs(of caseID: String) async throws(ArchiveStorageError) -> [String: StoredBlob]
+    func blob(_ caseID: String, _ sha256: String) async throws(ArchiveStorageError) -> StoredBlob?
     /// Bytes of an uncommitted upload that are durable.
-    func receivedBytes(_ caseID: String, _ sha256: String) throws(ArchiveStorageError) -> UInt64
+    func receivedBytes(_ caseID: String, _ sha256: String) async throws(ArchiveStorageError) -> UInt64
     /// Appends to an upload at exactly `offset` (else `conflict`) and makes it durable; returns
     /// the bytes now held.
-    func appendChunk(_ caseID: String, _ sha256: String, offset: UInt64, _ bytes: [UInt8]) throws(ArchiveStorageError) -> UInt64
+    func appendChunk(_ caseID: String, _ sha256: String, offset: UInt64, _ bytes: [UInt8]) async throws(ArchiveStorageError) -> UInt64
     /// Streams an uncommitted upload's bytes.
-    func readUpload(_ caseID: String, _ sha256: String, _ body: ([UInt8]) throws -> Void) throws(ArchiveStorageError)
+    func readUpload(_ caseID: String, _ sha256: String, _ body: ([UInt8]) throws -> Void) async throws(ArchiveStorageError)
+    /// Streams a committed blob's sealed bytes (`conflict` when the case has no such blob): what
+    /// an export or an audit of the archive reads.
+    func readBlob(_ caseID: String, _ sha256: String, _ body: ([UInt8]) throws -> Void) async throws(ArchiveStorageError)
     /// Makes a checked upload the case's blob, durably.
-    func commitUpload(_ blob: StoredBlob) throws(ArchiveStorageError)
+    func commitUpload(_ blob: StoredBlob) async throws(ArchiveStorageError)
     /// Drops an upload that failed its checks.
-    func discardUpload(_ caseID: String, _ sha256: String) throws(ArchiveStorageError)
+    func discardUpload(_ caseID: String, _ sha256: String) async throws(ArchiveStorageError)
 }

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import NIOPosix
 import SightlineArchive
 import SightlineCore
 import SightlineSystem
@@ -61,9 +62,10 @@ public final class SQLiteArchiveStorage: ArchiveStorage {
 
     public func uploadPath(_ caseID: String, _ sha256: String) -> String { Self.path(directory, "uploads/\(caseID)/\(sha256).part") }
 
-    private func run<T>(_ body: () throws -> T) throws(ArchiveStorageError) -> T {
+    /// Runs blocking SQLite and file calls on NIO's thread pool, off the tasks that serve requests.
+    private func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws(ArchiveStorageError) -> T {
         do {
-            return try body()
+            return try await NIOThreadPool.singleton.runIfActive(body)
         } catch let error as ArchiveStorageError {
             throw error
         } catch let error as DatabaseError where error.resultCode == .SQLITE_FULL {
@@ -75,12 +77,12 @@ public final class SQLiteArchiveStorage: ArchiveStorage {
 
     private static func now() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
 
-    public func pinnedKey(device: String) throws(ArchiveStorageError) -> [UInt8]? {
-        try run { try database.read { db in try Data.fetchOne(db, sql: "SELECT public_key FROM devices WHERE name = ?", arguments: [device]).map { Array($0) } } }
+    public func pinnedKey(device: String) async throws(ArchiveStorageError) -> [UInt8]? {
+        try await run { [database] in try database.read { db in try Data.fetchOne(db, sql: "SELECT public_key FROM devices WHERE name = ?", arguments: [device]).map { Array($0) } } }
     }
 
-    public func pinKey(device: String, offered: [UInt8]) throws(ArchiveStorageError) -> [UInt8] {
-        try run {
+    public func pinKey(device: String, offered: [UInt8]) async throws(ArchiveStorageError) -> [UInt8] {
+        try await run { [database] in
             try database.write { db in
                 if let pinned = try Data.fetchOne(db, sql: "SELECT public_key FROM devices WHERE name = ?", arguments: [device]) {
                     return Array(pinned)
@@ -92,8 +94,8 @@ public final class SQLiteArchiveStorage: ArchiveStorage {
         }
     }
 
-    public func claimCase(_ caseID: String, device: String) throws(ArchiveStorageError) -> String {
-        try run {
+    public func claimCase(_ caseID: String, device: String) async throws(ArchiveStorageError) -> String {
+        try await run { [database] in
             try database.write { db in
                 if let owner = try String.fetchOne(db, sql: "SELECT device FROM cases WHERE id = ?", arguments: [caseID]) { return owner }
                 try db.execute(sql: "INSERT INTO cases (id, device, entry_count) VALUES (?, ?, 0)", arguments: [caseID, device])
@@ -102,17 +104,17 @@ public final class SQLiteArchiveStorage: ArchiveStorage {
         }
     }
 
-    public func owner(of caseID: String) throws(ArchiveStorageError) -> String? {
-        try run { try database.read { db in try String.fetchOne(db, sql: "SELECT device FROM cases WHERE id = ?", arguments: [caseID]) } }
+    public func owner(of caseID: String) async throws(ArchiveStorageError) -> String? {
+        try await run { [database] in try database.read { db in try String.fetchOne(db, sql: "SELECT device FROM cases WHERE id = ?", arguments: [caseID]) } }
     }
 
-    public func journal(_ caseID: String) throws(ArchiveStorageError) -> (entries: [StoredJournalEntry], checkpoints: [JournalCheckpoint]) {
-        try run { try database.read { db in try JournalTables.journal(db, caseID: caseID) } }
+    public func journal(_ caseID: String) async throws(ArchiveStorageError) -> (entries: [StoredJournalEntry], checkpoints: [JournalCheckpoint]) {
+        try await run { [database] in try database.read { db in try JournalTables.journal(db, caseID: caseID) } }
     }
 
     public func appendJournal(_ caseID: String, after count: UInt64, entries: [StoredJournalEntry],
-                              checkpoints: [JournalCheckpoint]) throws(ArchiveStorageError) {
-        try run {
+                              checkpoints: [JournalCheckpoint]) async throws(ArchiveStorageError) {
+        try await run { [database] in
             try database.write { db in
                 let stored = try Int64.fetchOne(db, sql: "SELECT entry_count FROM cases WHERE id = ?", arguments: [caseID]) ?? -1
                 guard stored == Int64(count) else {
@@ -130,8 +132,8 @@ public final class SQLiteArchiveStorage: ArchiveStorage {
                    sealedSize: UInt64(clamping: row["sealed_size"] as Int64), sealedSHA256: row["sealed_sha256"])
     }
 
-    public func blobs(of caseID: String) throws(ArchiveStorageError) -> [String: StoredBlob] {
-        try run {
+    public func blobs(of caseID: String) async throws(ArchiveStorageError) -> [String: StoredBlob] {
+        try await run { [database] in
             try database.read { db in
                 let rows = try Row.fetchAll(db, sql: "SELECT * FROM blobs WHERE case_id = ?", arguments: [caseID]).map(Self.blobRecord)
                 return Dictionary(rows.map { ($0.sha256, $0) }, uniquingKeysWith: { first, _ in first })
@@ -139,22 +141,29 @@ public final class SQLiteArchiveStorage: ArchiveStorage {
         }
     }
 
-    public func blob(_ caseID: String, _ sha256: String) throws(ArchiveStorageError) -> StoredBlob? {
-        try run {
+    public func blob(_ caseID: String, _ sha256: String) async throws(ArchiveStorageError) -> StoredBlob? {
+        try await run { [database] in
             try database.read { db in
                 try Row.fetchOne(db, sql: "SELECT * FROM blobs WHERE case_id = ? AND sha256 = ?", arguments: [caseID, sha256]).map(Self.blobRecord)
             }
         }
     }
 
-    public func receivedBytes(_ caseID: String, _ sha256: String) throws(ArchiveStorageError) -> UInt64 {
-        var info = stat()
-        return stat(uploadPath(caseID, sha256), &info) == 0 ? UInt64(info.st_size) : 0
+    public func receivedBytes(_ caseID: String, _ sha256: String) async throws(ArchiveStorageError) -> UInt64 {
+        let path = uploadPath(caseID, sha256)
+        return try await run {
+            var info = stat()
+            return stat(path, &info) == 0 ? UInt64(info.st_size) : 0
+        }
     }
 
-    public func appendChunk(_ caseID: String, _ sha256: String, offset: UInt64, _ bytes: [UInt8]) throws(ArchiveStorageError) -> UInt64 {
+    public func appendChunk(_ caseID: String, _ sha256: String, offset: UInt64, _ bytes: [UInt8]) async throws(ArchiveStorageError) -> UInt64 {
         let path = uploadPath(caseID, sha256)
-        return try uploads.withLock { _ throws(ArchiveStorageError) -> UInt64 in
+        return try await run { [self] in try self.append(path, offset: offset, bytes) }
+    }
+
+    private func append(_ path: String, offset: UInt64, _ bytes: [UInt8]) throws(ArchiveStorageError) -> UInt64 {
+        try uploads.withLock { _ throws(ArchiveStorageError) -> UInt64 in
             do throws(SystemError) {
                 try SecureFiles.ensurePrivateDirectory((path as NSString).deletingLastPathComponent)
                 let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
@@ -194,20 +203,44 @@ public final class SQLiteArchiveStorage: ArchiveStorage {
         }
     }
 
-    public func readUpload(_ caseID: String, _ sha256: String, _ body: ([UInt8]) throws -> Void) throws(ArchiveStorageError) {
-        let path = uploadPath(caseID, sha256)
-        try run {
-            guard let handle = FileHandle(forReadingAtPath: path) else { throw ArchiveStorageError.conflict("no upload of blob \(sha256) in case \(caseID)") }
+    public func readUpload(_ caseID: String, _ sha256: String, _ body: ([UInt8]) throws -> Void) async throws(ArchiveStorageError) {
+        try read(uploadPath(caseID, sha256), missing: "no upload of blob \(sha256) in case \(caseID)", body)
+    }
+
+    public func readBlob(_ caseID: String, _ sha256: String, _ body: ([UInt8]) throws -> Void) async throws(ArchiveStorageError) {
+        try read(blobPath(caseID, sha256), missing: "case \(caseID) has no committed blob \(sha256)", body)
+    }
+
+    /// Reads in 1 MiB pieces on the caller's task: `body` is not Sendable, and a read (unlike
+    /// an fsync) does not hold a thread for long.
+    private func read(_ path: String, missing: String, _ body: ([UInt8]) throws -> Void) throws(ArchiveStorageError) {
+        do {
+            guard let handle = FileHandle(forReadingAtPath: path) else { throw ArchiveStorageError.conflict(missing) }
             defer { try? handle.close() }
             while let piece = try handle.read(upToCount: 1 << 20), !piece.isEmpty {
                 try body(Array(piece))
             }
+        } catch let error as ArchiveStorageError {
+            throw error
+        } catch {
+            throw .failure("cannot read \(path): \(error)")
         }
     }
 
-    public func commitUpload(_ blob: StoredBlob) throws(ArchiveStorageError) {
+    public func commitUpload(_ blob: StoredBlob) async throws(ArchiveStorageError) {
         let source = uploadPath(blob.caseID, blob.sha256)
         let destination = blobPath(blob.caseID, blob.sha256)
+        try await run { [self] in try self.moveIntoPlace(blob, from: source, to: destination) }
+        try await run { [database] in
+            try database.write { db in
+                try db.execute(sql: """
+                    INSERT OR REPLACE INTO blobs (case_id, sha256, plaintext_size, sealed_size, sealed_sha256, committed_at) VALUES (?, ?, ?, ?, ?, ?)
+                    """, arguments: [blob.caseID, blob.sha256, Int64(blob.plaintextSize), Int64(blob.sealedSize), blob.sealedSHA256, Self.now()])
+            }
+        }
+    }
+
+    private func moveIntoPlace(_ blob: StoredBlob, from source: String, to destination: String) throws(ArchiveStorageError) {
         try uploads.withLock { _ throws(ArchiveStorageError) in
             do throws(SystemError) {
                 let caseDirectory = (destination as NSString).deletingLastPathComponent
@@ -219,16 +252,10 @@ public final class SQLiteArchiveStorage: ArchiveStorage {
                 throw .failure("cannot commit blob \(blob.sha256) of case \(blob.caseID): \(error)")
             }
         }
-        try run {
-            try database.write { db in
-                try db.execute(sql: """
-                    INSERT OR REPLACE INTO blobs (case_id, sha256, plaintext_size, sealed_size, sealed_sha256, committed_at) VALUES (?, ?, ?, ?, ?, ?)
-                    """, arguments: [blob.caseID, blob.sha256, Int64(blob.plaintextSize), Int64(blob.sealedSize), blob.sealedSHA256, Self.now()])
-            }
-        }
     }
 
-    public func discardUpload(_ caseID: String, _ sha256: String) throws(ArchiveStorageError) {
-        uploads.withLock { _ in _ = unlink(uploadPath(caseID, sha256)) }
+    public func discardUpload(_ caseID: String, _ sha256: String) async throws(ArchiveStorageError) {
+        let path = uploadPath(caseID, sha256)
+        try await run { [self] in self.uploads.withLock { _ in _ = unlink(path) } }
     }
 }

@@ -7,7 +7,6 @@ import Foundation
 public struct DeviceTokens: Sendable {
     /// Shorter tokens are refused at load: a token is the device's only credential.
     public static let minimumTokenLength = 16
-    static let maximumFileSize = 1 << 20
 
     public struct LoadError: Error, Sendable, CustomStringConvertible {
         public let description: String
@@ -52,42 +51,11 @@ public struct DeviceTokens: Sendable {
     /// Reads the token file, refusing one that group or others may read or write: a token
     /// that leaked to another local user lets that user pose as the device.
     public init(contentsOf path: String) throws(LoadError) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)
-        guard fd >= 0 else {
-            let code = errno
-            throw LoadError(description: "cannot open device token file \(path): \(String(cString: strerror(code))); pass --device-tokens with a readable file")
-        }
-        defer { close(fd) }
-        // fstat on the open descriptor, so the mode checked is the mode of the file read.
-        var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            let code = errno
-            throw LoadError(description: "cannot stat device token file \(path): \(String(cString: strerror(code)))")
-        }
-        guard info.st_mode & S_IFMT == S_IFREG else {
-            throw LoadError(description: "device token file \(path) is not a regular file")
-        }
-        guard info.st_mode & 0o077 == 0 else {
-            let mode = String(info.st_mode & 0o777, radix: 8)
-            throw LoadError(description: "device token file \(path) has mode \(mode), so other users can read it: run `chmod 600 \(path)` (owner: the server's user) and rotate the tokens if others could read them")
-        }
-        guard Int(info.st_size) <= Self.maximumFileSize else {
-            throw LoadError(description: "device token file \(path) is larger than 1 MiB; is it the right file?")
-        }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 {
-                let code = errno
-                if code == EINTR { continue }
-                throw LoadError(description: "cannot read device token file \(path): \(String(cString: strerror(code)))")
-            }
-            if count == 0 { break }
-            bytes += chunk[..<count]
-            guard bytes.count <= Self.maximumFileSize else {
-                throw LoadError(description: "device token file \(path) is larger than 1 MiB; is it the right file?")
-            }
+        let bytes: [UInt8]
+        do {
+            bytes = try SecretFile.read(path, what: "device token file")
+        } catch {
+            throw LoadError(description: error.description)
         }
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw LoadError(description: "device token file \(path) is not UTF-8 text")

@@ -4,8 +4,9 @@ import FoundationNetworking
 #endif
 
 /// `sightline-archive` as a process on a 127.0.0.1 port with one provisioned device, for tests
-/// that kill it mid-upload and benchmarks. A restart (`restarted()`) keeps the port, the token
-/// and the data directory.
+/// that kill it mid-upload and benchmarks. A restart (`restarted()`) keeps the port, the token,
+/// the data directory and the database. With `database` (a URL, e.g. `PostgresServer.url`) it
+/// stores in PostgreSQL instead of its data directory.
 public final class ArchiveServerProcess: @unchecked Sendable {
     public let directory: TemporaryDirectory
     public let process = Process()
@@ -13,11 +14,13 @@ public final class ArchiveServerProcess: @unchecked Sendable {
     public let deviceToken: String
     public let dataDirectory: String
     public let logPath: String
+    public let database: String?
 
     public var url: String { "http://127.0.0.1:\(port)" }
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
-    public init(directory: TemporaryDirectory? = nil, port: Int? = nil, deviceToken: String? = nil) throws {
+    public init(directory: TemporaryDirectory? = nil, port: Int? = nil, deviceToken: String? = nil, database: String? = nil) throws {
+        self.database = database
         self.directory = try directory ?? TemporaryDirectory(prefix: "sightline-archive")
         self.port = try port ?? LoopbackPort.free()
         self.deviceToken = deviceToken ?? (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
@@ -30,7 +33,8 @@ public final class ArchiveServerProcess: @unchecked Sendable {
         }
         logPath = self.directory.file("archive-\(UUID().uuidString.prefix(8)).log")
         process.executableURL = URL(fileURLWithPath: BuiltProducts.path(of: "sightline-archive"))
-        process.arguments = ["--listen", "127.0.0.1:\(self.port)", "--device-tokens", tokens, "--data-dir", dataDirectory]
+        process.arguments = ["--listen", "127.0.0.1:\(self.port)", "--device-tokens", tokens]
+            + (database.map { ["--database", $0] } ?? ["--data-dir", dataDirectory])
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = log
@@ -39,7 +43,7 @@ public final class ArchiveServerProcess: @unchecked Sendable {
 
     /// A new process over the same directory, port and token (the old one must have exited).
     public func restarted() throws -> ArchiveServerProcess {
-        try ArchiveServerProcess(directory: directory, port: port, deviceToken: deviceToken)
+        try ArchiveServerProcess(directory: directory, port: port, deviceToken: deviceToken, database: database)
     }
 
     /// Starts the server and waits until `/health` answers.

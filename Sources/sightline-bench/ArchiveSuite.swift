@@ -6,7 +6,9 @@ import SightlineTesting
 /// `export_s_per_gb` and `rss_mb_peak` for a 1 GB recording streamed from a file, and
 /// `kill9_cycles` / `lost_items`: the writer SIGKILLed at random moments, then every item it
 /// acknowledged looked up in the verified archive; `sync_mb_s`: the 1,000 photos uploaded to a
-/// `sightline-archive` process on loopback (`archive-sync` runs only the photos and the sync).
+/// `sightline-archive` process on loopback (`archive-sync` runs only the photos and the sync);
+/// `sync_mb_s_postgres`: the same into a `sightline-archive` storing in a PostgreSQL server of
+/// its own (unix socket, fsync on), blobs as rows.
 enum ArchiveSuite {
     static let recordingBytes = 1_000_000_000
     static let killCycles = 100
@@ -46,13 +48,20 @@ enum ArchiveSuite {
     static func runSync() async throws -> [(String, Double)] {
         let photos = try TemporaryDirectory(prefix: "sightline-bench-archive-photos")
         _ = try writer(["--photos", photos.path, "1000", "1000000"])
-        return [("sync_mb_s", try await syncRate(photos))]
+        let embedded = try await syncRate(photos)
+        // A device remembers what it synced: the PostgreSQL run gets photos of its own.
+        let morePhotos = try TemporaryDirectory(prefix: "sightline-bench-archive-photos")
+        _ = try writer(["--photos", morePhotos.path, "1000", "1000000"])
+        let postgres = try PostgresServer(durable: true)
+        try await postgres.start()
+        defer { postgres.stop() }
+        return [("sync_mb_s", embedded), ("sync_mb_s_postgres", try await syncRate(morePhotos, database: postgres.url))]
     }
 
     /// Uploads the archive in `directory` to a fresh `sightline-archive` on loopback (its data
-    /// on the same disk) and returns the sealed megabytes per second.
-    static func syncRate(_ directory: TemporaryDirectory) async throws -> Double {
-        let server = try ArchiveServerProcess()
+    /// on the same disk, in `database` when given) and returns the sealed megabytes per second.
+    static func syncRate(_ directory: TemporaryDirectory, database: String? = nil) async throws -> Double {
+        let server = try ArchiveServerProcess(database: database)
         try await server.start()
         defer { server.stop() }
         let report = try writer(["--sync", directory.path, server.url, server.deviceToken])

@@ -9,10 +9,16 @@ import Testing
 @Suite("Sync against a sightline-archive process")
 struct ArchiveRestartTests {
     @Test("Archive SIGKILLed mid-upload and restarted: the device resumes where the server stopped, no duplicates, chains verified",
-          .timeLimit(.minutes(5)))
-    func resumesAfterKill() async throws {
-        let server = try ArchiveServerProcess()
+          .timeLimit(.minutes(5)), arguments: TestStore.allCases)
+    func resumesAfterKill(store: TestStore) async throws {
+        guard store.isAvailable() else { return }
+        let postgres = try store == .postgres ? PostgresServer() : nil
+        try await postgres?.start()
+        defer { postgres?.stop() }
+        let server = try ArchiveServerProcess(database: postgres?.url)
         try await server.start()
+        // The test's own view of the store, as a second server sharing it would have.
+        let observer = try await server.storage()
         let device = try DeviceArchive()
         let caseID = try device.fileCase(photos: 1, size: 16 << 20)
         try device.fileCase(photos: 3, size: 200_000, reference: "WO-2")
@@ -20,9 +26,9 @@ struct ArchiveRestartTests {
         let upload = Task { try await client.syncAll() }
 
         // Kill the server once a good part of the big blob is durable there.
-        let part = try server.storage().uploadPath(caseID, (try device.archive.projection(caseID).items.first?.item.blob?.hex) ?? "")
+        let sha = try device.archive.projection(caseID).items.first?.item.blob?.hex ?? ""
         let deadline = ContinuousClock.now + .seconds(120)
-        while (try? FileManager.default.attributesOfItem(atPath: part)[.size] as? Int) ?? 0 < 3 << 20 {
+        while try await observer.receivedBytes(caseID, sha) < 3 << 20 {
             guard ContinuousClock.now < deadline else { throw TestFailure("the upload did not reach 3 MiB within 2 minutes") }
             try await Task.sleep(for: .milliseconds(5))
         }
@@ -30,7 +36,7 @@ struct ArchiveRestartTests {
         await #expect(throws: ArchiveSyncError.self) { try await upload.value }
         let counts = try device.archive.syncCounts(caseID)
         #expect(counts.syncedEntries == 0 && counts.syncedBlobs == 0)
-        let kept = try FileManager.default.attributesOfItem(atPath: part)[.size] as? Int ?? 0
+        let kept = Int(try await observer.receivedBytes(caseID, sha))
 
         let restarted = try server.restarted()
         try await restarted.start()
@@ -42,25 +48,32 @@ struct ArchiveRestartTests {
         #expect(resumed.blobs == 4)
         restarted.stop()
 
-        let storage = try restarted.storage()
         for id in try device.archive.caseIDs() {
-            try expectServerHolds(id, of: device, storage: storage)
+            try await expectServerHolds(id, of: device, storage: observer)
         }
-        #expect(try storage.blobs(of: caseID).count == 1)
-        // Owner-only storage: directories 0700, files 0600.
-        for path in [restarted.dataDirectory, restarted.dataDirectory + "/blobs/\(caseID)"] {
-            #expect((try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) == 0o700, "\(path)")
+        #expect(try await observer.blobs(of: caseID).count == 1)
+        #expect(try await observer.receivedBytes(caseID, sha) == 0)
+        if let sqlite = observer as? SQLiteArchiveStorage {
+            // Owner-only storage: directories 0700, files 0600.
+            for path in [restarted.dataDirectory, restarted.dataDirectory + "/blobs/\(caseID)"] {
+                #expect((try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) == 0o700, "\(path)")
+            }
+            for path in [restarted.dataDirectory + "/archive.sqlite", sqlite.blobPath(caseID, sha)] {
+                #expect((try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) == 0o600, "\(path)")
+            }
         }
-        for path in [restarted.dataDirectory + "/archive.sqlite", storage.blobPath(caseID, try storage.blobs(of: caseID).keys.first ?? "")] {
-            #expect((try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) == 0o600, "\(path)")
-        }
+        await (observer as? PostgresArchiveStorage)?.close()
         #expect(try device.archive.syncCounts() == ArchiveSyncCounts(syncedEntries: 6, syncedBlobs: 4))
     }
 }
 
 extension ArchiveServerProcess {
-    /// The server's store, opened from the test (SQLite in WAL mode allows a second reader).
-    func storage() throws -> SQLiteArchiveStorage { try SQLiteArchiveStorage(directory: dataDirectory) }
+    /// The server's store, opened from the test: its database, or its data directory (SQLite in
+    /// WAL mode allows a second reader).
+    func storage() async throws -> any ArchiveStorage {
+        guard let database else { return try SQLiteArchiveStorage(directory: dataDirectory) }
+        return try await PostgresArchiveStorage.open(try ArchiveDatabaseURL(database, defaultUser: ""), password: nil)
+    }
 }
 
 @Suite("sightline-archive's configuration")

@@ -18,9 +18,10 @@ struct ArchiveSyncLoopTests {
         #expect(await loop.delay(afterFailures: 50) == .seconds(60))
     }
 
-    @Test("Passes asked for at once all succeed and upload each blob once; the server holds everything once")
-    func passesDoNotOverlap() async throws {
-        let server = try await ArchiveServerHarness.start()
+    @Test("Passes asked for at once all succeed and upload each blob once; the server holds everything once", arguments: TestStore.allCases)
+    func passesDoNotOverlap(store: TestStore) async throws {
+        guard store.isAvailable() else { return }
+        let server = try await ArchiveServerHarness.start(store: store)
         defer { Task { await server.stop() } }
         let device = try DeviceArchive(chunkSize: 64 * 1024)
         let caseID = try device.fileCase(photos: 6, size: 400_000)
@@ -33,7 +34,7 @@ struct ArchiveSyncLoopTests {
         #expect(passes.map(\.blobs).reduce(0, +) == 6)
         let status = await loop.status
         #expect(status.consecutiveFailures == 0 && status.lastError == nil)
-        try expectServerHolds(caseID, of: device, storage: server.storage)
+        try await expectServerHolds(caseID, of: device, storage: server.storage)
     }
 
     @Test("Cancelling the caller (a daemon shutting down) stops the pass mid-upload; the next pass finishes it")
@@ -46,18 +47,18 @@ struct ArchiveSyncLoopTests {
         let loop = ArchiveSyncLoop(client: device.client(server.url, chunkBytes: 64 * 1024), interval: .seconds(60))
         let caller = Task { await loop.syncNow() }
         let deadline = ContinuousClock.now + .seconds(60)
-        while try server.storage.receivedBytes(caseID, sha) < 1 << 20 {
+        while try await server.storage.receivedBytes(caseID, sha) < 1 << 20 {
             guard ContinuousClock.now < deadline else { throw TestFailure("the upload did not reach 1 MiB within a minute") }
             try await Task.sleep(for: .milliseconds(5))
         }
         caller.cancel()
         let cancelled = await caller.value
         #expect(throws: ArchiveSyncError.self) { try cancelled.get() }
-        #expect(try server.storage.blob(caseID, sha) == nil)
-        #expect(try server.storage.receivedBytes(caseID, sha) < 16 << 20)
+        #expect(try await server.storage.blob(caseID, sha) == nil)
+        #expect(try await server.storage.receivedBytes(caseID, sha) < 16 << 20)
 
         let finished = try await loop.syncNow().get()
         #expect(finished.blobs == 1 && finished.entries == 2)
-        try expectServerHolds(caseID, of: device, storage: server.storage)
+        try await expectServerHolds(caseID, of: device, storage: server.storage)
     }
 }

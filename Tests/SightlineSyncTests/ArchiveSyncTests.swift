@@ -9,9 +9,11 @@ import Testing
 
 @Suite("Archive sync over loopback")
 struct ArchiveSyncTests {
-    @Test("A device's cases arrive whole: chain, signatures and sealed blobs verified on the server; a second pass sends nothing")
-    func happyPath() async throws {
-        let server = try await ArchiveServerHarness.start()
+    @Test("A device's cases arrive whole: chain, signatures and sealed blobs verified on the server; a second pass sends nothing",
+          arguments: TestStore.allCases)
+    func happyPath(store: TestStore) async throws {
+        guard store.isAvailable() else { return }
+        let server = try await ArchiveServerHarness.start(store: store)
         defer { Task { await server.stop() } }
         let device = try DeviceArchive(chunkSize: 64 * 1024)
         let first = try device.fileCase(photos: 5, size: 300_000)
@@ -22,8 +24,8 @@ struct ArchiveSyncTests {
         let pass = try await client.syncAll()
         #expect(pass.blobs == 7)
         #expect(pass.entries == 10)
-        try expectServerHolds(first, of: device, storage: server.storage)
-        try expectServerHolds(second, of: device, storage: server.storage)
+        try await expectServerHolds(first, of: device, storage: server.storage)
+        try await expectServerHolds(second, of: device, storage: server.storage)
         let counts = try device.archive.syncCounts()
         #expect(counts.pendingEntries == 0 && counts.pendingBlobs == 0)
         #expect(counts.syncedBlobs == 7)
@@ -33,7 +35,7 @@ struct ArchiveSyncTests {
         try device.archive.file(EvidenceDraft(kind: .textNote, capturedAt: 99, text: "later"), into: first)
         let later = try await client.syncAll()
         #expect(later.entries == 1 && later.blobs == 0)
-        try expectServerHolds(first, of: device, storage: server.storage)
+        try await expectServerHolds(first, of: device, storage: server.storage)
         #expect(try device.archive.verifyAll().allSatisfy { if case .success = $0 { true } else { false } })
     }
 
@@ -75,7 +77,7 @@ struct ArchiveSyncTests {
         let pass = try await device.client(server.url, http: http).syncAll()
         try await http.shutdown()
         #expect(pass.entries == 3 && pass.blobs == 2)
-        try expectServerHolds(caseID, of: device, storage: server.storage)
+        try await expectServerHolds(caseID, of: device, storage: server.storage)
         #expect(throws: ArchiveSyncError.self) { try ArchiveSyncClient.httpClient(trusting: server.directory.file("tokens-not-pem")) }
     }
 }
@@ -83,8 +85,9 @@ struct ArchiveSyncTests {
 @Suite("Archive server refuses tampered uploads")
 struct TamperedUploadTests {
     /// A case synced up to (not including) its last entry, and the device's full journal.
-    private func partlySynced() async throws -> (ArchiveServerHarness, DeviceArchive, String, (entries: [StoredJournalEntry], checkpoints: [JournalCheckpoint])) {
-        let server = try await ArchiveServerHarness.start()
+    private func partlySynced(store: TestStore = .sqlite) async throws
+        -> (ArchiveServerHarness, DeviceArchive, String, (entries: [StoredJournalEntry], checkpoints: [JournalCheckpoint])) {
+        let server = try await ArchiveServerHarness.start(store: store)
         let device = try DeviceArchive(chunkSize: 64 * 1024)
         let caseID = try device.fileCase(photos: 2, size: 100_000)
         _ = try await device.client(server.url).syncAll()
@@ -96,9 +99,10 @@ struct TamperedUploadTests {
         try jsonBytes(SyncJournalUpload(entries: entries.map(JournalEntryJSON.init), checkpoints: checkpoints.map(JournalCheckpointJSON.init)))
     }
 
-    @Test("A flipped byte in a blob chunk: 422, the server holds nothing of it")
-    func flippedChunk() async throws {
-        let server = try await ArchiveServerHarness.start()
+    @Test("A flipped byte in a blob chunk: 422, the server holds nothing of it", arguments: TestStore.allCases)
+    func flippedChunk(store: TestStore) async throws {
+        guard store.isAvailable() else { return }
+        let server = try await ArchiveServerHarness.start(store: store)
         defer { Task { await server.stop() } }
         let device = try DeviceArchive()
         let caseID = try device.fileCase(photos: 1, size: 50_000)
@@ -120,19 +124,20 @@ struct TamperedUploadTests {
         #expect(tampered.status == 200)
         let commit = try await rawRequest(url + "/commit", .POST, body: try jsonBytes(SyncBlobCommit(plaintextSize: blob.size, sealedSHA256: digest)))
         #expect(commit.status == 422)
-        #expect(try server.storage.blob(caseID, blob.hex) == nil)
-        #expect(try server.storage.receivedBytes(caseID, blob.hex) == 0)
+        #expect(try await server.storage.blob(caseID, blob.hex) == nil)
+        #expect(try await server.storage.receivedBytes(caseID, blob.hex) == 0)
 
         // The honest device then syncs the case completely.
         _ = try await device.client(server.url).syncAll()
-        try expectServerHolds(caseID, of: device, storage: server.storage)
+        try await expectServerHolds(caseID, of: device, storage: server.storage)
     }
 
-    @Test("A changed entry, a broken signature and a fork are refused and store nothing")
-    func tamperedJournal() async throws {
-        let (server, device, caseID, journal) = try await partlySynced()
+    @Test("A changed entry, a broken signature and a fork are refused and store nothing", arguments: TestStore.allCases)
+    func tamperedJournal(store: TestStore) async throws {
+        guard store.isAvailable() else { return }
+        let (server, device, caseID, journal) = try await partlySynced(store: store)
         defer { Task { await server.stop() } }
-        let held = try server.storage.journal(caseID).entries.count
+        let held = try await server.storage.journal(caseID).entries.count
         #expect(held == journal.entries.count - 1)
         let url = server.url + ArchiveSyncAPI.journalPath(caseID)
         let last = journal.entries.count - 1
@@ -163,7 +168,7 @@ struct TamperedUploadTests {
         let strangerAnswer = try await rawRequest(url, .POST, body: try upload([journal.entries[last]], [strangerCheckpoint]))
         #expect(strangerAnswer.status == 403)
 
-        #expect(try server.storage.journal(caseID).entries.count == held)
+        #expect(try await server.storage.journal(caseID).entries.count == held)
 
         // A refused first upload of another device pins no key and claims no case.
         let newcomer = Curve25519.Signing.PrivateKey()
@@ -174,10 +179,10 @@ struct TamperedUploadTests {
         let squat = try await rawRequest(server.url + ArchiveSyncAPI.journalPath("squatted-case"), .POST, token: ArchiveServerHarness.otherToken,
                                          body: try upload([StoredJournalEntry(squatted)], [squatCheckpoint]))
         #expect(squat.status == 422)
-        #expect(try server.storage.pinnedKey(device: "other") == nil)
-        #expect(try server.storage.owner(of: "squatted-case") == nil)
+        #expect(try await server.storage.pinnedKey(device: "other") == nil)
+        #expect(try await server.storage.owner(of: "squatted-case") == nil)
         _ = try await device.client(server.url).syncAll()
-        try expectServerHolds(caseID, of: device, storage: server.storage)
+        try await expectServerHolds(caseID, of: device, storage: server.storage)
     }
 
     @Test("A wrong token gets 401; another device's token may not touch the case")

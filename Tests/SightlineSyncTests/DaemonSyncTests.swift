@@ -55,11 +55,11 @@ struct DaemonSyncTests {
 
     /// The server's copy of the case verifies (chain, signatures, blobs present) and holds
     /// `entries` entries; each of its blobs equals the device's sealed file where that still exists.
-    private static func expectServerVerifies(_ id: String, entries: UInt64, server: ArchiveServerProcess, device: DaemonProcess) throws {
-        let storage = try server.storage()
-        let journal = try storage.journal(id)
+    private static func expectServerVerifies(_ id: String, entries: UInt64, server: ArchiveServerProcess, device: DaemonProcess) async throws {
+        let storage = try await server.storage()
+        let journal = try await storage.journal(id)
         #expect(UInt64(journal.entries.count) == entries)
-        let blobs = try storage.blobs(of: id)
+        let blobs = try await storage.blobs(of: id)
         let key = try Curve25519.Signing.PublicKey(rawRepresentation: journal.checkpoints.first?.publicKey ?? [])
         let result = JournalVerifier.verify(caseID: id, entries: journal.entries, checkpoints: journal.checkpoints, trustedKey: key) { blob in
             blobs[blob.hex] == nil ? "missing on the server" : nil
@@ -68,7 +68,7 @@ struct DaemonSyncTests {
         for sha in blobs.keys {
             let local = device.stateDirectory + "/archive/blobs/\(id)/\(sha)"
             if let deviceBytes = FileManager.default.contents(atPath: local) {
-                #expect(FileManager.default.contents(atPath: storage.blobPath(id, sha)) == deviceBytes)
+                #expect(try await storedBytes(id, sha, in: storage) == Array(deviceBytes))
             }
         }
     }
@@ -97,7 +97,7 @@ struct DaemonSyncTests {
         // The background loop's retry may have sent part of it first; together they sent all.
         #expect(report.counts == ArchiveSyncCounts(syncedEntries: 4, syncedBlobs: blobs), "\(report)")
         #expect(report.uploadedEntries != nil && report.status.lastError == nil)
-        try Self.expectServerVerifies(id, entries: 4, server: server, device: daemon)
+        try await Self.expectServerVerifies(id, entries: 4, server: server, device: daemon)
 
         // New evidence goes up by itself within the interval (5 s) plus a pass.
         try await Self.snapshot(socket)
@@ -106,7 +106,7 @@ struct DaemonSyncTests {
             guard ContinuousClock.now < deadline else { throw TestFailure("the background sync did not catch up within 60 s:\n\(daemon.log)") }
             try await Task.sleep(for: .milliseconds(200))
         }
-        try Self.expectServerVerifies(id, entries: 5, server: server, device: daemon)
+        try await Self.expectServerVerifies(id, entries: 5, server: server, device: daemon)
         #expect(try CommandLineTool.run("sightctl", ["case", "verify", "--all"] + socket).status == 0)
         let metrics = try CommandLineTool.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(metricsPort)/metrics"]).stdout
         func counter(_ name: String) -> Double {
@@ -132,8 +132,8 @@ struct DaemonSyncTests {
         let synced = try CommandLineTool.run("sightctl", ["case", "sync", "--now"] + socket)
         #expect(synced.status == 0 && synced.stdout.contains("removed \(blobs) local blob files"), "\(synced.stdout)\(synced.stderr)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: blobDirectory).isEmpty)
-        try Self.expectServerVerifies(id, entries: 3, server: server, device: daemon)
-        #expect(try server.storage().blobs(of: id).count == Int(blobs))
+        try await Self.expectServerVerifies(id, entries: 3, server: server, device: daemon)
+        #expect(try await server.storage().blobs(of: id).count == Int(blobs))
         #expect(try Self.detail(id, socket).sync == ArchiveSyncCounts(syncedEntries: 3, syncedBlobs: blobs, removedBlobs: blobs))
 
         let verify = try CommandLineTool.run("sightctl", ["case", "verify", id] + socket)

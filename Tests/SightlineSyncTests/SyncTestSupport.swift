@@ -10,20 +10,66 @@ import SightlineCore
 import SightlineServerAccess
 import SightlineSync
 import SightlineTesting
+import Testing
 
-/// `sightline-archive` in this process on a free loopback port, with its embedded store.
+/// The stores the archive server's tests run against: the embedded one and PostgreSQL.
+enum TestStore: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite, postgres
+
+    var testDescription: String { rawValue }
+
+    /// Why this store cannot be tested here, printed by a test that skips; nil under CI, where a
+    /// missing PostgreSQL must fail the run (scripts/install-deps installs it).
+    var unavailable: String? {
+        guard self == .postgres, ProcessInfo.processInfo.environment["CI"] == nil else { return nil }
+        return PostgresServer.unavailable.map { "skipped against PostgreSQL: \($0)" }
+    }
+
+    /// Returns false (after saying why) when the test cannot run against this store here.
+    func isAvailable() -> Bool {
+        if let unavailable { print(unavailable) }
+        return unavailable == nil
+    }
+}
+
+/// A store for a test: PostgreSQL on a server of the test's own, or SQLite in `directory`.
+struct TestStorage: Sendable {
+    let storage: any ArchiveStorage
+    let postgres: PostgresServer?
+
+    static func make(_ store: TestStore, directory: String) async throws -> TestStorage {
+        switch store {
+        case .sqlite:
+            return TestStorage(storage: try SQLiteArchiveStorage(directory: directory), postgres: nil)
+        case .postgres:
+            let server = try PostgresServer()
+            try await server.start()
+            return TestStorage(storage: try await PostgresArchiveStorage.open(try ArchiveDatabaseURL(server.url, defaultUser: ""), password: nil),
+                               postgres: server)
+        }
+    }
+
+    func close() async {
+        await (storage as? PostgresArchiveStorage)?.close()
+        postgres?.stop()
+    }
+}
+
+/// `sightline-archive` in this process on a free loopback port, with the store under test.
 final class ArchiveServerHarness: Sendable {
     static let deviceToken = "device-token-0123456789abcdef"
     static let otherToken = "other-token-0123456789abcdef"
 
     let directory: TemporaryDirectory
-    let storage: SQLiteArchiveStorage
+    let store: TestStorage
     let port: Int
     private let task: Task<Void, any Error>
 
-    private init(directory: TemporaryDirectory, storage: SQLiteArchiveStorage, port: Int, scheme: String, task: Task<Void, any Error>) {
+    var storage: any ArchiveStorage { store.storage }
+
+    private init(directory: TemporaryDirectory, store: TestStorage, port: Int, scheme: String, task: Task<Void, any Error>) {
         self.directory = directory
-        self.storage = storage
+        self.store = store
         self.port = port
         self.scheme = scheme
         self.task = task
@@ -31,21 +77,21 @@ final class ArchiveServerHarness: Sendable {
 
     let scheme: String
 
-    static func start(tls: Bool = false) async throws -> ArchiveServerHarness {
+    static func start(tls: Bool = false, store kind: TestStore = .sqlite) async throws -> ArchiveServerHarness {
         let directory = try TemporaryDirectory(prefix: "sightline-archive-server")
         let certificate = try tls ? TestCertificate(directory: directory.path) : nil
-        let storage = try SQLiteArchiveStorage(directory: directory.file("data"))
+        let store = try await TestStorage.make(kind, directory: directory.file("data"))
         let tokens = try DeviceTokens(text: "device \(deviceToken)\nother \(otherToken)\n")
         var logger = Logger(label: "archive-under-test")
         logger.logLevel = .warning
         let (running, continuation) = AsyncStream<ArchiveServer.Running>.makeStream()
         let app = try ArchiveServer.makeApplication(
             ArchiveServer.Configuration(host: "127.0.0.1", port: 0, tls: certificate.map { ServerTLS.Files(certificatePath: $0.certificatePath, keyPath: $0.keyPath) },
-                                        deviceTokens: tokens, storage: storage), logger: logger) { continuation.yield($0) }
+                                        deviceTokens: tokens, storage: store.storage), logger: logger) { continuation.yield($0) }
         let task = Task { try await app.runService(gracefulShutdownSignals: []) }
         var iterator = running.makeAsyncIterator()
         guard let started = await iterator.next() else { throw TestFailure("the archive server did not start") }
-        return ArchiveServerHarness(directory: directory, storage: storage, port: started.port, scheme: started.scheme, task: task)
+        return ArchiveServerHarness(directory: directory, store: store, port: started.port, scheme: started.scheme, task: task)
     }
 
     var url: String { "\(scheme)://127.0.0.1:\(port)" }
@@ -55,6 +101,7 @@ final class ArchiveServerHarness: Sendable {
     func stop() async {
         task.cancel()
         _ = try? await task.value
+        await store.close()
     }
 }
 
@@ -93,22 +140,28 @@ struct DeviceArchive {
 /// Checks that the server holds exactly the device's journal of `caseID`, that the chain and
 /// signatures verify there against the device's key, and that every blob is byte for byte the
 /// device's sealed file.
-func expectServerHolds(_ caseID: String, of device: DeviceArchive, storage: SQLiteArchiveStorage) throws {
+func expectServerHolds(_ caseID: String, of device: DeviceArchive, storage: any ArchiveStorage) async throws {
     let local = try device.archive.storedJournal(caseID)
-    let remote = try storage.journal(caseID)
+    let remote = try await storage.journal(caseID)
     guard remote.entries == local.entries else { throw TestFailure("the server holds \(remote.entries.count) entries, the device \(local.entries.count)") }
-    let blobs = try storage.blobs(of: caseID)
+    let blobs = try await storage.blobs(of: caseID)
     let result = JournalVerifier.verify(caseID: caseID, entries: remote.entries, checkpoints: remote.checkpoints,
                                         trustedKey: device.identity.publicKey) { blob in
         blobs[blob.hex] == nil ? "missing on the server" : nil
     }
     if case .failure(let link) = result { throw TestFailure("the server's copy does not verify: \(link)") }
     for (sha, _) in blobs {
-        let serverBytes = FileManager.default.contents(atPath: storage.blobPath(caseID, sha))
-        let deviceBytes = FileManager.default.contents(atPath: device.archive.sealedBlobPath(caseID: caseID, sha256: sha))
+        let serverBytes = try await storedBytes(caseID, sha, in: storage)
+        let deviceBytes = FileManager.default.contents(atPath: device.archive.sealedBlobPath(caseID: caseID, sha256: sha)).map(Array.init)
         if let deviceBytes, serverBytes != deviceBytes { throw TestFailure("blob \(sha) differs between device and server") }
-        if serverBytes == nil { throw TestFailure("blob \(sha) has a row but no file on the server") }
     }
+}
+
+/// A committed blob's sealed bytes as the store reads them back (a record without bytes throws).
+func storedBytes(_ caseID: String, _ sha: String, in storage: any ArchiveStorage) async throws -> [UInt8] {
+    var bytes: [UInt8] = []
+    try await storage.readBlob(caseID, sha) { bytes += $0 }
+    return bytes
 }
 
 /// One raw request to the archive server, for tests that send what a correct client never would.
