@@ -151,10 +151,10 @@ struct SyncRoutes: Sendable {
             return Self.json(.badRequest, SyncErrorBody(error: "a case id is lower-case letters, digits and '-', at most 64"))
         }
         let sha = context.parameters.get("sha")
-        do {
+        do throws(SyncRefusal) {
             let answer = try await body(device, caseID, sha)
             return Self.json(.ok, answer)
-        } catch let refusal as SyncRefusal {
+        } catch let refusal {
             let status: HTTPResponse.Status = switch refusal.kind {
             case .malformed: .badRequest
             case .forbidden: .forbidden
