@@ -39,6 +39,30 @@ struct ArchiveSyncTests {
         #expect(try device.archive.verifyAll().allSatisfy { if case .success = $0 { true } else { false } })
     }
 
+    @Test("Two archive servers sharing one PostgreSQL database: a case begun on one continues on the other, each blob and entry stored once")
+    func serversShareADatabase() async throws {
+        guard TestStore.postgres.isAvailable() else { return }
+        let database = try PostgresServer()
+        try await database.start()
+        defer { database.stop() }
+        let first = try await ArchiveServerHarness.start(store: .postgres, sharing: database)
+        let second = try await ArchiveServerHarness.start(store: .postgres, sharing: database)
+        let device = try DeviceArchive(chunkSize: 64 * 1024)
+        let caseID = try device.fileCase(photos: 3, size: 200_000)
+        let initial = try await device.client(first.url).syncAll()
+        #expect(initial.blobs == 3 && initial.entries == 4)
+        try device.archive.file(EvidenceDraft(kind: .photo, capturedAt: 50, mediaType: "image/jpeg"), content: .bytes(Array(repeating: 7, count: 90_000)),
+                               into: caseID)
+        // The second server knows what the first stored: only the new photo and its entry go.
+        let later = try await device.client(second.url).syncAll()
+        #expect(later.blobs == 1 && later.entries == 1)
+        try await expectServerHolds(caseID, of: device, storage: first.storage)
+        try await expectServerHolds(caseID, of: device, storage: second.storage)
+        #expect(try await first.storage.blobs(of: caseID).count == 4)
+        await first.stop()
+        await second.stop()
+    }
+
     @Test("After delete-after-sync, verify accepts the removed blob, catches a file put back, and still catches an unsynced blob's loss")
     func verifyAfterRemoval() async throws {
         let server = try await ArchiveServerHarness.start()

@@ -32,20 +32,21 @@ enum TestStore: String, CaseIterable, Sendable, CustomTestStringConvertible {
     }
 }
 
-/// A store for a test: PostgreSQL on a server of the test's own, or SQLite in `directory`.
+/// A store for a test: PostgreSQL on a server of the test's own (or on `shared`, which the
+/// caller stops), or SQLite in `directory`.
 struct TestStorage: Sendable {
     let storage: any ArchiveStorage
     let postgres: PostgresServer?
 
-    static func make(_ store: TestStore, directory: String) async throws -> TestStorage {
+    static func make(_ store: TestStore, directory: String, shared: PostgresServer? = nil) async throws -> TestStorage {
         switch store {
         case .sqlite:
             return TestStorage(storage: try SQLiteArchiveStorage(directory: directory), postgres: nil)
         case .postgres:
-            let server = try PostgresServer()
-            try await server.start()
+            let server = try shared ?? PostgresServer()
+            if shared == nil { try await server.start() }
             return TestStorage(storage: try await PostgresArchiveStorage.open(try ArchiveDatabaseURL(server.url, defaultUser: ""), password: nil),
-                               postgres: server)
+                               postgres: shared == nil ? server : nil)
         }
     }
 
@@ -77,10 +78,11 @@ final class ArchiveServerHarness: Sendable {
 
     let scheme: String
 
-    static func start(tls: Bool = false, store kind: TestStore = .sqlite) async throws -> ArchiveServerHarness {
+    /// - Parameter sharing: a PostgreSQL server another harness stores in too (store `.postgres`).
+    static func start(tls: Bool = false, store kind: TestStore = .sqlite, sharing: PostgresServer? = nil) async throws -> ArchiveServerHarness {
         let directory = try TemporaryDirectory(prefix: "sightline-archive-server")
         let certificate = try tls ? TestCertificate(directory: directory.path) : nil
-        let store = try await TestStorage.make(kind, directory: directory.file("data"))
+        let store = try await TestStorage.make(kind, directory: directory.file("data"), shared: sharing)
         let tokens = try DeviceTokens(text: "device \(deviceToken)\nother \(otherToken)\n")
         var logger = Logger(label: "archive-under-test")
         logger.logLevel = .warning
