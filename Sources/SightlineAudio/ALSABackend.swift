@@ -239,8 +239,9 @@ final class ALSAStreamEngine: StreamEngine, @unchecked Sendable {
                 // here) means it holds nothing.
                 var delay: snd_pcm_sframes_t = 0
                 let result = snd_pcm_delay(pcm.pointer, &delay)
-                deviceBacklog.store(result < 0 || snd_pcm_state(pcm.pointer) != SND_PCM_STATE_RUNNING ? 0 : max(0, delay),
-                                    ordering: .releasing)
+                let backlog = result < 0 || snd_pcm_state(pcm.pointer) != SND_PCM_STATE_RUNNING ? 0 : max(0, delay)
+                deviceBacklog.store(backlog, ordering: .releasing)
+                control.statistics.withLock { $0.latencyMs = Double(backlog) * 1000 / Double(format.sampleRate) }
                 return 0
             }
             idle.store(false, ordering: .releasing)
@@ -258,6 +259,12 @@ final class ALSAStreamEngine: StreamEngine, @unchecked Sendable {
         if written == -Int(EAGAIN) { return 0 }
         if written < 0 { return written }
         pending.removeFirst(written * format.channels)
+        var delay: snd_pcm_sframes_t = 0
+        if snd_pcm_delay(pcm.pointer, &delay) == 0 {
+            // What the device holds, and what still waits here for room in it.
+            let waiting = queue.count * AudioFrame.milliseconds, device = Double(max(0, delay) + pending.count / format.channels)
+            control.statistics.withLock { $0.latencyMs = Double(waiting) + device * 1000 / Double(format.sampleRate) }
+        }
         return 0
     }
 

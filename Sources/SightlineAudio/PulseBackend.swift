@@ -333,6 +333,15 @@ final class PulseStreamEngine: StreamEngine, @unchecked Sendable {
             return
         }
         playbackPending.removeFirst(count)
+        // Timing updates come on their own (PA_STREAM_AUTO_TIMING_UPDATE); this only reads them.
+        var latencyMicroseconds: pa_usec_t = 0
+        var negative: Int32 = 0
+        if pa_stream_get_latency(stream, &latencyMicroseconds, &negative) == 0 {
+            // What the server holds, and what still waits here for room in it.
+            let server = negative == 0 ? Double(latencyMicroseconds) / 1000 : 0
+            let waiting = Double(queue.count * AudioFrame.milliseconds) + Double(playbackPending.count / format.channels) * 1000 / Double(format.sampleRate)
+            control.statistics.withLock { $0.latencyMs = server + waiting }
+        }
     }
 
     /// What a record stream buffers in the client before libpulse drops audio.

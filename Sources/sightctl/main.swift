@@ -383,6 +383,10 @@ struct Call: AsyncParsableCommand {
             lines.append("audio:    \(audio.microphoneMuted ? "microphone muted (privacy), nothing sent" : "\(audio.framesSent) frames sent")"
                 + ", \(audio.framesReceived) received from experts (\(audio.framesPlayed) played, \(audio.recovered) rebuilt by FEC, "
                 + "\(audio.concealed) concealed, \(audio.late) late), jitter buffer \(audio.jitterBufferMs) ms")
+            if let wait = audio.jitterWaitMsP50, let speaker = audio.speakerLatencyMsP50 {
+                lines.append(String(format: "          expert's voice: %.0f ms in the jitter buffer, %.0f ms in the speaker's buffer", wait, speaker)
+                    + (audio.expertToDeviceMsP50.map { String(format: ", %.0f ms on the way (by the two clocks)", $0) } ?? ""))
+            }
         }
         if let error = call.lastError { lines.append("problem:  \(error)") }
         return lines.joined(separator: "\n")

@@ -101,6 +101,9 @@ struct CallAudioTests {
         // On a loaded machine the jitter buffer may skip a few frames to catch up (counted).
         #expect(audio.framesPlayed + audio.skipped >= UInt64(packets.count) - 5, "\(audio)")
         #expect(audio.openFailures == 0)
+        // Where the voice waited: each part is measured, and none of them holds it for seconds.
+        let parts = [audio.expertToDeviceMsP50, audio.jitterWaitMsP50, audio.speakerLatencyMsP50]
+        #expect(parts.allSatisfy { ($0 ?? -1) >= 0 && ($0 ?? .infinity) < 1000 }, "\(audio)")
         #expect(match.correlation >= 0.8, "\(match)\ndaemon log:\n\(rig.daemon.log)")
         #expect(abs(match.levelDifferenceDB) <= 3, "\(match)")
     }

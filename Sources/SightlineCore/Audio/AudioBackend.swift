@@ -18,6 +18,9 @@ public struct AudioStreamStatistics: Sendable, Equatable, Codable {
     public var muted = false
     /// Level of the latest frame.
     public var level: AudioLevel?
+    /// Playback only: audio queued ahead of the speaker, in ms — in this stream's queue and in
+    /// the sound system, as it last reported it. What the device adds after the jitter buffer.
+    public var latencyMs: Double?
     /// What went wrong last, with what to do about it.
     public var lastError: String?
 

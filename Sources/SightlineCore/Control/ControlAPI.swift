@@ -273,7 +273,7 @@ public struct CallAudioStatus: Codable, Sendable, Equatable {
     public var recovered: UInt64
     public var concealed: UInt64
     public var late: UInt64
-    /// Skipped to bring the delay down after a burst (or a stall of this process).
+    /// Skipped to bring the delay down after a burst, a stall of this process or of the sound system.
     public var skipped: UInt64 = 0
     /// The jitter buffer's target depth.
     public var jitterBufferMs: Int
@@ -281,6 +281,13 @@ public struct CallAudioStatus: Codable, Sendable, Equatable {
     /// last few thousand frames.
     public var captureToSentMsP50: Double?
     public var captureToSentMsP99: Double?
+    /// The experts' voice on its way to the speaker, medians over the last few thousand frames:
+    /// capture in the browser to arrival here (wall clocks, so only as exact as their
+    /// synchronisation), arrival to playout (the jitter buffer and the playout tick), and audio
+    /// the sound system held ahead of the speaker.
+    public var expertToDeviceMsP50: Double?
+    public var jitterWaitMsP50: Double?
+    public var speakerLatencyMsP50: Double?
 
     public init(microphoneMuted: Bool, framesSent: UInt64, framesReceived: UInt64, framesPlayed: UInt64, openFailures: UInt64,
                 recovered: UInt64, concealed: UInt64, late: UInt64, jitterBufferMs: Int,

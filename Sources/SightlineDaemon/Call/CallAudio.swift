@@ -22,7 +22,30 @@ final class CallAudio: Sendable {
         var openFailures: UInt64 = 0
         /// Capture to sealed and handed to the socket, per frame, newest last (bounded).
         var captureToSentMs: [Double] = []
-        var jitter = AudioJitterBuffer<[UInt8]>.Statistics()
+        var jitter = AudioJitterBuffer<ExpertPacket>.Statistics()
+        /// Where the expert's voice spends its time on the way to the speaker, per frame,
+        /// newest last (bounded): the expert's capture to arrival here (wall clocks, so only as
+        /// good as their synchronisation), arrival to playout, and the sound system's buffer.
+        var expertToDeviceMs: [Double] = []
+        var jitterWaitMs: [Double] = []
+        var speakerLatencyMs: [Double] = []
+        /// Frames dropped because the speaker was already more than the limit behind.
+        var speakerSkipped: UInt64 = 0
+
+        mutating func note(_ value: Double, in series: WritableKeyPath<Telemetry, [Double]>) {
+            self[keyPath: series].append(value)
+            if self[keyPath: series].count > 3000 { self[keyPath: series].removeFirst(1000) }
+        }
+    }
+
+    /// How far ahead of the speaker the expert's voice may be queued (the sound system's own
+    /// buffer is 60 ms by default) before frames are dropped to catch up.
+    static let speakerBacklogLimitMs = 100.0
+
+    /// An expert's Opus packet as it waits in the jitter buffer.
+    struct ExpertPacket: Sendable, Equatable {
+        var opus: [UInt8]
+        var arrival: Duration
     }
 
     private let audio: AudioService
@@ -31,7 +54,7 @@ final class CallAudio: Sendable {
     private let opener = Mutex(SFrameOpener())
     /// Installed expert KIDs by expert, newest last.
     private let expertKids = Mutex<[UInt32: [UInt64]]>([:])
-    private let buffers = Mutex<[UInt32: AudioJitterBuffer<[UInt8]>]>([:])
+    private let buffers = Mutex<[UInt32: AudioJitterBuffer<ExpertPacket>]>([:])
     let telemetry = Mutex(Telemetry())
 
     /// Privacy mode: the microphone is muted at the source.
@@ -52,7 +75,10 @@ final class CallAudio: Sendable {
             framesPlayed: telemetry.framesPlayed, openFailures: telemetry.openFailures, recovered: telemetry.jitter.recovered,
             concealed: telemetry.jitter.concealed, late: telemetry.jitter.late, jitterBufferMs: telemetry.jitter.targetDepth * AudioFrame.milliseconds,
             captureToSentMsP50: Self.percentile(telemetry.captureToSentMs, 0.5), captureToSentMsP99: Self.percentile(telemetry.captureToSentMs, 0.99))
-        status.skipped = telemetry.jitter.skipped
+        status.skipped = telemetry.jitter.skipped + telemetry.speakerSkipped
+        status.expertToDeviceMsP50 = Self.percentile(telemetry.expertToDeviceMs, 0.5)
+        status.jitterWaitMsP50 = Self.percentile(telemetry.jitterWaitMs, 0.5)
+        status.speakerLatencyMsP50 = Self.percentile(telemetry.speakerLatencyMs, 0.5)
         return status
     }
 
@@ -103,8 +129,7 @@ final class CallAudio: Sendable {
             let delay = MediaSender.milliseconds(MonotonicTime.now() - frame.timestamp)
             telemetry.withLock { telemetry in
                 telemetry.framesSent += 1
-                telemetry.captureToSentMs.append(delay)
-                if telemetry.captureToSentMs.count > 3000 { telemetry.captureToSentMs.removeFirst(1000) }
+                telemetry.note(delay, in: \.captureToSentMs)
             }
         }
     }
@@ -149,12 +174,16 @@ final class CallAudio: Sendable {
             telemetry.withLock { $0.openFailures += 1 }
             return
         }
-        let packet = Array(opened.plaintext.dropFirst(AudioPayloadHeader.size))
         let arrival = MonotonicTime.now()
+        let packet = ExpertPacket(opus: Array(opened.plaintext.dropFirst(AudioPayloadHeader.size)), arrival: arrival)
         buffers.withLock { buffers in
             buffers[expert, default: AudioJitterBuffer()].insert(sequence: header.sequence, payload: packet, arrival: arrival)
         }
-        telemetry.withLock { $0.framesReceived += 1 }
+        let transit = Double(Int64(CaptureClock.unixMicroseconds(ofMonotonic: arrival)) - Int64(clamping: header.captureMicroseconds)) / 1000
+        telemetry.withLock { telemetry in
+            telemetry.framesReceived += 1
+            telemetry.note(transit, in: \.expertToDeviceMs)
+        }
     }
 
     /// Plays what the experts say, one mixed 20 ms frame per tick, until cancelled. The ticks
@@ -183,6 +212,7 @@ final class CallAudio: Sendable {
         var decoders: [UInt32: OpusVoiceDecoder] = [:]
         var playback: (any AudioPlayback)?
         var idleTicks = 0
+        var behindTicks = 0
         var frameNumber: UInt64 = 0
         var tick = MonotonicTime.now()
         while !stopping.isRequested {
@@ -191,6 +221,10 @@ final class CallAudio: Sendable {
             while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, nil) == EINTR {}
             // After a stall (a suspended process, a busy machine) start afresh rather than catch up.
             if MonotonicTime.now() - tick > .milliseconds(200) { tick = MonotonicTime.now() }
+            // A speaker still connecting takes nothing yet: the voice waits in the jitter buffer,
+            // which drops what it cannot hold and shrinks its delay afterwards, rather than in a
+            // queue ahead of the speaker, where any wait would stay for the rest of the call.
+            if let playback, !playback.statistics.connected { continue }
             let playouts = buffers.withLock { buffers in
                 buffers.keys.sorted().map { expert in (expert, buffers[expert]?.pop() ?? .silence) }
             }
@@ -219,16 +253,35 @@ final class CallAudio: Sendable {
                     continue
                 }
             }
+            // Behind after a stall of the sound system: what is queued would be heard that much
+            // later for the rest of the call. Like the jitter buffer, catch up gently: one frame
+            // dropped (counted) per ten played while the speaker stays too far behind.
+            if let ahead = playback?.statistics.latencyMs, ahead > Self.speakerBacklogLimitMs {
+                behindTicks += 1
+                if behindTicks >= 10 {
+                    behindTicks = 0
+                    telemetry.withLock { $0.speakerSkipped += 1 }
+                    continue
+                }
+            } else {
+                behindTicks = 0
+            }
             let frame = AudioFrame(format: .stream, timestamp: MonotonicTime.now(), sequence: frameNumber,
                                    samples: mix.map { Int16(clamping: $0) })
             frameNumber += 1
-            if playback?.push(frame, timeout: .milliseconds(10)) == true { telemetry.withLock { $0.framesPlayed += 1 } }
+            if playback?.push(frame, timeout: .milliseconds(10)) == true {
+                let speaker = playback?.statistics.latencyMs
+                telemetry.withLock { telemetry in
+                    telemetry.framesPlayed += 1
+                    if let speaker { telemetry.note(speaker, in: \.speakerLatencyMs) }
+                }
+            }
         }
         if let open = playback { Task { await open.stop() } }
     }
 
     /// 20 ms of samples for one expert's playout decision, or nil for silence.
-    private func decode(_ playout: AudioJitterBuffer<[UInt8]>.Playout, expert: UInt32,
+    private func decode(_ playout: AudioJitterBuffer<ExpertPacket>.Playout, expert: UInt32,
                         decoders: inout [UInt32: OpusVoiceDecoder]) -> [Int16]? {
         do {
             let decoder: OpusVoiceDecoder
@@ -241,10 +294,12 @@ final class CallAudio: Sendable {
             switch playout {
             case .silence:
                 return nil
-            case .packet(let bytes, let sequence):
-                return try decoder.decode(OpusPacket(bytes: bytes, timestamp: .zero, sequence: sequence)).samples
+            case .packet(let packet, let sequence):
+                let wait = MediaSender.milliseconds(MonotonicTime.now() - packet.arrival)
+                telemetry.withLock { $0.note(wait, in: \.jitterWaitMs) }
+                return try decoder.decode(OpusPacket(bytes: packet.opus, timestamp: .zero, sequence: sequence)).samples
             case .recover(let next, let sequence):
-                let following = OpusPacket(bytes: next, timestamp: .zero, sequence: sequence + 1)
+                let following = OpusPacket(bytes: next.opus, timestamp: .zero, sequence: sequence + 1)
                 return try decoder.decodeMissing(before: following, timestamp: .zero, sequence: sequence).samples
             case .conceal(let sequence):
                 return try decoder.decodeMissing(before: nil, timestamp: .zero, sequence: sequence).samples
