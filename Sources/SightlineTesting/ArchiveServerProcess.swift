@@ -15,12 +15,15 @@ public final class ArchiveServerProcess: @unchecked Sendable {
     public let dataDirectory: String
     public let logPath: String
     public let database: String?
+    public let databasePasswordFile: String?
 
     public var url: String { "http://127.0.0.1:\(port)" }
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
-    public init(directory: TemporaryDirectory? = nil, port: Int? = nil, deviceToken: String? = nil, database: String? = nil) throws {
+    public init(directory: TemporaryDirectory? = nil, port: Int? = nil, deviceToken: String? = nil, database: String? = nil,
+                databasePasswordFile: String? = nil) throws {
         self.database = database
+        self.databasePasswordFile = databasePasswordFile
         self.directory = try directory ?? TemporaryDirectory(prefix: "sightline-archive")
         self.port = try port ?? LoopbackPort.free()
         self.deviceToken = deviceToken ?? (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
@@ -35,6 +38,7 @@ public final class ArchiveServerProcess: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: BuiltProducts.path(of: "sightline-archive"))
         process.arguments = ["--listen", "127.0.0.1:\(self.port)", "--device-tokens", tokens]
             + (database.map { ["--database", $0] } ?? ["--data-dir", dataDirectory])
+            + (databasePasswordFile.map { ["--database-password-file", $0] } ?? [])
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = log
@@ -43,7 +47,8 @@ public final class ArchiveServerProcess: @unchecked Sendable {
 
     /// A new process over the same directory, port and token (the old one must have exited).
     public func restarted() throws -> ArchiveServerProcess {
-        try ArchiveServerProcess(directory: directory, port: port, deviceToken: deviceToken, database: database)
+        try ArchiveServerProcess(directory: directory, port: port, deviceToken: deviceToken, database: database,
+                                 databasePasswordFile: databasePasswordFile)
     }
 
     /// Starts the server and waits until `/health` answers.

@@ -32,8 +32,9 @@ public final class PostgresServer: @unchecked Sendable {
     }
 
     /// Creates the cluster. `durable: false` turns off fsync, for tests that kill the archive
-    /// server, not the database; a benchmark keeps it on.
-    public init(durable: Bool = false) throws {
+    /// server, not the database; a benchmark keeps it on. With `password` the role needs it
+    /// (SCRAM) instead of being trusted.
+    public init(durable: Bool = false, password: String? = nil) throws {
         if let reason = Self.unavailable { throw TestFailure(reason) }
         directory = try TemporaryDirectory(prefix: "sightline-postgres")
         logPath = directory.file("postgres.log")
@@ -51,7 +52,16 @@ public final class PostgresServer: @unchecked Sendable {
             runAs = []
         }
         let data = directory.file("data")
-        let initdb = try Self.run(runAs + ["\(Self.binDirectory)/initdb", "-D", data, "-U", role, "--auth=trust", "--no-sync", "--no-locale", "-E", "UTF8"])
+        var authentication = ["--auth=trust"]
+        if let password {
+            let file = directory.file("initdb-password")
+            guard FileManager.default.createFile(atPath: file, contents: Data("\(password)\n".utf8), attributes: [.posixPermissions: 0o600]),
+                  runAs.isEmpty || chown(file, getpwnam(Self.serviceUser)?.pointee.pw_uid ?? 0, getpwnam(Self.serviceUser)?.pointee.pw_gid ?? 0) == 0 else {
+                throw TestFailure("cannot write \(file) for initdb")
+            }
+            authentication = ["--auth=scram-sha-256", "--pwfile=\(file)"]
+        }
+        let initdb = try Self.run(runAs + ["\(Self.binDirectory)/initdb", "-D", data, "-U", role, "--no-sync", "--no-locale", "-E", "UTF8"] + authentication)
         guard initdb.status == 0 else { throw TestFailure("initdb failed (\(initdb.status)):\n\(initdb.output)") }
 
         let command = runAs + ["\(Self.binDirectory)/postgres", "-D", data, "-k", directory.path, "-c", "listen_addresses=",

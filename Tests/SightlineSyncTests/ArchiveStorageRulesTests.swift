@@ -145,6 +145,39 @@ struct PostgresArchiveStorageTests {
         try await connection.close()
     }
 
+    @Test("A database that asks for a password: the server reads it from a 0600 file and serves; a wrong one exits 78 without echoing it")
+    func passwordFromFile() async throws {
+        guard TestStore.postgres.isAvailable() else { return }
+        let database = try PostgresServer(password: "right-pass-4711")
+        try await database.start()
+        defer { database.stop() }
+        let directory = try TemporaryDirectory(prefix: "sightline-archive-pg-password")
+        func passwordFile(_ name: String, _ password: String) throws -> String {
+            let path = directory.file(name)
+            guard FileManager.default.createFile(atPath: path, contents: Data("\(password)\n".utf8), attributes: [.posixPermissions: 0o600]) else {
+                throw TestFailure("cannot write \(path)")
+            }
+            return path
+        }
+        let server = try ArchiveServerProcess(database: database.url, databasePasswordFile: try passwordFile("right", "right-pass-4711"))
+        try await server.start()
+        let device = try DeviceArchive()
+        try device.fileCase(photos: 1, size: 10_000)
+        let pass = try await device.client(server.url, token: server.deviceToken).syncAll()
+        #expect(pass.blobs == 1 && pass.entries == 2)
+        server.stop()
+        #expect(!server.log.contains("right-pass-4711"))
+
+        let tokens = directory.file("devices")
+        guard FileManager.default.createFile(atPath: tokens, contents: Data("glasses-1 abcdefghijklmnop0123\n".utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw TestFailure("cannot write \(tokens)")
+        }
+        let wrong = try CommandLineTool.run("sightline-archive", ["--listen", "127.0.0.1:18446", "--device-tokens", tokens, "--database", database.url,
+                                                                  "--database-password-file", try passwordFile("wrong", "wrong-pass-0815")])
+        #expect(wrong.status == 78 && wrong.stderr.contains("password authentication failed"), "\(wrong.stderr)")
+        #expect(!wrong.stderr.contains("wrong-pass-0815"))
+    }
+
     @Test("sightline-archive exits 78 naming the database (without its password) when it cannot reach it or the URL is wrong")
     func unreachableDatabase() throws {
         let directory = try TemporaryDirectory(prefix: "sightline-archive-pg-config")
