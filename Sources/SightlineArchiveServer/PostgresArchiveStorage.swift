@@ -56,7 +56,13 @@ public final class PostgresArchiveStorage: ArchiveStorage {
         self.url = url
         self.client = client
         self.logger = logger
-        runner = Task { await client.run() }
+        // Immediate where available: `run()` marks the pool running before its first suspension,
+        // so a request right after `open` does not find it "not running yet" (a logged warning).
+        if #available(macOS 26, *) {
+            runner = Task.immediate { await client.run() }
+        } else {
+            runner = Task { await client.run() }
+        }
     }
 
     deinit { runner.cancel() }
