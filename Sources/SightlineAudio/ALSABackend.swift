@@ -30,8 +30,9 @@ public struct ALSABackend: AudioBackend {
         BackendCapture(engine: try ALSAStreamEngine(direction: .capture, backend: self, device: device ?? "default", format: format))
     }
 
-    public func openPlayback(device: String?, format: AudioFormat) throws -> any AudioPlayback {
-        BackendPlayback(engine: try ALSAStreamEngine(direction: .playback, backend: self, device: device ?? "default", format: format))
+    public func openPlayback(device: String?, format: AudioFormat, source: AudioFrameSource?) throws -> any AudioPlayback {
+        BackendPlayback(engine: try ALSAStreamEngine(direction: .playback, backend: self, device: device ?? "default", format: format,
+                                                     source: source))
     }
 }
 
@@ -87,10 +88,14 @@ final class ALSAStreamEngine: StreamEngine, @unchecked Sendable {
     /// Playback: frames written but not yet played by the device (`snd_pcm_delay`), as the
     /// device thread last saw it while idle; `drain` waits for 0.
     private let deviceBacklog = Atomic<Int>(0)
+    /// Where a pulled playback stream gets its frames; nil for one fed through `queue`.
+    private let source: AudioFrameSource?
 
     /// Opens the PCM once here so a wrong name or format fails at once, with ALSA's reason.
-    init(direction: Direction, backend: ALSABackend, device: String, format: AudioFormat) throws(AudioError) {
+    init(direction: Direction, backend: ALSABackend, device: String, format: AudioFormat,
+         source: AudioFrameSource? = nil) throws(AudioError) {
         self.direction = direction
+        self.source = source
         self.device = device
         self.format = format
         self.configuration = backend.configuration
@@ -230,8 +235,20 @@ final class ALSAStreamEngine: StreamEngine, @unchecked Sendable {
         return 0
     }
 
-    /// Writes queued frames as the device takes them (`snd_pcm_writei`).
+    /// Writes queued (or pulled) frames as the device takes them (`snd_pcm_writei`).
     private func playbackStep(_ pcm: PCMHandle, pending: inout [Int16]) -> Int {
+        if pending.isEmpty, let source {
+            // Pulled: the next frame once the device has room, so what waits ahead of the
+            // speaker never exceeds the device's buffer.
+            guard wait(pcm) else { return 0 }
+            idle.store(false, ordering: .releasing)
+            pending = source() ?? [Int16](repeating: 0, count: format.frames(milliseconds: AudioFrame.milliseconds) * format.channels)
+            let level = AudioLevel(samples: pending)
+            control.statistics.withLock {
+                $0.frames += 1
+                $0.level = level
+            }
+        }
         if pending.isEmpty {
             idle.store(true, ordering: .releasing)
             guard let frame = queue.pop(timeout: .milliseconds(20)) else {

@@ -31,9 +31,9 @@ public struct PulseBackend: AudioBackend {
         BackendCapture(engine: try PulseStreamEngine(direction: .capture, server: server, device: device, format: format, latency: latency))
     }
 
-    public func openPlayback(device: String?, format: AudioFormat) throws -> any AudioPlayback {
+    public func openPlayback(device: String?, format: AudioFormat, source: AudioFrameSource?) throws -> any AudioPlayback {
         BackendPlayback(engine: try PulseStreamEngine(direction: .playback, server: server, device: device, format: format,
-                                                      latency: playbackLatency))
+                                                      latency: playbackLatency, source: source))
     }
 
     /// Connects a context and disconnects again: is a server answering at `server`?
@@ -78,6 +78,8 @@ final class PulseStreamEngine: StreamEngine, @unchecked Sendable {
     let device: String?
     let format: AudioFormat
     let latency: Duration
+    /// Where a pulled playback stream gets its frames; nil for one fed through `queue`.
+    let source: AudioFrameSource?
     let queue: AudioFrameQueue
 
     private let mainloop: OpaquePointer
@@ -94,7 +96,8 @@ final class PulseStreamEngine: StreamEngine, @unchecked Sendable {
     /// drained stream is not an underrun.
     private let draining = Atomic<Bool>(false)
 
-    init(direction: Direction, server: String?, device: String?, format: AudioFormat, latency: Duration) throws(AudioError) {
+    init(direction: Direction, server: String?, device: String?, format: AudioFormat, latency: Duration,
+         source: AudioFrameSource? = nil) throws(AudioError) {
         guard format.sampleRate > 0, (1...8).contains(format.channels) else { throw .unsupportedFormat(.init(text: format.description)) }
         guard let mainloop = pa_threaded_mainloop_new() else { throw .pulse(operation: "pa_threaded_mainloop_new", code: Int32(PA_ERR_INTERNAL.rawValue)) }
         self.mainloop = mainloop
@@ -103,6 +106,7 @@ final class PulseStreamEngine: StreamEngine, @unchecked Sendable {
         self.device = device
         self.format = format
         self.latency = latency
+        self.source = source
         // One second of audio either way: enough to ride out a slow consumer, bounded.
         queue = AudioFrameQueue(capacity: 1000 / AudioFrame.milliseconds)
         // Pulse's latency estimates jitter by 100 ms and more on a busy machine.
@@ -302,8 +306,28 @@ final class PulseStreamEngine: StreamEngine, @unchecked Sendable {
         pa_threaded_mainloop_lock(mainloop)
     }
 
-    /// Writes queued frames as far as the server has room (`pa_stream_writable_size`).
+    /// Writes queued (or pulled) frames as far as the server has room (`pa_stream_writable_size`).
     private func playbackStep(stream: OpaquePointer) {
+        if playbackPending.isEmpty, let source {
+            // Pulled: one frame whenever the server has room for one, so what waits ahead of
+            // the speaker never exceeds `tlength`.
+            let writable = pa_stream_writable_size(stream)
+            let frameSamples = format.frames(milliseconds: AudioFrame.milliseconds) * format.channels
+            guard writable != Int.max, writable >= frameSamples * 2 else {
+                pa_threaded_mainloop_wait(mainloop)
+                return
+            }
+            pa_threaded_mainloop_unlock(mainloop)
+            let samples = source() ?? [Int16](repeating: 0, count: frameSamples)
+            pa_threaded_mainloop_lock(mainloop)
+            playbackPending = samples
+            let level = AudioLevel(samples: samples)
+            control.statistics.withLock {
+                $0.frames += 1
+                $0.level = level
+            }
+            return
+        }
         if playbackPending.isEmpty {
             pa_threaded_mainloop_unlock(mainloop)
             let frame = queue.pop(timeout: .milliseconds(50))
@@ -387,7 +411,9 @@ final class PulseStreamEngine: StreamEngine, @unchecked Sendable {
         let loop = UnsafeMutableRawPointer(mainloop)
         let engine = Unmanaged.passUnretained(self).toOpaque()
         pa_stream_set_state_callback(stream, signal, loop)
-        let bytes = Self.byteCount(latency, format: format)
+        // A pulled stream's source answers at once, so two frames (one playing, one ready)
+        // are enough; more would only be heard as delay.
+        let bytes = Self.byteCount(source == nil ? latency : min(latency, .milliseconds(2 * AudioFrame.milliseconds)), format: format)
         let unset = UInt32.max
         var attributes: pa_buffer_attr
         let flags = pa_stream_flags_t(rawValue: PA_STREAM_ADJUST_LATENCY.rawValue | PA_STREAM_AUTO_TIMING_UPDATE.rawValue
@@ -409,9 +435,7 @@ final class PulseStreamEngine: StreamEngine, @unchecked Sendable {
                 engine.control.statistics.withLock { $0.xruns += 1 }
             }, engine)
             // Playback starts once one 20 ms frame is buffered, not a full `tlength` (Pulse's
-            // default): the call's playout writes one frame per tick in real time, so the
-            // buffer then runs about one frame full instead of three, 40 ms less mouth-to-ear.
-            // `tlength` stays the room a late tick can use.
+            // default), so the first sound of a clip is not held back for the whole buffer.
             attributes = pa_buffer_attr(maxlength: unset, tlength: bytes,
                                         prebuf: min(bytes, Self.byteCount(.milliseconds(AudioFrame.milliseconds), format: format)),
                                         minreq: unset, fragsize: unset)

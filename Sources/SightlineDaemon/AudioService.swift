@@ -83,13 +83,13 @@ final class AudioService: Service, Sendable {
         listeners.withLock { $0.removeValue(forKey: id) }?.finish()
     }
 
-    /// A playback stream on the speaker (`audio.playback_device`) in the stream's format, for the
-    /// expert's voice; fails until the sound system is chosen.
-    func openPlayback() throws -> any AudioPlayback {
+    /// A playback stream on the speaker (`audio.playback_device`) in the stream's format that
+    /// pulls the expert's voice from `source`; fails until the sound system is chosen.
+    func openPlayback(source: @escaping AudioFrameSource) throws -> any AudioPlayback {
         guard let backend = current.withLock({ $0.chosen }) else {
             throw AudioError.playbackStalled(device: configuration.playbackDevice ?? "the default device", lastError: "the sound system is not chosen yet")
         }
-        return try backend.openPlayback(device: configuration.playbackDevice, format: .stream)
+        return try backend.openPlayback(device: configuration.playbackDevice, format: .stream, source: source)
     }
 
     /// The speaker for earcons and spoken confirmations; nil until the sound system is chosen

@@ -90,6 +90,30 @@ struct ALSABackendTests {
         #expect(playback.statistics.frames == UInt64(frames.count))
     }
 
+    @Test("A pulled playback asks its source for each frame as the device takes it, in order; nil plays silence")
+    func pulledPlaybackToFile() async throws {
+        if let reason = SpeechFixture.unavailableReason { print("skipped: \(reason)"); return }
+        let directory = try TemporaryDirectory(prefix: "sightline-alsa")
+        let speech = try SpeechFixture.samples(rate: 48000, in: directory)
+        let outfile = directory.file("out.raw")
+        let backend = ALSABackend(configuration: Self.configuration(infile: directory.file("none.raw"), outfile: outfile))
+        let frames = RawAudio.frames(speech, format: .stream)
+        let next = Mutex(0)
+        let playback = try backend.openPlayback(device: "speech_out", format: .stream, source: {
+            next.withLock { index in
+                defer { index += 1 }
+                return index < frames.count ? frames[index].samples : nil
+            }
+        })
+        let deadline = ContinuousClock.now + .seconds(20)
+        while next.withLock({ $0 }) < frames.count + 10, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        await playback.stop()
+        let written = try RawAudio.read(outfile)
+        #expect(written.count >= (frames.count + 5) * 960, "the source was asked for more once it had nothing")
+        #expect(Array(written.prefix(speech.count)) == speech)
+        #expect(written.dropFirst(frames.count * 960).prefix(5 * 960).allSatisfy { $0 == 0 }, "nil from the source is silence")
+    }
+
     @Test("Privacy mute: no samples leave the backend while muted; capture resumes after")
     func privacyMute() async throws {
         let directory = try TemporaryDirectory(prefix: "sightline-alsa")

@@ -2,6 +2,7 @@ import Foundation
 import SightlineAudio
 import SightlineCore
 import SightlineTesting
+import Synchronization
 import Testing
 
 /// Against a real PulseAudio server per test (private runtime directory, anonymous unix socket,
@@ -141,6 +142,36 @@ struct PulseBackendTests {
         #expect(playback.statistics.frames == UInt64(decoded.count))
         #expect(match.correlation >= 0.8, "\(match)")
         #expect(abs(match.levelDifferenceDB) <= 3, "\(match)")
+    }
+
+    @Test("A pulled playback plays what its source gives on the server's clock, with no more than two frames queued ahead")
+    func pulledPlaybackReachesSink() async throws {
+        if let reason = Self.unavailable() { print("skipped: \(reason)"); return }
+        let server = try PulseAudioServer()
+        try await server.start()
+        let speech = try SpeechFixture.samples(rate: 48000, in: server.directory)
+        let recorder = try PulseBackend(server: server.server).openCapture(device: server.monitorSource, format: .stream)
+        try await Self.warmUp(recorder)
+        let frames = RawAudio.frames(speech, format: .stream)
+        // Silence first, while the idle sink settles into the latency asked of it.
+        let lead = 100, next = Mutex(0)
+        let playback = try PulseBackend(server: server.server).openPlayback(device: server.sinkName, format: .stream, source: {
+            next.withLock { index in
+                defer { index += 1 }
+                return (lead..<lead + frames.count).contains(index) ? frames[index - lead].samples : nil
+            }
+        })
+        let recorded = await Self.collect(recorder, for: .milliseconds(speech.count / 48 + (lead * 20) + 2500)).flatMap(\.samples)
+        let statistics = playback.statistics
+        await playback.stop()
+        await recorder.stop()
+
+        let match = SignalMatch.find(reference: speech, in: recorded, maxLag: 48000 * 5)
+        print("PulseAudio pulled playback recorded from the monitor: \(match), statistics \(statistics)")
+        #expect(next.withLock { $0 } >= lead + frames.count, "the source was asked for every frame")
+        #expect(match.correlation >= 0.8, "\(match)")
+        #expect(abs(match.levelDifferenceDB) <= 3, "\(match)")
+        #expect((statistics.latencyMs ?? .infinity) <= 60, "queued ahead: \(String(describing: statistics.latencyMs)) ms")
     }
 
     @Test("Privacy mute: zero frames leave the backend while speech plays; unmuted, they flow again")

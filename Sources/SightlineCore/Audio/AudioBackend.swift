@@ -55,10 +55,24 @@ public protocol AudioPlayback: AnyObject, Sendable {
     func stop() async
 }
 
+/// Gives a pulled playback stream its next 20 ms of samples (interleaved, the stream's
+/// format), nil for silence. Called on the stream's own thread whenever the sound system has
+/// room for a frame, so it must be quick and must not block.
+public typealias AudioFrameSource = @Sendable () -> [Int16]?
+
 /// A sound system that can open capture and playback streams.
 public protocol AudioBackend: Sendable {
     var kind: AudioBackendKind { get }
     /// - Parameter device: the backend's device name (a Pulse source, an ALSA PCM); nil for the default.
     func openCapture(device: String?, format: AudioFormat) throws -> any AudioCapture
-    func openPlayback(device: String?, format: AudioFormat) throws -> any AudioPlayback
+    /// A playback stream fed by `play`/`push`, or, with a `source`, one that pulls each frame
+    /// when the sound system wants it: played on the device's clock, a live voice never queues
+    /// up ahead of the speaker, whatever the two clocks do (a pulled stream takes no pushes).
+    func openPlayback(device: String?, format: AudioFormat, source: AudioFrameSource?) throws -> any AudioPlayback
+}
+
+extension AudioBackend {
+    public func openPlayback(device: String?, format: AudioFormat) throws -> any AudioPlayback {
+        try openPlayback(device: device, format: format, source: nil)
+    }
 }

@@ -273,7 +273,7 @@ public struct CallAudioStatus: Codable, Sendable, Equatable {
     public var recovered: UInt64
     public var concealed: UInt64
     public var late: UInt64
-    /// Skipped to bring the delay down after a burst, a stall of this process or of the sound system.
+    /// Skipped to bring the delay down after a burst (or a stall of this process).
     public var skipped: UInt64 = 0
     /// The jitter buffer's target depth.
     public var jitterBufferMs: Int

@@ -29,18 +29,12 @@ final class CallAudio: Sendable {
         var expertToDeviceMs: [Double] = []
         var jitterWaitMs: [Double] = []
         var speakerLatencyMs: [Double] = []
-        /// Frames dropped because the speaker was already more than the limit behind.
-        var speakerSkipped: UInt64 = 0
 
         mutating func note(_ value: Double, in series: WritableKeyPath<Telemetry, [Double]>) {
             self[keyPath: series].append(value)
             if self[keyPath: series].count > 3000 { self[keyPath: series].removeFirst(1000) }
         }
     }
-
-    /// How far ahead of the speaker the expert's voice may be queued (the sound system's own
-    /// buffer is 60 ms by default) before frames are dropped to catch up.
-    static let speakerBacklogLimitMs = 100.0
 
     /// An expert's Opus packet as it waits in the jitter buffer.
     struct ExpertPacket: Sendable, Equatable {
@@ -55,6 +49,8 @@ final class CallAudio: Sendable {
     /// Installed expert KIDs by expert, newest last.
     private let expertKids = Mutex<[UInt32: [UInt64]]>([:])
     private let buffers = Mutex<[UInt32: AudioJitterBuffer<ExpertPacket>]>([:])
+    /// The speaker thread's decoders, and how many frames in a row had nothing to play.
+    private let mixing = Mutex<(decoders: [UInt32: OpusVoiceDecoder], idleFrames: Int)>(([:], 0))
     let telemetry = Mutex(Telemetry())
 
     /// Privacy mode: the microphone is muted at the source.
@@ -75,7 +71,7 @@ final class CallAudio: Sendable {
             framesPlayed: telemetry.framesPlayed, openFailures: telemetry.openFailures, recovered: telemetry.jitter.recovered,
             concealed: telemetry.jitter.concealed, late: telemetry.jitter.late, jitterBufferMs: telemetry.jitter.targetDepth * AudioFrame.milliseconds,
             captureToSentMsP50: Self.percentile(telemetry.captureToSentMs, 0.5), captureToSentMsP99: Self.percentile(telemetry.captureToSentMs, 0.99))
-        status.skipped = telemetry.jitter.skipped + telemetry.speakerSkipped
+        status.skipped = telemetry.jitter.skipped
         status.expertToDeviceMsP50 = Self.percentile(telemetry.expertToDeviceMs, 0.5)
         status.jitterWaitMsP50 = Self.percentile(telemetry.jitterWaitMs, 0.5)
         status.speakerLatencyMsP50 = Self.percentile(telemetry.speakerLatencyMs, 0.5)
@@ -186,98 +182,76 @@ final class CallAudio: Sendable {
         }
     }
 
-    /// Plays what the experts say, one mixed 20 ms frame per tick, until cancelled. The ticks
-    /// run on a thread of their own (`clock_nanosleep` to absolute deadlines): on a busy machine
-    /// the cooperative pool wakes too late for a steady 20 ms. The speaker is opened when an
-    /// expert starts talking and closed after two seconds without audio.
-    func runPlayout() async {
-        let stopping = StopRequest()
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (finished: CheckedContinuation<Void, Never>) in
-                let thread = Thread { [self] in
-                    playoutLoop(stopping: stopping)
-                    finished.resume()
-                }
-                thread.name = "call audio playout"
-                thread.qualityOfService = .userInteractive
-                thread.start()
-            }
-        } onCancel: {
-            // Ends the thread when the call's task group is cancelled (hang-up, relay lost).
-            stopping.request()
-        }
-    }
+    /// Frames without an expert's voice (30 s) before the speaker is closed.
+    static let idleFramesBeforeClosing = 30_000 / AudioFrame.milliseconds
 
-    private func playoutLoop(stopping: StopRequest) {
-        var decoders: [UInt32: OpusVoiceDecoder] = [:]
+    /// Plays what the experts say until cancelled. The speaker pulls each 20 ms frame when it
+    /// has room for one (`AudioFrameSource`), so playout runs on the sound card's clock and the
+    /// only wait is the jitter buffer's: a timer pushing frames instead would queue up ahead of
+    /// the speaker whenever the two clocks part (a stall, a slow start) and never catch up. The
+    /// speaker is opened as soon as an expert is verified, so it is ready before they first
+    /// speak (connecting a stream can take a second on a busy machine, and what arrives
+    /// meanwhile would overflow the jitter buffer), and closed after 30 s without their voice
+    /// so an idle sound card can sleep; it opens again when they speak.
+    func runPlayout() async {
         var playback: (any AudioPlayback)?
-        var idleTicks = 0
-        var behindTicks = 0
-        var frameNumber: UInt64 = 0
-        var tick = MonotonicTime.now()
-        while !stopping.isRequested {
-            tick += .milliseconds(AudioFrame.milliseconds)
-            var deadline = timespec(tv_sec: Int(tick.components.seconds), tv_nsec: Int(tick.components.attoseconds / 1_000_000_000))
-            while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, nil) == EINTR {}
-            // After a stall (a suspended process, a busy machine) start afresh rather than catch up.
-            if MonotonicTime.now() - tick > .milliseconds(200) { tick = MonotonicTime.now() }
-            // A speaker still connecting takes nothing yet: the voice waits in the jitter buffer,
-            // which drops what it cannot hold and shrinks its delay afterwards, rather than in a
-            // queue ahead of the speaker, where any wait would stay for the rest of the call.
-            if let playback, !playback.statistics.connected { continue }
-            let playouts = buffers.withLock { buffers in
-                buffers.keys.sorted().map { expert in (expert, buffers[expert]?.pop() ?? .silence) }
-            }
-            var mix: [Int32]?
-            for (expert, playout) in playouts {
-                guard let samples = decode(playout, expert: expert, decoders: &decoders) else { continue }
-                if mix == nil { mix = [Int32](repeating: 0, count: samples.count) }
-                for index in 0..<min(samples.count, mix?.count ?? 0) { mix?[index] += Int32(samples[index]) }
-            }
-            let statistics = buffers.withLock { buffers in buffers.values.first?.statistics }
-            if let statistics { telemetry.withLock { $0.jitter = statistics } }
-            guard let mix else {
-                idleTicks += 1
-                if idleTicks >= 100, let open = playback {
+        var lastOpenFailure: ContinuousClock.Instant?
+        var openedOnce = false
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(AudioFrame.milliseconds * 5))
+            let jitter = buffers.withLock { $0.values.first?.statistics }
+            if let jitter { telemetry.withLock { $0.jitter = jitter } }
+            if let open = playback {
+                if let ahead = open.statistics.latencyMs { telemetry.withLock { $0.note(ahead, in: \.speakerLatencyMs) } }
+                if mixing.withLock({ $0.idleFrames }) >= Self.idleFramesBeforeClosing {
                     playback = nil
-                    Task { await open.stop() }
+                    await open.stop()
                 }
                 continue
             }
-            idleTicks = 0
-            if playback == nil {
-                do {
-                    playback = try audio.openPlayback()
-                } catch {
-                    logger.warning("call: the expert's voice cannot be played", metadata: ["problem": "\(error)"])
-                    continue
-                }
-            }
-            // Behind after a stall of the sound system: what is queued would be heard that much
-            // later for the rest of the call. Like the jitter buffer, catch up gently: one frame
-            // dropped (counted) per ten played while the speaker stays too far behind.
-            if let ahead = playback?.statistics.latencyMs, ahead > Self.speakerBacklogLimitMs {
-                behindTicks += 1
-                if behindTicks >= 10 {
-                    behindTicks = 0
-                    telemetry.withLock { $0.speakerSkipped += 1 }
-                    continue
-                }
-            } else {
-                behindTicks = 0
-            }
-            let frame = AudioFrame(format: .stream, timestamp: MonotonicTime.now(), sequence: frameNumber,
-                                   samples: mix.map { Int16(clamping: $0) })
-            frameNumber += 1
-            if playback?.push(frame, timeout: .milliseconds(10)) == true {
-                let speaker = playback?.statistics.latencyMs
-                telemetry.withLock { telemetry in
-                    telemetry.framesPlayed += 1
-                    if let speaker { telemetry.note(speaker, in: \.speakerLatencyMs) }
-                }
+            let wanted = openedOnce ? buffers.withLock({ $0.values.contains { $0.depth > 0 } }) : expertKids.withLock({ !$0.isEmpty })
+            guard wanted else { continue }
+            // A speaker that failed to open is tried again after a second, not on every tick.
+            if let failed = lastOpenFailure, ContinuousClock.now - failed < .seconds(1) { continue }
+            do {
+                mixing.withLock { $0.idleFrames = 0 }
+                let opened = ContinuousClock.now
+                let started = Atomic<Bool>(false)
+                let logger = logger
+                playback = try audio.openPlayback(source: { [weak self] in
+                    if !started.exchange(true, ordering: .relaxed) {
+                        logger.info("call: the speaker is ready for the experts' voice", metadata: ["after_ms": "\(MediaSender.milliseconds(ContinuousClock.now - opened))"])
+                    }
+                    return self?.nextMixedFrame()
+                })
+                lastOpenFailure = nil
+                openedOnce = true
+            } catch {
+                lastOpenFailure = .now
+                logger.warning("call: the expert's voice cannot be played", metadata: ["problem": "\(error)"])
             }
         }
-        if let open = playback { Task { await open.stop() } }
+        if let open = playback { await open.stop() }
+    }
+
+    /// The experts' next 20 ms, mixed, nil for silence: called on the speaker's thread each
+    /// time it has room for a frame.
+    private func nextMixedFrame() -> [Int16]? {
+        let playouts = buffers.withLock { buffers in
+            buffers.keys.sorted().map { expert in (expert, buffers[expert]?.pop() ?? .silence) }
+        }
+        let mix: [Int16]? = mixing.withLock { state in
+            var sum: [Int32]?
+            for (expert, playout) in playouts {
+                guard let samples = decode(playout, expert: expert, decoders: &state.decoders) else { continue }
+                if sum == nil { sum = [Int32](repeating: 0, count: samples.count) }
+                for index in 0..<min(samples.count, sum?.count ?? 0) { sum?[index] += Int32(samples[index]) }
+            }
+            state.idleFrames = sum == nil ? state.idleFrames + 1 : 0
+            return sum?.map { Int16(clamping: $0) }
+        }
+        if mix != nil { telemetry.withLock { $0.framesPlayed += 1 } }
+        return mix
     }
 
     /// 20 ms of samples for one expert's playout decision, or nil for silence.
@@ -309,11 +283,4 @@ final class CallAudio: Sendable {
             return nil
         }
     }
-}
-
-/// A stop request one side makes and a thread checks on every tick.
-private final class StopRequest: Sendable {
-    private let requested = Atomic<Bool>(false)
-    var isRequested: Bool { requested.load(ordering: .acquiring) }
-    func request() { requested.store(true, ordering: .releasing) }
 }
