@@ -7,7 +7,7 @@ struct AudioJitterBufferTests {
 
     /// Runs a schedule: each packet `(sequence, arrival ms)` is inserted when its time comes,
     /// and the buffer is popped every 20 ms from `start` ms, for `pops` pops.
-    static func run(_ buffer: inout Buffer, arrivals: [(UInt16, Int)], start: Int, pops: Int) -> [Buffer.Playout] {
+    static func run(_ buffer: inout Buffer, arrivals: [(UInt16, Int)], start: Int, pops: Int, clocked: Bool = false) -> [Buffer.Playout] {
         var pending = arrivals.sorted { $0.1 < $1.1 }
         var out: [Buffer.Playout] = []
         for tick in 0..<pops {
@@ -16,7 +16,7 @@ struct AudioJitterBufferTests {
                 buffer.insert(sequence: first.0, payload: Int(first.0), arrival: .milliseconds(first.1))
                 pending.removeFirst()
             }
-            out.append(buffer.pop())
+            out.append(buffer.pop(at: clocked ? .milliseconds(now) : nil))
         }
         return out
     }
@@ -33,6 +33,37 @@ struct AudioJitterBufferTests {
         #expect(Self.played(out) == Array(0..<50))
         #expect(buffer.targetDepth == 1)
         #expect(buffer.statistics.concealed == 0 && buffer.statistics.late == 0 && buffer.statistics.recovered == 0)
+    }
+
+    @Test("With a clock, the delay returns to what the jitter needs once a late packet has left the window; counted in frames, a frame stays")
+    func clockedDelayShrinks() throws {
+        // 30 ms on the way and 0–4 ms of jitter, but packet 20 comes 45 ms late; 8 s in all.
+        let arrivals: [(UInt16, Int)] = (0..<400).map { (index: Int) -> (UInt16, Int) in
+            let jitter: Int = (index * 7) % 5
+            let late: Int = index == 20 ? 45 : 0
+            return (UInt16(index), 30 + index * 20 + jitter + late)
+        }
+        let arrival = Dictionary(uniqueKeysWithValues: arrivals.map { (Int($0.0), $0.1) })
+        func lastWaits(_ out: [Buffer.Playout], start: Int) -> [Int] {
+            let waits = out.enumerated().compactMap { tick, playout -> Int? in
+                guard case .packet(let payload, _) = playout, let arrived = arrival[payload] else { return nil }
+                return start + tick * 20 - arrived
+            }
+            return Array(waits.suffix(100))
+        }
+        for phase in [3, 11, 17] {
+            var clocked = Buffer(), counted = Buffer()
+            let timed = Self.run(&clocked, arrivals: arrivals, start: phase, pops: 420, clocked: true)
+            let framed = Self.run(&counted, arrivals: arrivals, start: phase, pops: 420)
+            let timedWaits = lastWaits(timed, start: phase), framedWaits = lastWaits(framed, start: phase)
+            // The late packet upsets both alike (late, concealed, a refill); the clock costs
+            // one skipped frame, once, and no more losses.
+            let (withClock, withoutClock) = (clocked.statistics, counted.statistics)
+            #expect(withClock.late <= withoutClock.late && withClock.concealed <= withoutClock.concealed, "\(withClock) \(withoutClock)")
+            #expect(withClock.skipped == 1 && withClock.played + 1 == withoutClock.played, "\(withClock) \(withoutClock)")
+            #expect(try #require(timedWaits.max()) < 20 + 5, "at most a frame's phase plus the jitter: \(timedWaits)")
+            #expect(try #require(framedWaits.min()) >= 20, "counted in frames, the late packet's frame stays: \(framedWaits)")
+        }
     }
 
     @Test("Reordered packets within the depth come out in order")

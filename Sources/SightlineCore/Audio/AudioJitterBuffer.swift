@@ -90,8 +90,7 @@ public struct AudioJitterBuffer<Payload: Sendable & Equatable>: Sendable {
     public mutating func insert(sequence wire: UInt16, payload: Payload, arrival: Duration) {
         let sequence = unwrap(wire)
         statistics.received += 1
-        let micro = arrival.components.seconds * 1_000_000 + arrival.components.attoseconds / 1_000_000_000_000
-        let transit = micro - Int64(sequence) * 20_000
+        let transit = Self.microseconds(arrival) - Int64(sequence) * 20_000
         let restartDistance = 50 * UInt64(configuration.maximumDepth)
         if next != nil || floor > 0, sequence > max(floor, next ?? 0) + restartDistance || sequence + restartDistance < floor {
             // Nowhere near what plays now: the sender started over. Refill from this packet.
@@ -119,21 +118,33 @@ public struct AudioJitterBuffer<Payload: Sendable & Equatable>: Sendable {
         statistics.depth = packets.count
     }
 
-    /// What to play for the next 20 ms.
-    public mutating func pop() -> Playout {
+    /// What to play for the next 20 ms, decided at `now` when the caller has a clock (the
+    /// one of the arrival times).
+    ///
+    /// With the time the buffer keeps its delay in time rather than in frames: it starts, and
+    /// later shrinks to, the moment a packet as slow as the slowest in the window would be in.
+    /// Counted in whole frames, the delay is rounded up to a frame more than the jitter needs,
+    /// and that frame is heard for the whole stream.
+    public mutating func pop(at now: Duration? = nil) -> Playout {
         defer { statistics.depth = packets.count }
+        let slack = now.flatMap { now in transits.max().map { Self.microseconds(now) - $0 } }
         guard var sequence = next else {
-            // Filling: start at the oldest packet once the target depth is buffered, or once the
-            // first packet has waited as long as the target (a short stream must play too).
+            // Filling: start at the oldest packet once the target depth is buffered, once its
+            // slowest likely arrival has passed, or (without a clock) once the first packet has
+            // waited as long as the target (a short stream must play too).
             guard let oldest = packets.keys.min() else { return .silence }
             waited += 1
-            guard packets.count >= targetDepth || waited > targetDepth else { return .silence }
+            let safe = slack.map { $0 >= Int64(oldest) * 20_000 } ?? (waited > targetDepth)
+            guard packets.count >= targetDepth || safe else { return .silence }
             waited = 0
             next = oldest
-            return pop()
+            return pop(at: now)
         }
-        // Deeper than needed for a while: skip one frame (the oldest) to bring delay down.
-        if packets.count > targetDepth + 1 {
+        // Later than needed for a while: skip one frame (the oldest) to bring delay down. With
+        // a clock, "later than needed" is a whole frame behind the slowest arrival seen; without
+        // one, a queue deeper than the target.
+        let behind = slack.map { $0 - Int64(sequence) * 20_000 >= 20_000 && packets[sequence + 1] != nil }
+        if behind ?? (packets.count > targetDepth + 1) {
             deepPops += 1
             if deepPops >= configuration.shrinkAfter, packets[sequence] != nil {
                 packets[sequence] = nil
@@ -185,6 +196,10 @@ public struct AudioJitterBuffer<Payload: Sendable & Equatable>: Sendable {
         waited = 0
         if !keepingStatistics { statistics = Statistics() }
         updateTarget()
+    }
+
+    private static func microseconds(_ time: Duration) -> Int64 {
+        time.components.seconds * 1_000_000 + time.components.attoseconds / 1_000_000_000_000
     }
 
     private mutating func unwrap(_ wire: UInt16) -> UInt64 {

@@ -237,8 +237,9 @@ final class CallAudio: Sendable {
     /// The experts' next 20 ms, mixed, nil for silence: called on the speaker's thread each
     /// time it has room for a frame.
     private func nextMixedFrame() -> [Int16]? {
+        let now = MonotonicTime.now()
         let playouts = buffers.withLock { buffers in
-            buffers.keys.sorted().map { expert in (expert, buffers[expert]?.pop() ?? .silence) }
+            buffers.keys.sorted().map { expert in (expert, buffers[expert]?.pop(at: now) ?? .silence) }
         }
         let mix: [Int16]? = mixing.withLock { state in
             var sum: [Int32]?
