@@ -196,6 +196,7 @@ final class CallAudio: Sendable {
     func runPlayout() async {
         var playback: (any AudioPlayback)?
         var lastOpenFailure: ContinuousClock.Instant?
+        var openFailures = 0
         var openedOnce = false
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(AudioFrame.milliseconds * 5))
@@ -211,8 +212,9 @@ final class CallAudio: Sendable {
             }
             let wanted = openedOnce ? buffers.withLock({ $0.values.contains { $0.depth > 0 } }) : expertKids.withLock({ !$0.isEmpty })
             guard wanted else { continue }
-            // A speaker that failed to open is tried again after a second, not on every tick.
-            if let failed = lastOpenFailure, ContinuousClock.now - failed < .seconds(1) { continue }
+            // A speaker that failed to open is tried again after 1 s, 2 s, 4 s … up to 30 s, and
+            // the warning is logged once, not on every try (a device without one is normal).
+            if let failed = lastOpenFailure, ContinuousClock.now - failed < .seconds(min(30, 1 << min(openFailures - 1, 5))) { continue }
             do {
                 mixing.withLock { $0.idleFrames = 0 }
                 let opened = ContinuousClock.now
@@ -225,10 +227,13 @@ final class CallAudio: Sendable {
                     return self?.nextMixedFrame()
                 })
                 lastOpenFailure = nil
+                openFailures = 0
                 openedOnce = true
             } catch {
                 lastOpenFailure = .now
-                logger.warning("call: the expert's voice cannot be played", metadata: ["problem": "\(error)"])
+                openFailures += 1
+                logger.log(level: openFailures == 1 ? .warning : .debug, "call: the expert's voice cannot be played",
+                           metadata: ["problem": "\(error)", "attempts": "\(openFailures)"])
             }
         }
         if let open = playback { await open.stop() }
