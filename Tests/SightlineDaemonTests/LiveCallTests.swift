@@ -3,6 +3,7 @@ import SightlineControlClient
 import SightlineCore
 import SightlineEncoding
 import SightlineTesting
+import Synchronization
 import Testing
 
 /// The real daemon (test-pattern camera, OpenH264) and the real relay on loopback, with an
@@ -113,9 +114,15 @@ struct LiveCallTests {
         let rig = try await Rig(width: 320, height: 240)
         let invite = try await rig.startCall()
         let expert = Task {
-            // Until it was told of both changes and decoded a keyframe after the one it joined on.
-            try await ExpertClient.run(invite, frames: .max, timeout: .seconds(40)) {
-                Self.changes($0.streamStates.map(\.privacy)) == [false, true, false] && $0.keyframes >= 2
+            // Until it was told of both changes and then got a keyframe: leaving at a keyframe
+            // from before privacy_off would leave the device without an audience to resume for.
+            let keyframesAtResume = Mutex<Int?>(nil)
+            return try await ExpertClient.run(invite, frames: .max, timeout: .seconds(40)) { report in
+                guard Self.changes(report.streamStates.map(\.privacy)) == [false, true, false] else { return false }
+                return keyframesAtResume.withLock { seen in
+                    if seen == nil { seen = report.keyframes }
+                    return report.keyframes > (seen ?? .max)
+                }
             }
         }
         defer { expert.cancel() }
