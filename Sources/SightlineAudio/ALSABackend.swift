@@ -242,7 +242,7 @@ final class ALSAStreamEngine: StreamEngine, @unchecked Sendable {
             // speaker never exceeds the device's buffer.
             guard wait(pcm) else { return 0 }
             idle.store(false, ordering: .releasing)
-            pending = source() ?? [Int16](repeating: 0, count: format.frames(milliseconds: AudioFrame.milliseconds) * format.channels)
+            pending = source() ?? [Int16](repeating: 0, count: format.samplesPerFrame)
             let level = AudioLevel(samples: pending)
             control.statistics.withLock {
                 $0.frames += 1
@@ -258,7 +258,7 @@ final class ALSAStreamEngine: StreamEngine, @unchecked Sendable {
                 let result = snd_pcm_delay(pcm.pointer, &delay)
                 let backlog = result < 0 || snd_pcm_state(pcm.pointer) != SND_PCM_STATE_RUNNING ? 0 : max(0, delay)
                 deviceBacklog.store(backlog, ordering: .releasing)
-                control.statistics.withLock { $0.latencyMs = Double(backlog) * 1000 / Double(format.sampleRate) }
+                noteLatency(deviceFrames: backlog)
                 return 0
             }
             idle.store(false, ordering: .releasing)
@@ -277,12 +277,15 @@ final class ALSAStreamEngine: StreamEngine, @unchecked Sendable {
         if written < 0 { return written }
         pending.removeFirst(written * format.channels)
         var delay: snd_pcm_sframes_t = 0
-        if snd_pcm_delay(pcm.pointer, &delay) == 0 {
-            // What the device holds, and what still waits here for room in it.
-            let waiting = queue.count * AudioFrame.milliseconds, device = Double(max(0, delay) + pending.count / format.channels)
-            control.statistics.withLock { $0.latencyMs = Double(waiting) + device * 1000 / Double(format.sampleRate) }
-        }
+        if snd_pcm_delay(pcm.pointer, &delay) == 0 { noteLatency(deviceFrames: max(0, delay) + pending.count / format.channels) }
         return 0
+    }
+
+    /// Playback latency for the statistics: what the device (and `pending`) holds, and the
+    /// frames still queued here for room in it.
+    private func noteLatency(deviceFrames: Int) {
+        let milliseconds = Double(queue.count * AudioFrame.milliseconds) + Double(deviceFrames) * 1000 / Double(format.sampleRate)
+        control.statistics.withLock { $0.latencyMs = milliseconds }
     }
 
     /// Counts and recovers an xrun or suspend (`snd_pcm_recover`); false when the PCM is gone.

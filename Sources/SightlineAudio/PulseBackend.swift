@@ -312,13 +312,12 @@ final class PulseStreamEngine: StreamEngine, @unchecked Sendable {
             // Pulled: one frame whenever the server has room for one, so what waits ahead of
             // the speaker never exceeds `tlength`.
             let writable = pa_stream_writable_size(stream)
-            let frameSamples = format.frames(milliseconds: AudioFrame.milliseconds) * format.channels
-            guard writable != Int.max, writable >= frameSamples * 2 else {
+            guard writable != Int.max, writable >= format.samplesPerFrame * 2 else {
                 pa_threaded_mainloop_wait(mainloop)
                 return
             }
             pa_threaded_mainloop_unlock(mainloop)
-            let samples = source() ?? [Int16](repeating: 0, count: frameSamples)
+            let samples = source() ?? [Int16](repeating: 0, count: format.samplesPerFrame)
             pa_threaded_mainloop_lock(mainloop)
             playbackPending = samples
             let level = AudioLevel(samples: samples)

@@ -118,12 +118,7 @@ struct PulseBackendTests {
     @Test("Playback through our backend (Opus-decoded speech) reaches the sink: the monitor records it")
     func playbackReachesSink() async throws {
         if let reason = Self.unavailable() { print("skipped: \(reason)"); return }
-        let server = try PulseAudioServer()
-        try await server.start()
-        let speech = try SpeechFixture.samples(rate: 48000, in: server.directory)
-        // Recorded from the monitor by our capture (checked against an independent player above).
-        let recorder = try PulseBackend(server: server.server).openCapture(device: server.monitorSource, format: .stream)
-        try await Self.warmUp(recorder)
+        let (server, speech, recorder) = try await Self.speechAndMonitor()
 
         // A deep buffer: on a loaded machine 40 ms underruns, and each underrun inserts silence
         // that breaks the alignment (counted in `xruns`; printed below).
@@ -147,11 +142,7 @@ struct PulseBackendTests {
     @Test("A pulled playback plays what its source gives on the server's clock, with no more than two frames queued ahead")
     func pulledPlaybackReachesSink() async throws {
         if let reason = Self.unavailable() { print("skipped: \(reason)"); return }
-        let server = try PulseAudioServer()
-        try await server.start()
-        let speech = try SpeechFixture.samples(rate: 48000, in: server.directory)
-        let recorder = try PulseBackend(server: server.server).openCapture(device: server.monitorSource, format: .stream)
-        try await Self.warmUp(recorder)
+        let (server, speech, recorder) = try await Self.speechAndMonitor()
         let frames = RawAudio.frames(speech, format: .stream)
         // Silence first, while the idle sink settles into the latency asked of it.
         let lead = 100, next = Mutex(0)
@@ -196,6 +187,17 @@ struct PulseBackendTests {
         #expect(statistics.frames == deliveredBefore)
         #expect(statistics.mutedFrames >= 25)
         #expect(unmuted.count >= 25)
+    }
+
+    /// A server, a spoken phrase at 48 kHz, and the sink's monitor recorded by our capture
+    /// (checked against an independent player above), already delivering.
+    static func speechAndMonitor() async throws -> (PulseAudioServer, [Int16], any AudioCapture) {
+        let server = try PulseAudioServer()
+        try await server.start()
+        let speech = try SpeechFixture.samples(rate: 48000, in: server.directory)
+        let recorder = try PulseBackend(server: server.server).openCapture(device: server.monitorSource, format: .stream)
+        try await warmUp(recorder)
+        return (server, speech, recorder)
     }
 
     /// Plays a loud tone into the sink for `seconds`.

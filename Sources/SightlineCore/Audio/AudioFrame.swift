@@ -15,6 +15,8 @@ public struct AudioFormat: Sendable, Hashable, Codable, CustomStringConvertible 
 
     /// Frames (one sample per channel) in `milliseconds`.
     public func frames(milliseconds: Int) -> Int { sampleRate * milliseconds / 1000 }
+    /// Samples in one 20 ms frame (all channels).
+    public var samplesPerFrame: Int { frames(milliseconds: AudioFrame.milliseconds) * channels }
 
     public func duration(frames: Int) -> Duration {
         .nanoseconds(Int64(frames) * 1_000_000_000 / Int64(max(1, sampleRate)))
@@ -58,7 +60,7 @@ public struct AudioFrameAssembler: Sendable {
     public init(format: AudioFormat) { self.format = format }
 
     /// Samples per frame (all channels).
-    public var samplesPerFrame: Int { format.frames(milliseconds: AudioFrame.milliseconds) * format.channels }
+    public var samplesPerFrame: Int { format.samplesPerFrame }
 
     /// Adds interleaved samples whose first sample was captured at `timestamp`; returns the
     /// frames that are now complete.
