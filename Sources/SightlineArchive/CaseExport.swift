@@ -82,7 +82,8 @@ extension EvidenceArchive {
                 guard let blob = item.blob else { continue }
                 guard removedAfterSync[blob.hex] == nil else {
                     throw ArchiveError.rejected(caseID: caseID, reason: "the content of item \(item.id) was removed from this device after the "
-                                                + "organisation's archive confirmed it (sync.delete_after_sync); export the case on a device that still holds it")
+                                                + "organisation's archive confirmed it (sync.delete_after_sync); the daemon fetches it back on export "
+                                                + "while sync is configured (sync.url, sync.token_file)")
                 }
                 let name = "evidence/\(item.id)\(Self.fileExtension(item.mediaType))"
                 try writer.addBlob(name, reader: try BlobReader(path: blobPath(caseID: caseID, sha256: blob.hex), key: key), blob: blob,

@@ -25,10 +25,21 @@ enum SyncLedger {
 
     /// How `verify` treats a blob removed after sync: its content is not on the device to hash
     /// (the organisation's archive keeps it), so the check is that the ledger names the sealed
-    /// hash the server confirmed and that the file really is gone.
+    /// hash the server confirmed and that the file really is gone — or, when a fetch-back put
+    /// it in place and stopped before clearing the mark, that the file is exactly what the
+    /// server confirmed.
     static func checkRemoved(_ blob: BlobReference, sealedSHA256: String, path: String) -> String? {
         guard ArchiveSyncAPI.isValidSHA256(sealedSHA256) else { return "the sync ledger names no valid sealed hash for it" }
-        return FileManager.default.fileExists(atPath: path) ? "it is marked removed after sync, but its file is still there" : nil
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        return sealedHash(path) == sealedSHA256 ? nil : "it is marked removed after sync, but a different file is there"
+    }
+
+    static func sealedHash(_ path: String) -> String? {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? handle.close() }
+        var hasher = SHA256()
+        while let piece = try? handle.read(upToCount: 1 << 20), !piece.isEmpty { hasher.update(data: piece) }
+        return Array(hasher.finalize()).hexString
     }
 }
 
@@ -101,6 +112,28 @@ extension EvidenceArchive {
         return true
     }
 
+    /// Starts putting back the sealed file of a blob removed after sync, fetched from the
+    /// organisation's archive; nil when the blob is not marked removed.
+    public func beginFetchBack(_ caseID: String, sha256: String) throws(ArchiveError) -> SealedBlobFetchBack? {
+        let removed = try catching(caseID) { try database.read { db in try SyncLedger.removedBlobs(db, caseID: caseID) } }
+        guard let sealed = removed[sha256] else { return nil }
+        do {
+            let writer = try DurableFileWriter(temporaryPath: Self.path(directory, "tmp/\(UUID().uuidString).part"))
+            return SealedBlobFetchBack(archive: self, caseID: caseID, sha256: sha256, sealedSHA256: sealed, writer: writer)
+        } catch {
+            throw .storage(error)
+        }
+    }
+
+    /// Clears a blob's removed mark once its file is back in place.
+    func markFetchedBack(_ caseID: String, sha256: String) throws(ArchiveError) {
+        try catching(caseID) {
+            try database.write { db in
+                try db.execute(sql: "UPDATE sync_blobs SET removed_at = NULL WHERE case_id = ? AND sha256 = ?", arguments: [caseID, sha256])
+            }
+        }
+    }
+
     /// Synced and pending entries and blobs of one case.
     public func syncCounts(_ caseID: String) throws(ArchiveError) -> ArchiveSyncCounts {
         let projection = try projection(caseID)
@@ -122,4 +155,44 @@ extension EvidenceArchive {
         for caseID in try caseIDs() { total = total + (try syncCounts(caseID)) }
         return total
     }
+}
+
+/// A blob's sealed bytes coming back from the organisation's archive, piece by piece, into a
+/// temporary file that takes the blob's place only when its SHA-256 is the one the server
+/// confirmed at sync: a wrong or truncated download never lands. The file goes in before the
+/// removed mark is cleared; `verify` accepts the file in between because its hash matches.
+/// Used by one task at a time.
+public final class SealedBlobFetchBack: @unchecked Sendable {
+    public let caseID: String
+    public let sha256: String
+    private let archive: EvidenceArchive
+    private let sealedSHA256: String
+    private let writer: DurableFileWriter
+    private var hasher = SHA256()
+
+    init(archive: EvidenceArchive, caseID: String, sha256: String, sealedSHA256: String, writer: DurableFileWriter) {
+        self.archive = archive
+        self.caseID = caseID
+        self.sha256 = sha256
+        self.sealedSHA256 = sealedSHA256
+        self.writer = writer
+    }
+
+    public func write(_ bytes: [UInt8]) throws(ArchiveError) {
+        hasher.update(data: bytes)
+        do { try writer.write(bytes) } catch { throw .storage(error) }
+    }
+
+    public func commit() throws(ArchiveError) {
+        let received = Array(hasher.finalize()).hexString
+        guard received == sealedSHA256 else {
+            writer.discard()
+            throw .blob(caseID: caseID, sha256: sha256, reason: "the archive sent sealed bytes with SHA-256 \(received), "
+                        + "but confirmed \(sealedSHA256) at sync; nothing was put back")
+        }
+        do { try writer.commit(to: archive.blobPath(caseID: caseID, sha256: sha256)) } catch { throw .storage(error) }
+        try archive.markFetchedBack(caseID, sha256: sha256)
+    }
+
+    public func discard() { writer.discard() }
 }

@@ -10,6 +10,8 @@ public struct SyncRefusal: Error, Sendable, CustomStringConvertible {
         case malformed
         /// 403: the case or key belongs to another device.
         case forbidden
+        /// 404: the server holds no such thing.
+        case missing
         /// 409: out of order or a fork; the body says what the server holds.
         case conflict
         /// 422: the content does not verify (hash, chain, signature, blob).
@@ -156,6 +158,21 @@ public struct ArchiveReceiver: Sendable {
             return SyncBlobStatus(received: blob.sealedSize, complete: true)
         }
         return SyncBlobStatus(received: try await stored { () async throws(ArchiveStorageError) in try await storage.receivedBytes(caseID, sha256) }, complete: false)
+    }
+
+    /// Up to `ArchiveSyncAPI.maximumFetchBytes` of a committed blob's sealed bytes from
+    /// `offset`, and its whole sealed size: how the device that owns the case fetches back
+    /// content it removed after sync (sync.delete_after_sync) when it needs it again.
+    public func sealedPiece(_ caseID: String, _ sha256: String, device: String, offset: UInt64) async throws(SyncRefusal) -> (bytes: [UInt8], sealedSize: UInt64) {
+        guard try await readableCase(caseID, device: device),
+              let blob = try await stored({ () async throws(ArchiveStorageError) in try await storage.blob(caseID, sha256) }) else {
+            throw SyncRefusal(.missing, "the archive holds no blob \(sha256) of case \(caseID)")
+        }
+        guard offset <= blob.sealedSize else { throw SyncRefusal(.malformed, "blob \(sha256) has \(blob.sealedSize) sealed bytes; offset \(offset) lies past them") }
+        let bytes = try await stored { () async throws(ArchiveStorageError) in
+            try await storage.readBlob(caseID, sha256, offset: offset, count: ArchiveSyncAPI.maximumFetchBytes)
+        }
+        return (bytes, blob.sealedSize)
     }
 
     /// Appends one chunk at `offset` when its bytes match `digest`; a chunk for a committed

@@ -111,6 +111,15 @@ struct SyncRoutes: Sendable {
         router.get("/v1/cases/{case}/blobs/{sha}") { request, context in
             try await handle(request, context) { device, caseID, sha async throws(SyncRefusal) in try await receiver.blobStatus(caseID, try blobAddress(sha), device: device) }
         }
+        router.get("/v1/cases/{case}/blobs/{sha}/sealed") { request, context in
+            let offset = request.uri.queryParameters.get("offset").flatMap { UInt64($0) } ?? 0
+            return try await respond(request, context) { device, caseID, sha async throws(SyncRefusal) in
+                let piece = try await receiver.sealedPiece(caseID, try blobAddress(sha), device: device, offset: offset)
+                var headers: HTTPFields = [.contentType: "application/octet-stream", .cacheControl: "no-store"]
+                if let name = HTTPField.Name(ArchiveSyncAPI.sealedSizeHeader) { headers[name] = "\(piece.sealedSize)" }
+                return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: piece.bytes)))
+            }
+        }
         router.put("/v1/cases/{case}/blobs/{sha}") { request, context in
             let body = try await request.body.collect(upTo: ArchiveSyncAPI.maximumChunkBytes)
             let digest = HTTPField.Name(ArchiveSyncAPI.chunkDigestHeader).flatMap { request.headers[$0] }
@@ -137,11 +146,18 @@ struct SyncRoutes: Sendable {
         return sha
     }
 
-    /// Authenticates, validates the case id, runs `body` and turns its
-    /// answer or refusal into JSON.
+    /// Authenticates, validates the case id, runs `body` and turns its answer or refusal into JSON.
     private func handle(
         _ request: Request, _ context: BasicRequestContext,
         _ body: @escaping @Sendable (_ device: String, _ caseID: String, _ sha: String?) async throws(SyncRefusal) -> some Encodable & Sendable
+    ) async throws -> Response {
+        try await respond(request, context) { device, caseID, sha async throws(SyncRefusal) in Self.json(.ok, try await body(device, caseID, sha)) }
+    }
+
+    /// Authenticates, validates the case id, runs `body`, and turns a refusal into JSON.
+    private func respond(
+        _ request: Request, _ context: BasicRequestContext,
+        _ body: @escaping @Sendable (_ device: String, _ caseID: String, _ sha: String?) async throws(SyncRefusal) -> Response
     ) async throws -> Response {
         // Constant-time over every provisioned token (DeviceTokens): a wrong token takes as long as a right one.
         guard let device = tokens.deviceName(forAuthorization: request.headers[.authorization]) else {
@@ -152,11 +168,11 @@ struct SyncRoutes: Sendable {
         }
         let sha = context.parameters.get("sha")
         do throws(SyncRefusal) {
-            let answer = try await body(device, caseID, sha)
-            return Self.json(.ok, answer)
+            return try await body(device, caseID, sha)
         } catch let refusal {
             let status: HTTPResponse.Status = switch refusal.kind {
             case .malformed: .badRequest
+            case .missing: .notFound
             case .forbidden: .forbidden
             case .conflict: .conflict
             case .tampered: .unprocessableContent

@@ -63,11 +63,26 @@ public protocol ArchiveStorage: Sendable {
     func appendChunk(_ caseID: String, _ sha256: String, offset: UInt64, _ bytes: [UInt8]) async throws(ArchiveStorageError) -> UInt64
     /// Streams an uncommitted upload's bytes.
     func readUpload(_ caseID: String, _ sha256: String, _ body: ([UInt8]) throws -> Void) async throws(ArchiveStorageError)
-    /// Streams a committed blob's sealed bytes (`conflict` when the case has no such blob): what
-    /// an export or an audit of the archive reads.
-    func readBlob(_ caseID: String, _ sha256: String, _ body: ([UInt8]) throws -> Void) async throws(ArchiveStorageError)
+    /// Up to `count` of a committed blob's sealed bytes from `offset` (`conflict` when the case
+    /// has no such blob or the offset lies past its end): what a device fetching back content it
+    /// removed after sync, an export or an audit of the archive reads, a bounded piece at a time.
+    func readBlob(_ caseID: String, _ sha256: String, offset: UInt64, count: Int) async throws(ArchiveStorageError) -> [UInt8]
     /// Makes a checked upload the case's blob, durably.
     func commitUpload(_ blob: StoredBlob) async throws(ArchiveStorageError)
     /// Drops an upload that failed its checks.
     func discardUpload(_ caseID: String, _ sha256: String) async throws(ArchiveStorageError)
+}
+
+extension ArchiveStorage {
+    /// Streams a committed blob's sealed bytes in 1 MiB pieces.
+    public func readBlob(_ caseID: String, _ sha256: String, _ body: ([UInt8]) throws -> Void) async throws {
+        guard let blob = try await blob(caseID, sha256) else { throw ArchiveStorageError.conflict("case \(caseID) has no committed blob \(sha256)") }
+        var offset: UInt64 = 0
+        while offset < blob.sealedSize {
+            let piece = try await readBlob(caseID, sha256, offset: offset, count: 1 << 20)
+            guard !piece.isEmpty else { throw ArchiveStorageError.failure("blob \(sha256) of case \(caseID) ends at \(offset) bytes, its record says \(blob.sealedSize)") }
+            try body(piece)
+            offset += UInt64(piece.count)
+        }
+    }
 }

@@ -388,9 +388,24 @@ public final class PostgresArchiveStorage: ArchiveStorage {
         try await database { try await readChunks(caseID, sha256, body) }
     }
 
-    public func readBlob(_ caseID: String, _ sha256: String, _ body: ([UInt8]) throws -> Void) async throws(ArchiveStorageError) {
-        guard try await blob(caseID, sha256) != nil else { throw .conflict("case \(caseID) has no committed blob \(sha256)") }
-        try await database { try await readChunks(caseID, sha256, body) }
+    public func readBlob(_ caseID: String, _ sha256: String, offset: UInt64, count: Int) async throws(ArchiveStorageError) -> [UInt8] {
+        guard let blob = try await blob(caseID, sha256) else { throw .conflict("case \(caseID) has no committed blob \(sha256)") }
+        guard offset <= blob.sealedSize else { throw .conflict("blob \(sha256) of case \(caseID) is shorter than offset \(offset)") }
+        let start = Int64(offset), end = Int64(min(blob.sealedSize, offset + UInt64(count)))
+        return try await database {
+            // The rows that overlap [start, end), cut to it: at most two rows for a piece no
+            // larger than a row.
+            var bytes: [UInt8] = []
+            for try await (rowStart, piece) in try await client.query("""
+                SELECT start_offset, bytes FROM blob_chunks WHERE case_id = \(caseID) AND sha256 = \(sha256)
+                    AND start_offset < \(end) AND start_offset + length(bytes) > \(start) ORDER BY start_offset
+                """, logger: logger).decode((Int64, ByteBuffer).self) {
+                let view = piece.readableBytesView
+                let from = Int(max(0, start - rowStart)), to = Int(min(Int64(view.count), end - rowStart))
+                bytes += view[(view.startIndex + from)..<(view.startIndex + to)]
+            }
+            return bytes
+        }
     }
 
     public func commitUpload(_ blob: StoredBlob) async throws(ArchiveStorageError) {

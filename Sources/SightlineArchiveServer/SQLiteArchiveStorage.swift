@@ -207,8 +207,17 @@ public final class SQLiteArchiveStorage: ArchiveStorage {
         try read(uploadPath(caseID, sha256), missing: "no upload of blob \(sha256) in case \(caseID)", body)
     }
 
-    public func readBlob(_ caseID: String, _ sha256: String, _ body: ([UInt8]) throws -> Void) async throws(ArchiveStorageError) {
-        try read(blobPath(caseID, sha256), missing: "case \(caseID) has no committed blob \(sha256)", body)
+    public func readBlob(_ caseID: String, _ sha256: String, offset: UInt64, count: Int) async throws(ArchiveStorageError) -> [UInt8] {
+        let path = blobPath(caseID, sha256)
+        return try await run {
+            guard let handle = FileHandle(forReadingAtPath: path) else { throw ArchiveStorageError.conflict("case \(caseID) has no committed blob \(sha256)") }
+            defer { try? handle.close() }
+            guard offset <= (try handle.seekToEnd()) else {
+                throw ArchiveStorageError.conflict("blob \(sha256) of case \(caseID) is shorter than offset \(offset)")
+            }
+            try handle.seek(toOffset: offset)
+            return Array(try handle.read(upToCount: count) ?? Data())
+        }
     }
 
     /// Reads in 1 MiB pieces on the caller's task: `body` is not Sendable, and a read (unlike

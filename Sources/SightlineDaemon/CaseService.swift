@@ -130,9 +130,25 @@ final class CaseService: Sendable {
         }
     }
 
-    /// Writes an export (`write` gets the archive and a path in its scratch directory) and
-    /// streams the ZIP as the response, removing the file once sent (or once the client goes away).
-    func exportResponse(_ write: @escaping @Sendable (EvidenceArchive, String) throws -> Void) async throws -> Response {
+    /// Writes an export of what `caseIDs` hold (every case when nil) — `write` gets the archive
+    /// and a path in its scratch directory — and streams the ZIP as the response, removing the
+    /// file once sent (or once the client goes away). Content removed after sync
+    /// (sync.delete_after_sync) is fetched back from the organisation's archive first, and no
+    /// sync pass removes it again until the export is written.
+    func exportResponse(of caseIDs: [String]?, _ write: @escaping @Sendable (EvidenceArchive, String) throws -> Void) async throws -> Response {
+        let removed = try await perform { archive in
+            try (caseIDs ?? archive.caseIDs()).filter { id in try archive.syncedBlobs(id).values.contains { $0.removed } }
+        }
+        guard let sync, !removed.isEmpty else { return try await writeExport(write) }
+        do {
+            return try await sync.withContentOnDevice(of: removed) { try await self.writeExport(write) }
+        } catch let error as ArchiveSyncError {
+            throw HTTPError(.serviceUnavailable, message: "content of case \(removed.joined(separator: ", ")) was removed from this device after sync "
+                            + "and could not be fetched back for the export: \(error)")
+        }
+    }
+
+    private func writeExport(_ write: @escaping @Sendable (EvidenceArchive, String) throws -> Void) async throws -> Response {
         let (path, size) = try await perform { archive -> (String, Int) in
             let path = (archive.directory as NSString).appendingPathComponent("tmp/export-\(UUID().uuidString).zip")
             try write(archive, path)
@@ -271,7 +287,7 @@ extension ControlServer {
         router.post(RouterPath(ControlAPI.personExportPath("{person}"))) { _, context in
             let person = try context.parameters.require("person")
             context.logger.notice("privacy: person export", metadata: ["person": "\(person)"])
-            return try await cases.exportResponse { archive, path in _ = try archive.exportPerson(person, to: path) }
+            return try await cases.exportResponse(of: nil) { archive, path in _ = try archive.exportPerson(person, to: path) }
         }
         router.post(RouterPath(ControlAPI.personErasePath("{person}"))) { _, context in
             let person = try context.parameters.require("person")
@@ -375,7 +391,7 @@ extension ControlServer {
             let id = try context.parameters.require("id")
             let includeRestricted = request.uri.queryParameters.get("include_restricted") == "true"
             context.logger.notice("case exported", metadata: ["case": "\(id)", "include_restricted": "\(includeRestricted)"])
-            return try await cases.exportResponse { archive, path in _ = try archive.export(id, to: path, includeRestricted: includeRestricted) }
+            return try await cases.exportResponse(of: [id]) { archive, path in _ = try archive.export(id, to: path, includeRestricted: includeRestricted) }
         }
     }
 }

