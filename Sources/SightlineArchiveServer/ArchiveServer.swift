@@ -49,7 +49,13 @@ public enum ArchiveServer {
         }
         let router = Router()
         router.get("/health") { _, _ in ["status": "ok", "version": SightlineVersion.current] }
-        SyncRoutes(receiver: ArchiveReceiver(storage: configuration.storage), tokens: configuration.deviceTokens, logger: logger).register(on: router)
+        let metrics = ArchiveMetrics()
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .cacheControl: "no-store"],
+                     body: .init(byteBuffer: ByteBuffer(bytes: metrics.exposition())))
+        }
+        SyncRoutes(receiver: ArchiveReceiver(storage: configuration.storage), tokens: configuration.deviceTokens, metrics: metrics,
+                   logger: logger).register(on: router)
         let scheme = tlsConfiguration == nil ? "http" : "https"
         let server: HTTPServerBuilder
         if let tlsConfiguration {
@@ -84,6 +90,8 @@ public enum ArchiveServer {
         }
         let group = ServiceGroup(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
+        // Requests have drained: now the store's connections can go.
+        await configuration.storage.close()
         notifier.stopping(status: "stopped")
     }
 }
@@ -93,15 +101,16 @@ public enum ArchiveServer {
 struct SyncRoutes: Sendable {
     let receiver: ArchiveReceiver
     let tokens: DeviceTokens
+    let metrics: ArchiveMetrics
     let logger: Logger
 
     func register(on router: Router<BasicRequestContext>) {
         router.get("/v1/cases/{case}/journal") { request, context in
-            try await handle(request, context) { device, caseID, _ async throws(SyncRefusal) in try await receiver.journalStatus(caseID, device: device) }
+            try await handle(request, context, route: "journal_status") { device, caseID, _ async throws(SyncRefusal) in try await receiver.journalStatus(caseID, device: device) }
         }
         router.post("/v1/cases/{case}/journal") { request, context in
             let body = try await request.body.collect(upTo: ArchiveSyncAPI.maximumJournalBytes)
-            return try await handle(request, context) { device, caseID, _ async throws(SyncRefusal) in
+            return try await handle(request, context, route: "journal_upload") { device, caseID, _ async throws(SyncRefusal) in
                 guard let upload = try? JSONDecoder().decode(SyncJournalUpload.self, from: Data(body.readableBytesView)) else {
                     throw SyncRefusal(.malformed, "the journal upload is not the JSON docs/ARCHIVE.md describes")
                 }
@@ -109,12 +118,13 @@ struct SyncRoutes: Sendable {
             }
         }
         router.get("/v1/cases/{case}/blobs/{sha}") { request, context in
-            try await handle(request, context) { device, caseID, sha async throws(SyncRefusal) in try await receiver.blobStatus(caseID, try blobAddress(sha), device: device) }
+            try await handle(request, context, route: "blob_status") { device, caseID, sha async throws(SyncRefusal) in try await receiver.blobStatus(caseID, try blobAddress(sha), device: device) }
         }
         router.get("/v1/cases/{case}/blobs/{sha}/sealed") { request, context in
             let offset = request.uri.queryParameters.get("offset").flatMap { UInt64($0) } ?? 0
-            return try await respond(request, context) { device, caseID, sha async throws(SyncRefusal) in
+            return try await respond(request, context, route: "blob_sealed") { device, caseID, sha async throws(SyncRefusal) in
                 let piece = try await receiver.sealedPiece(caseID, try blobAddress(sha), device: device, offset: offset)
+                metrics.sent(bytes: piece.bytes.count)
                 var headers: HTTPFields = [.contentType: "application/octet-stream", .cacheControl: "no-store"]
                 if let name = HTTPField.Name(ArchiveSyncAPI.sealedSizeHeader) { headers[name] = "\(piece.sealedSize)" }
                 return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: piece.bytes)))
@@ -124,15 +134,17 @@ struct SyncRoutes: Sendable {
             let body = try await request.body.collect(upTo: ArchiveSyncAPI.maximumChunkBytes)
             let digest = HTTPField.Name(ArchiveSyncAPI.chunkDigestHeader).flatMap { request.headers[$0] }
             let offset = request.uri.queryParameters.get("offset").flatMap { UInt64($0) }
-            return try await handle(request, context) { device, caseID, sha async throws(SyncRefusal) in
+            return try await handle(request, context, route: "blob_chunk") { device, caseID, sha async throws(SyncRefusal) in
                 guard let offset else { throw SyncRefusal(.malformed, "a chunk needs ?offset=N (bytes already held, from GET on the blob)") }
-                return try await receiver.receiveChunk(caseID, try blobAddress(sha), device: device, offset: offset, digest: digest,
-                                                 bytes: Array(buffer: body))
+                let status = try await receiver.receiveChunk(caseID, try blobAddress(sha), device: device, offset: offset, digest: digest,
+                                                             bytes: Array(buffer: body))
+                metrics.received(bytes: body.readableBytes)
+                return status
             }
         }
         router.post("/v1/cases/{case}/blobs/{sha}/commit") { request, context in
             let body = try await request.body.collect(upTo: 64 * 1024)
-            return try await handle(request, context) { device, caseID, sha async throws(SyncRefusal) in
+            return try await handle(request, context, route: "blob_commit") { device, caseID, sha async throws(SyncRefusal) in
                 guard let commit = try? JSONDecoder().decode(SyncBlobCommit.self, from: Data(body.readableBytesView)) else {
                     throw SyncRefusal(.malformed, "the commit is not {\"plaintext_size\": N, \"sealed_sha256\": HEX}")
                 }
@@ -148,14 +160,24 @@ struct SyncRoutes: Sendable {
 
     /// Authenticates, validates the case id, runs `body` and turns its answer or refusal into JSON.
     private func handle(
-        _ request: Request, _ context: BasicRequestContext,
+        _ request: Request, _ context: BasicRequestContext, route: String,
         _ body: @escaping @Sendable (_ device: String, _ caseID: String, _ sha: String?) async throws(SyncRefusal) -> some Encodable & Sendable
     ) async throws -> Response {
-        try await respond(request, context) { device, caseID, sha async throws(SyncRefusal) in Self.json(.ok, try await body(device, caseID, sha)) }
+        try await respond(request, context, route: route) { device, caseID, sha async throws(SyncRefusal) in Self.json(.ok, try await body(device, caseID, sha)) }
     }
 
-    /// Authenticates, validates the case id, runs `body`, and turns a refusal into JSON.
+    /// Authenticates, validates the case id, runs `body`, turns a refusal into JSON, and counts
+    /// the answer under `route`.
     private func respond(
+        _ request: Request, _ context: BasicRequestContext, route: String,
+        _ body: @escaping @Sendable (_ device: String, _ caseID: String, _ sha: String?) async throws(SyncRefusal) -> Response
+    ) async throws -> Response {
+        let response = try await answer(request, context, body)
+        metrics.answered(route, status: Int(response.status.code))
+        return response
+    }
+
+    private func answer(
         _ request: Request, _ context: BasicRequestContext,
         _ body: @escaping @Sendable (_ device: String, _ caseID: String, _ sha: String?) async throws(SyncRefusal) -> Response
     ) async throws -> Response {

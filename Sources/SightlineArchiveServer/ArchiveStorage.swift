@@ -71,9 +71,13 @@ public protocol ArchiveStorage: Sendable {
     func commitUpload(_ blob: StoredBlob) async throws(ArchiveStorageError)
     /// Drops an upload that failed its checks.
     func discardUpload(_ caseID: String, _ sha256: String) async throws(ArchiveStorageError)
+    /// Lets go of connections once the server stopped serving.
+    func close() async
 }
 
 extension ArchiveStorage {
+    public func close() async {}
+
     /// Streams a committed blob's sealed bytes in 1 MiB pieces.
     public func readBlob(_ caseID: String, _ sha256: String, _ body: ([UInt8]) throws -> Void) async throws {
         guard let blob = try await blob(caseID, sha256) else { throw ArchiveStorageError.conflict("case \(caseID) has no committed blob \(sha256)") }

@@ -37,7 +37,7 @@ public final class SQLiteArchiveStorage: ArchiveStorage {
             // SQLite gives -wal and -shm the main file's mode: create it 0600 first.
             let fd = open(databasePath, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw SystemError("create", path: databasePath, errno: errno) }
-            close(fd)
+            Glibc.close(fd)
         } catch {
             throw .failure("cannot prepare the archive directory: \(error); check --data-dir and its owner")
         }
@@ -168,7 +168,7 @@ public final class SQLiteArchiveStorage: ArchiveStorage {
                 try SecureFiles.ensurePrivateDirectory((path as NSString).deletingLastPathComponent)
                 let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
                 guard fd >= 0 else { throw SystemError("open", path: path, errno: errno) }
-                defer { close(fd) }
+                defer { Glibc.close(fd) }
                 var info = stat()
                 guard fstat(fd, &info) == 0 else { throw SystemError("stat", path: path, errno: errno) }
                 let held = UInt64(info.st_size)

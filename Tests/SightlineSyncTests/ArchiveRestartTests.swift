@@ -76,7 +76,7 @@ struct ArchiveRestartTests {
                 #expect((try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) == 0o600, "\(path)")
             }
         }
-        await (observer as? PostgresArchiveStorage)?.close()
+        await observer.close()
         #expect(try device.archive.syncCounts() == ArchiveSyncCounts(syncedEntries: 6, syncedBlobs: 4))
     }
 }

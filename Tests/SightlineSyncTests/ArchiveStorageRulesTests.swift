@@ -173,6 +173,7 @@ struct PostgresArchiveStorageTests {
         let pass = try await device.client(server.url, token: server.deviceToken).syncAll()
         #expect(pass.blobs == 1 && pass.entries == 2)
         server.stop()
+        #expect(server.process.terminationStatus == 0, "SIGTERM: serving stops, then the pool closes\n\(server.log)")
         #expect(!server.log.contains("right-pass-4711"))
 
         let tokens = directory.file("devices")

@@ -30,6 +30,11 @@ struct ArchiveSyncTests {
         #expect(counts.pendingEntries == 0 && counts.pendingBlobs == 0)
         #expect(counts.syncedBlobs == 7)
 
+        let metrics = try await archiveMetrics(server.url)
+        #expect(metrics[#"sightline_archive_requests_total{route="blob_commit",status="200"}"#] == 7, "\(metrics)")
+        #expect(metrics[#"sightline_archive_requests_total{route="journal_upload",status="200"}"#] == 2, "\(metrics)")
+        #expect(metrics["sightline_archive_received_chunk_bytes_total"] ?? 0 > 5 * 300_000, "\(metrics)")
+
         let again = try await client.syncAll()
         #expect(again == ArchiveSyncPass())
         try device.archive.file(EvidenceDraft(kind: .textNote, capturedAt: 99, text: "later"), into: first)
@@ -272,6 +277,9 @@ struct TamperedUploadTests {
         #expect(none.status == 401)
         let other = try await rawRequest(url, .GET, token: ArchiveServerHarness.otherToken)
         #expect(other.status == 403)
+        let metrics = try await archiveMetrics(server.url)
+        #expect(metrics[#"sightline_archive_requests_total{route="journal_status",status="401"}"#] == 2, "\(metrics)")
+        #expect(metrics[#"sightline_archive_requests_total{route="journal_status",status="403"}"#] == 1, "\(metrics)")
     }
 
     @Test("A token wrong in its first byte and one wrong only in its last are refused alike and equally fast")

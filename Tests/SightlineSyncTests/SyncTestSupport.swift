@@ -51,7 +51,7 @@ struct TestStorage: Sendable {
     }
 
     func close() async {
-        await (storage as? PostgresArchiveStorage)?.close()
+        await storage.close()
         postgres?.stop()
     }
 }
@@ -177,6 +177,18 @@ func rawRequest(_ url: String, _ method: HTTPMethod, token: String = ArchiveServ
     let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
     let bytes = try await response.body.collect(upTo: 1 << 20)
     return (Int(response.status.code), String(buffer: bytes))
+}
+
+/// The archive server's `/metrics`, as series → value.
+func archiveMetrics(_ url: String) async throws -> [String: Double] {
+    let answer = try await rawRequest(url + "/metrics", .GET)
+    guard answer.status == 200 else { throw TestFailure("/metrics answered \(answer.status)") }
+    var values: [String: Double] = [:]
+    for line in answer.body.split(separator: "\n") where !line.hasPrefix("#") {
+        guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+        values[String(line[..<space])] = value
+    }
+    return values
 }
 
 func jsonBytes(_ value: some Encodable) throws -> [UInt8] { Array(try JSONEncoder().encode(value)) }
