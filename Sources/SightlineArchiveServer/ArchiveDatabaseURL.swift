@@ -1,9 +1,12 @@
 import Foundation
 
 /// Where the organisation-wide archive database is, parsed from `--database` in libpq's URL
-/// forms: `postgres://USER@HOST[:PORT]/DB[?sslmode=disable|prefer|require]` over TCP, or
-/// `postgresql:///DB?host=/run/postgresql[&user=USER]` on a unix socket. A password in the URL
-/// is refused: it would show in `ps` and in the unit file; it comes from a 0600 file instead.
+/// forms: `postgres://USER@HOST[:PORT]/DB[?sslmode=disable|prefer|require][&sslrootcert=FILE]`
+/// over TCP, or `postgresql:///DB?host=/run/postgresql[&user=USER]` on a unix socket. A
+/// password in the URL is refused: it would show in `ps` and in the unit file; it comes from a
+/// 0600 file instead. Unlike libpq's `require`, TLS here always verifies the server's
+/// certificate and host name: against the system's trust store, or against `sslrootcert` (PEM)
+/// for an organisation's own CA.
 public struct ArchiveDatabaseURL: Sendable, Equatable, CustomStringConvertible {
     public enum Endpoint: Sendable, Equatable {
         case tcp(host: String, port: Int)
@@ -19,16 +22,19 @@ public struct ArchiveDatabaseURL: Sendable, Equatable, CustomStringConvertible {
     public var user: String
     public var database: String
     public var tls: TLSMode
+    /// PEM certificates to trust for the database's TLS instead of the system store (`sslrootcert`).
+    public var rootCertificates: String?
 
     public struct ParseError: Error, Sendable, CustomStringConvertible {
         public let description: String
     }
 
-    public init(endpoint: Endpoint, user: String, database: String, tls: TLSMode) {
+    public init(endpoint: Endpoint, user: String, database: String, tls: TLSMode, rootCertificates: String? = nil) {
         self.endpoint = endpoint
         self.user = user
         self.database = database
         self.tls = tls
+        self.rootCertificates = rootCertificates
     }
 
     /// - Parameter defaultUser: the role when the URL names none (libpq takes the OS user).
@@ -44,7 +50,7 @@ public struct ArchiveDatabaseURL: Sendable, Equatable, CustomStringConvertible {
         }
         var query: [String: String] = [:]
         for item in components.queryItems ?? [] { query[item.name] = item.value ?? "" }
-        let unknown = Set(query.keys).subtracting(["host", "port", "user", "dbname", "sslmode"])
+        let unknown = Set(query.keys).subtracting(["host", "port", "user", "dbname", "sslmode", "sslrootcert"])
         if let name = unknown.sorted().first { throw fail("unknown parameter \(name)") }
         let database = query["dbname"] ?? String(components.path.drop(while: { $0 == "/" }))
         guard !database.isEmpty, !database.contains("/") else { throw fail("name the database in the path, e.g. /sightline") }
@@ -64,9 +70,14 @@ public struct ArchiveDatabaseURL: Sendable, Equatable, CustomStringConvertible {
             throw fail("sslmode is disable, prefer or require")
         }
         if case .unixSocket = endpoint, tls != .disable { throw fail("sslmode applies to TCP only, not to a unix socket") }
+        let rootCertificates = query["sslrootcert"]
+        if let rootCertificates {
+            guard rootCertificates.hasPrefix("/") else { throw fail("sslrootcert needs an absolute path to a PEM file") }
+            guard tls != .disable else { throw fail("sslrootcert needs TLS: sslmode=prefer or require over TCP") }
+        }
         let user = query["user"] ?? components.user ?? defaultUser
         guard !user.isEmpty else { throw fail("name the role, e.g. postgres://sightline@HOST/DB") }
-        self.init(endpoint: endpoint, user: user, database: database, tls: tls)
+        self.init(endpoint: endpoint, user: user, database: database, tls: tls, rootCertificates: rootCertificates)
     }
 
     /// The URL as logs and error messages show it: never a password (none is held here).
@@ -74,7 +85,8 @@ public struct ArchiveDatabaseURL: Sendable, Equatable, CustomStringConvertible {
         switch endpoint {
         case .tcp(let host, let port):
             let shownHost = host.contains(":") ? "[\(host)]" : host
-            return "postgres://\(user)@\(shownHost):\(port)/\(database)" + (tls == .prefer ? "" : "?sslmode=\(tls.rawValue)")
+            let parameters = (tls == .prefer ? [] : ["sslmode=\(tls.rawValue)"]) + (rootCertificates.map { ["sslrootcert=\($0)"] } ?? [])
+            return "postgres://\(user)@\(shownHost):\(port)/\(database)" + (parameters.isEmpty ? "" : "?" + parameters.joined(separator: "&"))
         case .unixSocket(let path):
             return "postgresql:///\(database)?host=\((path as NSString).deletingLastPathComponent)&user=\(user)"
         }

@@ -72,6 +72,9 @@ public final class PostgresArchiveStorage: ArchiveStorage {
     /// reached, refuses the role or has a schema newer than this build knows.
     public static func open(_ url: ArchiveDatabaseURL, password: String?, logger: Logger = Logger(label: "sightline-archive.postgres"))
         async throws(ArchiveStorageError) -> PostgresArchiveStorage {
+        if let file = url.rootCertificates, ((try? NIOSSLCertificate.fromPEMFile(file)) ?? []).isEmpty {
+            throw .failure("sslrootcert \(file) holds no PEM certificate: point it at the CA that signed the database's certificate")
+        }
         let connection: PostgresConnection
         do {
             connection = try await PostgresConnection.connect(configuration: try connectionConfiguration(url, password: password), id: 0, logger: logger)
@@ -111,7 +114,7 @@ public final class PostgresArchiveStorage: ArchiveStorage {
         case .unixSocket(let path):
             configuration = .init(unixSocketPath: path, username: url.user, password: password, database: url.database)
         case .tcp(let host, let port):
-            let context = try NIOSSLContext(configuration: .makeClientConfiguration())
+            let context = try NIOSSLContext(configuration: tlsConfiguration(url))
             let tls: PostgresConnection.Configuration.TLS = switch url.tls {
             case .disable: .disable
             case .prefer: .prefer(context)
@@ -123,6 +126,14 @@ public final class PostgresArchiveStorage: ArchiveStorage {
         return configuration
     }
 
+    /// Verifies the database's certificate and host name, against `sslrootcert` when given.
+    static func tlsConfiguration(_ url: ArchiveDatabaseURL) -> TLSConfiguration {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.minimumTLSVersion = .tlsv12
+        if let file = url.rootCertificates { configuration.trustRoots = .file(file) }
+        return configuration
+    }
+
     static func clientConfiguration(_ url: ArchiveDatabaseURL, password: String?) throws -> PostgresClient.Configuration {
         var configuration: PostgresClient.Configuration
         switch url.endpoint {
@@ -131,8 +142,8 @@ public final class PostgresArchiveStorage: ArchiveStorage {
         case .tcp(let host, let port):
             let tls: PostgresClient.Configuration.TLS = switch url.tls {
             case .disable: .disable
-            case .prefer: .prefer(.makeClientConfiguration())
-            case .require: .require(.makeClientConfiguration())
+            case .prefer: .prefer(tlsConfiguration(url))
+            case .require: .require(tlsConfiguration(url))
             }
             configuration = .init(host: host, port: port, username: url.user, password: password, database: url.database, tls: tls)
         }

@@ -1,8 +1,8 @@
 import Foundation
 
 /// A real PostgreSQL server of its own for a test: `initdb` and `postgres` in a temporary
-/// directory, listening on a unix socket there only (no TCP port to collide on), trust
-/// authentication for the one role. PostgreSQL refuses to run as root, so under root (CI) it
+/// directory, listening on a unix socket there (and, with `tls`, on a free 127.0.0.1 port with
+/// that certificate), trust authentication for the one role. PostgreSQL refuses to run as root, so under root (CI) it
 /// runs as the `postgres` user the Debian package creates, owning the directory. Stopped with
 /// a fast shutdown (SIGINT) when the test is done.
 public final class PostgresServer: @unchecked Sendable {
@@ -18,8 +18,12 @@ public final class PostgresServer: @unchecked Sendable {
 
     /// Where the socket is; also the `host=` of the URL.
     public var socketDirectory: String { directory.path }
-    /// The default database, for `sightline-archive --database`.
-    public var url: String { "postgresql:///postgres?host=\(socketDirectory)&user=\(role)" }
+    /// The port of the socket (and of 127.0.0.1 with `tls`).
+    public let port: Int
+    /// The default database on the socket, for `sightline-archive --database`.
+    public var url: String { "postgresql:///postgres?host=\(socketDirectory)&port=\(port)&user=\(role)" }
+    /// The default database over TCP on 127.0.0.1 (with `tls` only).
+    public var tcpURL: String { "postgres://\(role)@127.0.0.1:\(port)/postgres" }
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
     public static var isInstalled: Bool { FileManager.default.isExecutableFile(atPath: "\(binDirectory)/postgres") }
@@ -34,7 +38,7 @@ public final class PostgresServer: @unchecked Sendable {
     /// Creates the cluster. `durable: false` turns off fsync, for tests that kill the archive
     /// server, not the database; a benchmark keeps it on. With `password` the role needs it
     /// (SCRAM) instead of being trusted.
-    public init(durable: Bool = false, password: String? = nil) throws {
+    public init(durable: Bool = false, password: String? = nil, tls: TestCertificate? = nil) throws {
         if let reason = Self.unavailable { throw TestFailure(reason) }
         directory = try TemporaryDirectory(prefix: "sightline-postgres")
         logPath = directory.file("postgres.log")
@@ -64,8 +68,25 @@ public final class PostgresServer: @unchecked Sendable {
         let initdb = try Self.run(runAs + ["\(Self.binDirectory)/initdb", "-D", data, "-U", role, "--no-sync", "--no-locale", "-E", "UTF8"] + authentication)
         guard initdb.status == 0 else { throw TestFailure("initdb failed (\(initdb.status)):\n\(initdb.output)") }
 
-        let command = runAs + ["\(Self.binDirectory)/postgres", "-D", data, "-k", directory.path, "-c", "listen_addresses=",
-                               "-c", "fsync=\(durable ? "on" : "off")", "-c", "max_connections=50"]
+        var listen = ["-c", "listen_addresses=", "-c", "port=5432"]
+        if let tls {
+            // The server reads them as its own user, the key only from a file no one else can read.
+            let certificate = directory.file("server.crt"), key = directory.file("server.key")
+            for (source, copy) in [(tls.certificatePath, certificate), (tls.keyPath, key)] {
+                try FileManager.default.copyItem(atPath: source, toPath: copy)
+                guard chmod(copy, 0o600) == 0, runAs.isEmpty || chown(copy, getpwnam(Self.serviceUser)?.pointee.pw_uid ?? 0,
+                                                                       getpwnam(Self.serviceUser)?.pointee.pw_gid ?? 0) == 0 else {
+                    throw TestFailure("cannot hand \(copy) to the server")
+                }
+            }
+            port = try LoopbackPort.free()
+            listen = ["-c", "listen_addresses=127.0.0.1", "-c", "port=\(port)", "-c", "ssl=on",
+                      "-c", "ssl_cert_file=\(certificate)", "-c", "ssl_key_file=\(key)"]
+        } else {
+            port = 5432
+        }
+        let command = runAs + ["\(Self.binDirectory)/postgres", "-D", data, "-k", directory.path] + listen
+            + ["-c", "fsync=\(durable ? "on" : "off")", "-c", "max_connections=50"]
         process.executableURL = URL(fileURLWithPath: command[0])
         process.arguments = Array(command.dropFirst())
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
@@ -93,7 +114,7 @@ public final class PostgresServer: @unchecked Sendable {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if !process.isRunning { throw TestFailure("postgres exited with \(process.terminationStatus):\n\(log)") }
-            if try Self.run(["\(Self.binDirectory)/pg_isready", "-q", "-h", socketDirectory, "-U", role]).status == 0 { return }
+            if try Self.run(["\(Self.binDirectory)/pg_isready", "-q", "-h", socketDirectory, "-p", "\(port)", "-U", role]).status == 0 { return }
             try await Task.sleep(for: .milliseconds(50))
         }
         throw TestFailure("postgres did not accept connections within \(timeout):\n\(log)")

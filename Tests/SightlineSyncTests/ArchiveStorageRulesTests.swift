@@ -108,10 +108,15 @@ struct PostgresArchiveStorageTests {
         #expect(try ArchiveDatabaseURL(socket.description, defaultUser: "other") == socket)
         let plain = try ArchiveDatabaseURL("postgres://db.example/archive", defaultUser: "me")
         #expect(plain.tls == .prefer && plain.user == "me")
+        let privateCA = try ArchiveDatabaseURL("postgres://archive@db.example/sightline?sslmode=require&sslrootcert=/etc/sightline/db-ca.pem", defaultUser: "me")
+        #expect(privateCA.rootCertificates == "/etc/sightline/db-ca.pem")
+        #expect(try ArchiveDatabaseURL(privateCA.description, defaultUser: "other") == privateCA)
 
         for (bad, expected) in [("postgres://archive:hunter2@db.example/sightline", "password"), ("mysql://db/x", "postgres://"),
                                 ("postgres://db.example", "database"), ("postgresql:///x?host=/run/postgresql&sslmode=require", "TCP only"),
-                                ("postgres://db.example/x?sslmode=maybe", "sslmode"), ("postgres://db.example/x?options=-c", "unknown parameter")] {
+                                ("postgres://db.example/x?sslmode=maybe", "sslmode"), ("postgres://db.example/x?options=-c", "unknown parameter"),
+                                ("postgres://db.example/x?sslrootcert=ca.pem", "absolute path"),
+                                ("postgres://db.example/x?sslmode=disable&sslrootcert=/ca.pem", "needs TLS")] {
             let error = #expect(throws: ArchiveDatabaseURL.ParseError.self) { try ArchiveDatabaseURL(bad, defaultUser: "me") }
             let message = error?.description ?? ""
             #expect(message.contains(expected) && !message.contains("hunter2"), "\(bad): \(message)")
@@ -184,6 +189,35 @@ struct PostgresArchiveStorageTests {
                                                                   "--database-password-file", try passwordFile("wrong", "wrong-pass-0815")])
         #expect(wrong.status == 78 && wrong.stderr.contains("password authentication failed"), "\(wrong.stderr)")
         #expect(!wrong.stderr.contains("wrong-pass-0815"))
+    }
+
+    @Test("Over TCP with TLS: a database whose certificate the organisation's CA signed serves with sslrootcert; without it, or with a file that is no certificate, the server exits 78")
+    func privateCertificateAuthority() async throws {
+        guard TestStore.postgres.isAvailable() else { return }
+        let directory = try TemporaryDirectory(prefix: "sightline-archive-pg-tls")
+        let certificate = try TestCertificate(directory: directory.path)
+        let database = try PostgresServer(tls: certificate)
+        try await database.start()
+        defer { database.stop() }
+        let server = try ArchiveServerProcess(database: database.tcpURL + "?sslmode=require&sslrootcert=\(certificate.certificatePath)")
+        try await server.start()
+        let device = try DeviceArchive()
+        try device.fileCase(photos: 1, size: 10_000)
+        let pass = try await device.client(server.url, token: server.deviceToken).syncAll()
+        #expect(pass.blobs == 1 && pass.entries == 2)
+        server.stop()
+        #expect(server.process.terminationStatus == 0, "\(server.log)")
+
+        let tokens = directory.file("devices")
+        guard FileManager.default.createFile(atPath: tokens, contents: Data("glasses-1 abcdefghijklmnop0123\n".utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw TestFailure("cannot write \(tokens)")
+        }
+        let common = ["--listen", "127.0.0.1:18447", "--device-tokens", tokens, "--database"]
+        let untrusted = try CommandLineTool.run("sightline-archive", common + [database.tcpURL + "?sslmode=require"])
+        #expect(untrusted.status == 78 && untrusted.stderr.contains("cannot reach the archive database"), "\(untrusted.stderr)")
+        #expect(untrusted.stderr.lowercased().contains("certificate"), "the reason names the certificate: \(untrusted.stderr)")
+        let notPEM = try CommandLineTool.run("sightline-archive", common + [database.tcpURL + "?sslmode=require&sslrootcert=\(tokens)"])
+        #expect(notPEM.status == 78 && notPEM.stderr.contains("holds no PEM certificate"), "\(notPEM.stderr)")
     }
 
     @Test("sightline-archive exits 78 naming the database (without its password) when it cannot reach it or the URL is wrong")
