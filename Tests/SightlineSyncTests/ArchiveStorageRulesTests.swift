@@ -98,6 +98,15 @@ struct ArchiveStorageRulesTests {
 
 @Suite("PostgreSQL archive store: schema and configuration")
 struct PostgresArchiveStorageTests {
+    /// A token file with one device, for starting `sightline-archive` by hand.
+    static func deviceTokens(in directory: TemporaryDirectory) throws -> String {
+        let tokens = directory.file("devices")
+        guard FileManager.default.createFile(atPath: tokens, contents: Data("glasses-1 abcdefghijklmnop0123\n".utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw TestFailure("cannot write \(tokens)")
+        }
+        return tokens
+    }
+
     @Test("--database URLs: TCP and unix-socket forms, no password in the URL, shown without secrets")
     func databaseURLs() throws {
         let tcp = try ArchiveDatabaseURL("postgres://archive@db.example:6543/sightline?sslmode=require", defaultUser: "me")
@@ -181,10 +190,7 @@ struct PostgresArchiveStorageTests {
         #expect(server.process.terminationStatus == 0, "SIGTERM: serving stops, then the pool closes\n\(server.log)")
         #expect(!server.log.contains("right-pass-4711"))
 
-        let tokens = directory.file("devices")
-        guard FileManager.default.createFile(atPath: tokens, contents: Data("glasses-1 abcdefghijklmnop0123\n".utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw TestFailure("cannot write \(tokens)")
-        }
+        let tokens = try Self.deviceTokens(in: directory)
         let wrong = try CommandLineTool.run("sightline-archive", ["--listen", "127.0.0.1:18446", "--device-tokens", tokens, "--database", database.url,
                                                                   "--database-password-file", try passwordFile("wrong", "wrong-pass-0815")])
         #expect(wrong.status == 78 && wrong.stderr.contains("password authentication failed"), "\(wrong.stderr)")
@@ -208,10 +214,7 @@ struct PostgresArchiveStorageTests {
         server.stop()
         #expect(server.process.terminationStatus == 0, "\(server.log)")
 
-        let tokens = directory.file("devices")
-        guard FileManager.default.createFile(atPath: tokens, contents: Data("glasses-1 abcdefghijklmnop0123\n".utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw TestFailure("cannot write \(tokens)")
-        }
+        let tokens = try Self.deviceTokens(in: directory)
         let common = ["--listen", "127.0.0.1:18447", "--device-tokens", tokens, "--database"]
         let untrusted = try CommandLineTool.run("sightline-archive", common + [database.tcpURL + "?sslmode=require"])
         #expect(untrusted.status == 78 && untrusted.stderr.contains("cannot reach the archive database"), "\(untrusted.stderr)")
@@ -223,10 +226,7 @@ struct PostgresArchiveStorageTests {
     @Test("sightline-archive exits 78 naming the database (without its password) when it cannot reach it or the URL is wrong")
     func unreachableDatabase() throws {
         let directory = try TemporaryDirectory(prefix: "sightline-archive-pg-config")
-        let tokens = directory.file("devices")
-        guard FileManager.default.createFile(atPath: tokens, contents: Data("glasses-1 abcdefghijklmnop0123\n".utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw TestFailure("cannot write \(tokens)")
-        }
+        let tokens = try Self.deviceTokens(in: directory)
         let password = directory.file("password")
         guard FileManager.default.createFile(atPath: password, contents: Data("hunter2\n".utf8), attributes: [.posixPermissions: 0o600]) else {
             throw TestFailure("cannot write \(password)")
