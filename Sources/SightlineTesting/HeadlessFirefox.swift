@@ -64,11 +64,22 @@ public actor HeadlessFirefox: HeadlessBrowser {
         self.profile = profile
     }
 
+    /// Lets a page start Web Audio without a click (Chromium's `--autoplay-policy=no-user-gesture-required`):
+    /// a script run over Marionette is no user gesture.
+    public static let autoplayPreferences = ["media.autoplay.default": "0", "media.autoplay.block-webaudio": "false"]
+
     /// Starts Firefox with a fresh profile and opens one WebDriver session.
-    public static func start(scriptTimeout: Duration = .seconds(60), windowWidth: Int = 1280, windowHeight: Int = 800) async throws -> HeadlessFirefox {
+    /// - Parameters:
+    ///   - extraPreferences: more `user.js` preferences (values as JavaScript literals), over the defaults.
+    ///   - environment: variables added to Firefox's environment. Firefox's audio engine needs
+    ///     an output to run at all: without a sound card give it a PulseAudio server
+    ///     (`PULSE_SERVER`, and `PULSE_SINK` for where the page's sound goes).
+    public static func start(scriptTimeout: Duration = .seconds(60), windowWidth: Int = 1280, windowHeight: Int = 800,
+                             extraPreferences: [String: String] = [:], environment extraEnvironment: [String: String] = [:]) async throws -> HeadlessFirefox {
         if let reason = unavailableReason { throw BrowserFailure(reason) }
         let profile = try TemporaryDirectory(prefix: "sightline-firefox")
-        let userJS = preferences.sorted { $0.key < $1.key }.map { "user_pref(\"\($0.key)\", \($0.value));" }.joined(separator: "\n")
+        let allPreferences = preferences.merging(extraPreferences) { $1 }
+        let userJS = allPreferences.sorted { $0.key < $1.key }.map { "user_pref(\"\($0.key)\", \($0.value));" }.joined(separator: "\n")
         try Data((userJS + "\n").utf8).write(to: URL(fileURLWithPath: profile.file("user.js")))
         FileManager.default.createFile(atPath: profile.file("console.log"), contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: profile.file("console.log")))
@@ -79,6 +90,7 @@ public actor HeadlessFirefox: HeadlessBrowser {
         var environment = ProcessInfo.processInfo.environment
         environment["MOZ_HEADLESS"] = "1"
         environment["MOZ_CRASHREPORTER_DISABLE"] = "1"
+        environment.merge(extraEnvironment) { $1 }
         process.environment = environment
         process.standardOutput = log
         process.standardError = log

@@ -218,24 +218,67 @@ struct CallAudioTests {
         var audioPlayed: Int
         var audioMuted: Bool
         var microphone: Bool
+        var microphoneCapture: String?
         var microphoneFramesSent: Int
+        var microphonePeakDbfs: Double?
         var microphoneError: String?
     }
 
-    @Test("Headless Chromium hears the device (Opus decoded by WebCodecs) and its fake microphone reaches the device's speaker; muting shows there",
+    @Test("Headless Chromium hears the device (Opus decoded by WebCodecs) and its fake microphone, read by MediaStreamTrackProcessor, reaches the device's speaker; muting shows there",
           .enabled(if: HeadlessChromium.unavailableReason == nil, "\(HeadlessChromium.unavailableReason ?? ""); scripts/install-deps test installs it"))
     func viewerTwoWay() async throws {
         if let reason = PulseAudioServer.unavailableReason { print("skipped: \(reason)"); return }
         let rig = try await Rig()
+        let (heard, recorded) = try await viewerTalks(on: rig, expecting: "track-processor") {
+            try await HeadlessChromium.start(extraArguments: ["--autoplay-policy=no-user-gesture-required"])
+        }
+        // Chromium's fake microphone beeps: the speaker played more than silence.
+        let loudest = AudioLevel(samples: recorded).peakDBFS
+        #expect(loudest > -40, "loudest peak on the device's speaker \(loudest) dBFS; viewer \(String(describing: heard))")
+    }
+
+    /// Firefox's fake microphone plays a steady 1 kHz sine.
+    static let firefoxTone = 1000.0
+
+    @Test("Headless Firefox talks: its fake microphone's 1 kHz tone, read through the AudioWorklet and sealed under its own key, plays on the device's speaker at the browser's level",
+          .enabled(if: HeadlessFirefox.unavailableReason == nil, "\(HeadlessFirefox.unavailableReason ?? ""); scripts/install-deps test installs it"))
+    func firefoxTalks() async throws {
+        if let reason = PulseAudioServer.unavailableReason { print("skipped: \(reason)"); return }
+        let rig = try await Rig()
+        // Firefox's audio engine runs only with an output: the rig's Pulse server, into a sink of
+        // its own so that what the expert hears reaches neither the device's microphone nor its speaker.
+        try rig.server.addNullSink(named: "expert")
+        let (heard, recorded) = try await viewerTalks(on: rig, expecting: "worklet") {
+            try await HeadlessFirefox.start(extraPreferences: HeadlessFirefox.autoplayPreferences,
+                                            environment: ["PULSE_SERVER": rig.server.server, "PULSE_SINK": "expert"])
+        }
+        let windows = ToneMeter.loudWindows(recorded, frequency: Self.firefoxTone, sampleRate: 48000)
+        let share = ToneMeter.median(windows.map(\.toneShare))
+        let elsewhere = ToneMeter.median(ToneMeter.loudWindows(recorded, frequency: 1.5 * Self.firefoxTone, sampleRate: 48000).map(\.toneShare))
+        let level = ToneMeter.median(windows.map(\.rmsDBFS))
+        print("Firefox's tone on the device's speaker: \(windows.count) loud 20 ms windows, median 1 kHz share \(String(describing: share)), "
+              + "1.5 kHz share \(String(describing: elsewhere)), median level \(String(describing: level)) dBFS RMS; viewer \(String(describing: heard))")
+        // Most of a second of tone: the microphone ran for at least 50 frames.
+        #expect(windows.count >= 40, "only \(windows.count) loud windows on the speaker")
+        #expect((share ?? 0) >= 0.9, "the speaker did not play a 1 kHz tone: share \(String(describing: share))")
+        #expect((elsewhere ?? 1) < 0.05, "energy at 1.5 kHz too: \(String(describing: elsewhere))")
+        // A sine's RMS lies 3 dB below its peak, which the viewer measured at its microphone.
+        let browserPeak = try #require(heard?.microphonePeakDbfs, "the viewer reported no microphone level")
+        #expect(abs((level ?? -120) - (browserPeak - 3)) <= 3, "speaker \(String(describing: level)) dBFS RMS, browser peak \(browserPeak) dBFS")
+    }
+
+    /// The expert's browser joins the call, talks and hears the device; returns the viewer's
+    /// stats once 50 microphone frames went out and everything the device's speaker played.
+    func viewerTalks(on rig: Rig, expecting capture: String, browser start: () async throws -> any HeadlessBrowser) async throws -> (ViewerAudio?, [Int16]) {
         try await rig.waitForMicrophone()
         let invite = try await rig.invite()
         let recorder = try PulseBackend(server: rig.server.server).openCapture(device: "\(Self.speakerSink).monitor", format: .stream)
         let recording = Task {
-            var loudest = AudioLevel.floor
-            for await frame in recorder.frames { loudest = max(loudest, AudioLevel(samples: frame.samples).peakDBFS) }
-            return loudest
+            var samples: [Int16] = []
+            for await frame in recorder.frames { samples += frame.samples }
+            return samples
         }
-        let browser = try await HeadlessChromium.start(extraArguments: ["--autoplay-policy=no-user-gesture-required"])
+        let browser = try await start()
         func stats() async throws -> ViewerAudio? {
             try? await browser.evaluate("return window.sightlineViewer ? window.sightlineViewer.stats : null;").decode(ViewerAudio.self)
         }
@@ -251,12 +294,14 @@ struct CallAudioTests {
             Issue.record("viewer never got \(what): \(String(describing: current))\nbrowser log:\n\(log)\ndaemon log:\n\(rig.daemon.log)")
             return current
         }
+        var heard: ViewerAudio?
         do {
             try await browser.open(invite)
             _ = try await waitFor("verified") { $0.verified }
             _ = try await browser.evaluate("await window.sightlineViewer.startMicrophone(); return true;")
-            let heard = try await waitFor("device audio and a live microphone") { $0.audioDecoded >= 50 && $0.microphoneFramesSent >= 50 }
+            heard = try await waitFor("device audio and a live microphone") { $0.audioDecoded >= 50 && $0.microphoneFramesSent >= 50 }
             #expect(heard?.microphoneError == nil)
+            #expect(heard?.microphoneCapture == capture)
             // The device opened and played the browser's Opus.
             var audio = try await rig.callAudio()
             let deadline = ContinuousClock.now + .seconds(20)
@@ -274,12 +319,11 @@ struct CallAudioTests {
             #expect(muted?.audioMuted == true)
         } catch {
             await browser.quit()
+            await recorder.stop()
             throw error
         }
         await browser.quit()
         await recorder.stop()
-        let loudest = await recording.value
-        // Chromium's fake microphone beeps: the speaker played more than silence.
-        #expect(loudest > -40, "loudest peak on the device's speaker \(loudest) dBFS")
+        return (heard, await recording.value)
     }
 }

@@ -142,14 +142,15 @@ export class ViewerSession extends EventTarget {
     /**
      * Starts talking to the technician: asks for the microphone, then sends it sealed under a
      * key of our own once the call is verified. Call it from a click, which also lets the
-     * browser play the technician's audio.
+     * browser play the technician's audio. `options.capture` picks how the microphone is read
+     * (`MicrophoneSender.start`); the default suits every browser.
      */
-    async startMicrophone() {
+    async startMicrophone(options = {}) {
         this.#microphoneWanted = true;
         this.#state.microphoneError = null;
         await this.#player.resume();
         try {
-            await this.#microphone.start();
+            await this.#microphone.start(options);
         } catch (error) {
             this.#microphoneWanted = false;
             this.#state.microphoneError = error.message;
@@ -257,6 +258,7 @@ export class ViewerSession extends EventTarget {
             microphone: this.#microphone.running,
             microphoneFramesCaptured: this.#microphone.stats.captured,
             microphoneFramesEncoded: this.#microphone.stats.encoded,
+            microphoneCapture: this.#microphone.stats.capture,
             microphoneFramesSent: s.microphoneFramesSent,
             microphoneOnsets: this.#microphone.stats.onsets,
             microphoneLastOnsetAt: this.#microphone.stats.lastOnsetAt,

@@ -65,7 +65,7 @@ async function main() {
                 return call.stats;
             },
             requestSnapshot: () => call.requestSnapshot(),
-            startMicrophone: () => call.startMicrophone(),
+            startMicrophone: (options) => call.startMicrophone(options),
             stopMicrophone: () => call.stopMicrophone(),
             enableSound: () => call.enableSound(),
         }),
