@@ -30,6 +30,9 @@ public struct ALSABackend: AudioBackend {
         BackendCapture(engine: try ALSAStreamEngine(direction: .capture, backend: self, device: device ?? "default", format: format))
     }
 
+    /// The node through `plughw`, which converts to the stream's format.
+    public func deviceName(for address: SoundDeviceAddress) -> String { address.alsaPCM }
+
     public func openPlayback(device: String?, format: AudioFormat, source: AudioFrameSource?) throws -> any AudioPlayback {
         BackendPlayback(engine: try ALSAStreamEngine(direction: .playback, backend: self, device: device ?? "default", format: format,
                                                      source: source))

@@ -2,6 +2,7 @@ import CALSA
 import CESpeakNG
 import COpus
 import CPulse
+import SightlineCore
 
 /// Failures of the sound systems and the codec, each with the C library's own message and what
 /// the operator can do.
@@ -17,6 +18,8 @@ public enum AudioError: Error, Equatable, CustomStringConvertible {
     case speech(operation: String, code: Int32)
     /// A playback did not get its audio to the device in time.
     case playbackStalled(device: String, lastError: String?)
+    /// The sound server has no source or sink for a card that discovery chose.
+    case noServerDevice(SoundServerMatch.NoMatch)
 
     public struct AudioFormatDescription: Equatable, Sendable {
         public let text: String
@@ -44,6 +47,8 @@ public enum AudioError: Error, Equatable, CustomStringConvertible {
         case .playbackStalled(let device, let lastError):
             "playback on \(device) did not finish: \(lastError ?? "the sound system took no audio"); "
                 + "check the speaker with `sightctl audio` and `pactl list short sinks` or `aplay -L`"
+        case .noServerDevice(let missing):
+            missing.description
         }
     }
 

@@ -39,30 +39,28 @@ public struct PulseBackend: AudioBackend {
     /// Connects a context and disconnects again: is a server answering at `server`?
     /// Used by `auto` backend selection.
     public static func probe(server: String?, timeout: Duration = .seconds(1)) -> AudioError? {
-        guard let mainloop = pa_mainloop_new() else { return .pulse(operation: "pa_mainloop_new", code: Int32(PA_ERR_INTERNAL.rawValue)) }
-        defer { pa_mainloop_free(mainloop) }
-        guard let context = pa_context_new(pa_mainloop_get_api(mainloop), "sightline probe") else {
-            return .pulse(operation: "pa_context_new", code: Int32(PA_ERR_INTERNAL.rawValue))
+        do throws(AudioError) {
+            _ = try PulseQuery(server: server, timeout: timeout)
+            return nil
+        } catch {
+            return error
         }
-        defer { pa_context_unref(context) }
-        guard pa_context_connect(context, server, PA_CONTEXT_NOAUTOSPAWN, nil) >= 0 else {
-            return .pulseUnavailable(server: server, reason: AudioError.pulseMessage(pa_context_errno(context)))
+    }
+
+    /// The server's name for an ALSA node: its source (capture) or sink (playback) whose
+    /// `alsa.card` and `alsa.device` are the node's. Blocks for up to `timeout` (libpulse's
+    /// introspection on a private mainloop): call it off the cooperative pool.
+    public func deviceName(for address: SoundDeviceAddress) throws -> String {
+        switch SoundServerMatch.device(for: address, among: try devices(address.direction)) {
+        case .success(let name): return name
+        case .failure(let missing): throw AudioError.noServerDevice(missing)
         }
-        defer { pa_context_disconnect(context) }
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            switch pa_context_get_state(context) {
-            case PA_CONTEXT_READY: return nil
-            case PA_CONTEXT_FAILED, PA_CONTEXT_TERMINATED:
-                return .pulseUnavailable(server: server, reason: AudioError.pulseMessage(pa_context_errno(context)))
-            default:
-                // Block at most 10 ms per iteration so the deadline holds.
-                pa_mainloop_prepare(mainloop, 10_000)
-                pa_mainloop_poll(mainloop)
-                pa_mainloop_dispatch(mainloop)
-            }
-        }
-        return .pulseUnavailable(server: server, reason: "no answer within \(timeout)")
+    }
+
+    /// The server's sources or sinks with their properties (`pa_context_get_source_info_list`,
+    /// `pa_context_get_sink_info_list`).
+    public func devices(_ direction: SoundDeviceAddress.Direction, timeout: Duration = .seconds(2)) throws(AudioError) -> [SoundServerDevice] {
+        try PulseQuery(server: server, timeout: timeout).devices(direction)
     }
 }
 

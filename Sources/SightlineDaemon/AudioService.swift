@@ -10,6 +10,13 @@ import Synchronization
 /// `GET /v1/audio`. Frames go to the voice tap (16 kHz mono, `VoiceTap`) when one is attached;
 /// the rest are drained here so the lossless queue never backs up into xruns. Earcons and spoken
 /// confirmations go to the speaker (`audio.playback_device`) through `feedback`.
+///
+/// With `audio.capture_preference` (or `audio.playback_preference`) the device registry's
+/// policy for the role chooses among the sound cards discovery finds: the chosen PCM node is
+/// opened under the backend's name for it (ALSA `plughw:CARD=n,DEV=d`, or the Pulse source or
+/// sink with the same `alsa.card`/`alsa.device`), a new decision closes it and opens the next,
+/// and with none present the configured device stands in (`audio.fallback`) once
+/// `audio.switch_delay_ms` has passed.
 final class AudioService: Service, Sendable {
     static let name = "audio"
     private let configuration: DaemonConfiguration.AudioConfiguration
@@ -19,6 +26,7 @@ final class AudioService: Service, Sendable {
     private let retryInterval: Duration
     private let voice: AsyncStream<[Int16]>.Continuation?
     private let pulseServer: String?
+    private let registry: DeviceRegistry?
 
     private struct Snapshot {
         var backend = "none"
@@ -26,9 +34,15 @@ final class AudioService: Service, Sendable {
         var capture: (any AudioCapture)?
         var problem: String?
         var muted = false
-        /// Set once the backend is chosen.
+        /// Set once the backend is chosen; nil while no speaker may be used.
         var feedback: FeedbackSpeaker?
         var chosen: (any AudioBackend)?
+        /// The microphone being opened or open, and why it was chosen.
+        var captureDevice = AudioDeviceChoice(name: nil, why: "audio.capture_device")
+        /// The speaker playback opens, and why; nil name: the sound system's default.
+        var playbackDevice = AudioDeviceChoice(name: nil, why: "audio.playback_device")
+        /// No speaker may be used now (no preferred one present, no fallback), and why.
+        var playbackUnavailable: String?
     }
     /// Who else gets the 48 kHz frames (the call's voice channel), newest kept when one lags.
     private let listeners = Mutex<[UUID: AsyncStream<AudioFrame>.Continuation]>([:])
@@ -36,9 +50,12 @@ final class AudioService: Service, Sendable {
     /// - Parameters:
     ///   - voice: where 16 kHz mono chunks for voice commands go (`VoiceTap.makeStream`).
     ///   - pulseServer: a libpulse server string; nil for libpulse's defaults (`PULSE_SERVER`, the runtime directory).
+    ///   - registry: the device policies to follow for `audio.capture_preference` and
+    ///     `audio.playback_preference`; without one the configured device names are used.
     init(configuration: DaemonConfiguration.AudioConfiguration, state: DaemonState, logger: Logger, retryInterval: Duration = .seconds(5),
-         voice: AsyncStream<[Int16]>.Continuation? = nil, pulseServer: String? = nil) {
+         registry: DeviceRegistry? = nil, voice: AsyncStream<[Int16]>.Continuation? = nil, pulseServer: String? = nil) {
         self.pulseServer = pulseServer
+        self.registry = registry
         self.configuration = configuration
         self.state = state
         self.logger = logger
@@ -61,8 +78,8 @@ final class AudioService: Service, Sendable {
     }
 
     private func runningDetail(muted: Bool) -> String {
-        let backend = current.withLock { $0.chosen?.kind.rawValue ?? "no" }
-        return "\(backend) capture from \(configuration.captureDevice ?? "the default device")\(muted ? ", muted (privacy)" : "")"
+        let (backend, device) = current.withLock { ($0.chosen?.kind.rawValue ?? "no", $0.captureDevice.name) }
+        return "\(backend) capture from \(device ?? "the default device")\(muted ? ", muted (privacy)" : "")"
     }
 
     var isMuted: Bool { current.withLock { $0.muted } }
@@ -86,10 +103,12 @@ final class AudioService: Service, Sendable {
     /// A playback stream on the speaker (`audio.playback_device`) in the stream's format that
     /// pulls the expert's voice from `source`; fails until the sound system is chosen.
     func openPlayback(source: @escaping AudioFrameSource) throws -> any AudioPlayback {
-        guard let backend = current.withLock({ $0.chosen }) else {
-            throw AudioError.playbackStalled(device: configuration.playbackDevice ?? "the default device", lastError: "the sound system is not chosen yet")
+        let (backend, device, unavailable) = current.withLock { ($0.chosen, $0.playbackDevice.name, $0.playbackUnavailable) }
+        guard let backend else {
+            throw AudioError.playbackStalled(device: device ?? "the default device", lastError: "the sound system is not chosen yet")
         }
-        return try backend.openPlayback(device: configuration.playbackDevice, format: .stream, source: source)
+        if let unavailable { throw AudioError.playbackStalled(device: "the speaker", lastError: unavailable) }
+        return try backend.openPlayback(device: device, format: .stream, source: source)
     }
 
     /// The speaker for earcons and spoken confirmations; nil until the sound system is chosen
@@ -125,9 +144,13 @@ final class AudioService: Service, Sendable {
 
     func status() -> AudioStatus {
         current.withLock { snapshot in
-            AudioStatus(backend: snapshot.backend, configured: configuration.backend.rawValue, reason: snapshot.reason,
-                        captureDevice: configuration.captureDevice ?? "default", sampleRate: AudioFormat.stream.sampleRate,
-                        channels: AudioFormat.stream.channels, capture: snapshot.capture?.statistics, problem: snapshot.problem)
+            var status = AudioStatus(backend: snapshot.backend, configured: configuration.backend.rawValue, reason: snapshot.reason,
+                                     captureDevice: snapshot.captureDevice.name ?? "default", sampleRate: AudioFormat.stream.sampleRate,
+                                     channels: AudioFormat.stream.channels, capture: snapshot.capture?.statistics, problem: snapshot.problem)
+            status.captureChoice = snapshot.captureDevice.why
+            status.playbackDevice = snapshot.playbackUnavailable == nil ? snapshot.playbackDevice.name ?? "default" : "none"
+            status.playbackChoice = snapshot.playbackUnavailable ?? snapshot.playbackDevice.why
+            return status
         }
     }
 
@@ -137,23 +160,152 @@ final class AudioService: Service, Sendable {
         await state.set(Self.name, .starting, "choosing a sound system (audio.backend: \(configuration.backend.rawValue))")
         // `auto` probes the Pulse server for up to a second: off the cooperative pool.
         let kind = configuration.backend, server = pulseServer
-        let choice = await withCheckedContinuation { (done: CheckedContinuation<AudioBackendSelection.Choice, Never>) in
-            Thread { done.resume(returning: AudioBackendSelection.choose(kind, pulseServer: server)) }.start()
-        }
+        let choice = await Self.offPool { AudioBackendSelection.choose(kind, pulseServer: server) }
         let speaker = FeedbackSpeaker(backend: choice.backend, device: configuration.playbackDevice)
         current.withLock {
             $0.backend = choice.backend.kind.rawValue
             $0.reason = choice.reason
             $0.feedback = speaker
             $0.chosen = choice.backend
+            $0.captureDevice = AudioDeviceChoice(name: configuration.captureDevice, why: "audio.capture_device")
+            $0.playbackDevice = AudioDeviceChoice(name: configuration.playbackDevice, why: "audio.playback_device")
         }
         logger.info("audio backend", metadata: ["backend": "\(choice.backend.kind.rawValue)", "reason": "\(choice.reason)"])
 
+        let followsSpeaker = registry != nil && !configuration.playbackPreference.isEmpty
+        let speakers = followsSpeaker ? Task { await self.followSpeakerDecisions(backend: choice.backend) } : nil
+        if let registry, !configuration.capturePreference.isEmpty {
+            await followMicrophoneDecisions(registry: registry, backend: choice.backend)
+        } else {
+            await keepCapturing(backend: choice.backend, device: configuration.captureDevice, discovered: nil)
+        }
+        speakers?.cancel()
+        await speakers?.value
+    }
+
+    /// Runs `body` on a thread of its own: backend selection and Pulse introspection block for
+    /// up to a second or two, which must not hold a thread of the cooperative pool.
+    private static func offPool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { (done: CheckedContinuation<T, Never>) in
+            Thread { done.resume(returning: body()) }.start()
+        }
+    }
+
+    // MARK: Following discovery
+
+    /// Opens the microphone each decision names, closing the previous one first.
+    private func followMicrophoneDecisions(registry: DeviceRegistry, backend: any AudioBackend) async {
+        var running: Task<Void, Never>?
+        for await decision in await registry.decisions(for: .microphone).cancelOnGracefulShutdown() {
+            running?.cancel()
+            await running?.value
+            running = Task {
+                // A card adds its nodes in a burst: a decision replaced within a moment is never opened.
+                try? await Task.sleep(for: .milliseconds(20))
+                guard !Task.isCancelled else { return }
+                await self.runMicrophone(decision, registry: registry, backend: backend)
+            }
+        }
+        running?.cancel()
+        await running?.value
+    }
+
+    private func runMicrophone(_ decision: DevicePolicy.Decision, registry: DeviceRegistry, backend: any AudioBackend) async {
+        switch decision {
+        case .use(let device):
+            let why = "microphone \(device.name) [\(device.identity)]: \(await registry.reason(for: device) ?? "chosen by discovery")"
+            guard let address = SoundDeviceAddress(device) else { return }
+            var failed = false
+            while !Task.isCancelled, !Task.isShuttingDownGracefully {
+                do {
+                    let name = try await Self.offPool { Result { try backend.deviceName(for: address) } }.get()
+                    current.withLock { $0.captureDevice = AudioDeviceChoice(name: name, why: why) }
+                    logger.info("microphone chosen", metadata: ["device": "\(name)", "why": "\(why)"])
+                    await keepCapturing(backend: backend, device: name, discovered: device)
+                    return
+                } catch {
+                    current.withLock {
+                        $0.captureDevice = AudioDeviceChoice(name: nil, why: why)
+                        $0.problem = "\(error)"
+                    }
+                    if !failed {
+                        // Once: the policy passes it over for another preferred microphone if
+                        // there is one (a new decision cancels this task), else it stays chosen.
+                        logger.warning("microphone cannot be opened; retrying every second", metadata: ["device": "\(device.identity)", "problem": "\(error)"])
+                        await state.set(Self.name, .degraded, "\(error)")
+                        await registry.markFailed(device.syspath, reason: "\(error)")
+                        failed = true
+                    }
+                    // A sound server loads a new card a moment after udev reports it.
+                    try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
+                }
+            }
+        case .placeholder(let reason):
+            current.withLock {
+                $0.captureDevice = AudioDeviceChoice(name: nil, why: reason)
+                $0.problem = reason
+            }
+            await state.set(Self.name, .degraded, "\(reason)\(configuration.fallback ? "" : "; audio.fallback is false: waiting for a preferred microphone")")
+            guard configuration.fallback else { return }
+            // Debounced like a switch between preferred devices: a flapping cable does not open the fallback.
+            try? await Task.sleep(for: .milliseconds(configuration.switchDelayMilliseconds))
+            guard !Task.isCancelled else { return }
+            let why = "fallback (audio.fallback): \(reason)"
+            current.withLock { $0.captureDevice = AudioDeviceChoice(name: configuration.captureDevice, why: why) }
+            logger.notice("no preferred microphone; using audio.capture_device", metadata: ["reason": "\(reason)"])
+            await keepCapturing(backend: backend, device: configuration.captureDevice, discovered: nil)
+        }
+    }
+
+    /// Points playback and spoken feedback at the speaker each decision names.
+    private func followSpeakerDecisions(backend: any AudioBackend) async {
+        guard let registry else { return }
+        for await decision in await registry.decisions(for: .speaker).cancelOnGracefulShutdown() {
+            let choice: AudioDeviceChoice?
+            switch decision {
+            case .use(let device):
+                let why = "speaker \(device.name) [\(device.identity)]: \(await registry.reason(for: device) ?? "chosen by discovery")"
+                guard let address = SoundDeviceAddress(device) else { continue }
+                do {
+                    let name = try await Self.offPool { Result { try backend.deviceName(for: address) } }.get()
+                    choice = AudioDeviceChoice(name: name, why: why)
+                    await registry.markInUse(device.syspath, role: .speaker, why: why)
+                } catch {
+                    logger.warning("speaker cannot be used", metadata: ["device": "\(device.identity)", "problem": "\(error)"])
+                    await registry.markFailed(device.syspath, reason: "\(error)")
+                    continue
+                }
+            case .placeholder(let reason):
+                await registry.markInUse(nil, role: .speaker)
+                choice = configuration.fallback ? AudioDeviceChoice(name: configuration.playbackDevice, why: "fallback (audio.fallback): \(reason)") : nil
+                if choice == nil { setSpeaker(nil, unavailable: "\(reason); audio.fallback is false: waiting for a preferred speaker", backend: backend) }
+            }
+            guard let choice else { continue }
+            logger.info("speaker chosen", metadata: ["device": "\(choice.name ?? "default")", "why": "\(choice.why)"])
+            setSpeaker(choice, unavailable: nil, backend: backend)
+        }
+    }
+
+    private func setSpeaker(_ choice: AudioDeviceChoice?, unavailable: String?, backend: any AudioBackend) {
+        let speaker = choice.map { FeedbackSpeaker(backend: backend, device: $0.name) }
+        current.withLock {
+            if let choice { $0.playbackDevice = choice }
+            $0.playbackUnavailable = unavailable
+            $0.feedback = speaker
+        }
+    }
+
+    // MARK: Capturing
+
+    /// Keeps a capture on `device` open until cancelled or shut down, retrying every
+    /// `retryInterval` while it cannot be opened. `discovered`: the node it stands for, marked
+    /// in use in the registry while open.
+    private func keepCapturing(backend: any AudioBackend, device: String?, discovered: DiscoveredDevice?) async {
         var reported: String?
         while !Task.isCancelled, !Task.isShuttingDownGracefully {
             let capture: any AudioCapture
             do {
-                capture = try choice.backend.openCapture(device: configuration.captureDevice, format: .stream)
+                capture = try backend.openCapture(device: device, format: .stream)
             } catch {
                 let problem = "\(error)"
                 current.withLock { $0.problem = problem }
@@ -169,15 +321,17 @@ final class AudioService: Service, Sendable {
                 continue
             }
             reported = nil
-            let muted = current.withLock {
+            let (muted, why) = current.withLock {
                 $0.capture = capture
                 $0.problem = nil
-                return $0.muted
+                return ($0.muted, $0.captureDevice.why)
             }
             capture.setMuted(muted)
+            if let discovered { await registry?.markInUse(discovered.syspath, role: .microphone, why: why) }
             await state.set(Self.name, .running, runningDetail(muted: muted))
             await consume(capture)
             await capture.stop()
+            if discovered != nil { await registry?.markInUse(nil, role: .microphone) }
         }
     }
 
@@ -204,4 +358,10 @@ final class AudioService: Service, Sendable {
             Task { await capture.stop() }
         }
     }
+}
+
+/// A device name for the backend (nil: the sound system's default) and why it was chosen.
+struct AudioDeviceChoice: Sendable, Equatable {
+    var name: String?
+    var why: String
 }

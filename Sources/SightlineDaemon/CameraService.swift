@@ -121,7 +121,7 @@ public final class CameraService: Service, Sendable {
         let session = try CaptureSession(camera: camera, request: request, bufferCount: configuration.buffers)
         device.withLock { $0 = camera }
         defer { device.withLock { $0 = nil } }
-        await registry.markInUse(discovered.syspath)
+        await registry.markInUse(discovered.syspath, role: .camera, why: await registry.reason(for: discovered))
         let addedAt = await registry.addedInstant(discovered.syspath)
         logger.info("camera streaming", metadata: ["device": "\(discovered.devnode)", "card": "\(camera.card)", "mode": "\(session.mode)"])
         await state.set("camera", .running, "\(camera.card) at \(discovered.stableLink ?? discovered.devnode): \(session.mode)")

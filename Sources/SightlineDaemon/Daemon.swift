@@ -31,9 +31,20 @@ public enum SightlineDaemon {
     static func cameraPolicy(for camera: DaemonConfiguration.CameraConfiguration) -> CameraPolicy {
         let explicit = camera.device.hasPrefix("/dev/")
         return CameraPolicy(
+            role: .camera,
             preferences: (explicit ? [camera.device] : camera.preference).map(CameraPolicy.Preference.init),
             fallbackToAny: explicit ? false : camera.fallbackAny,
             switchDelay: .milliseconds(camera.switchDelayMilliseconds))
+    }
+
+    /// The microphone's and speaker's policies, for the roles with a preference list: only
+    /// preferred devices are used (the fallback is the configured device name, not any other
+    /// card discovery finds, which a sound server may hold).
+    static func audioPolicies(for audio: DaemonConfiguration.AudioConfiguration) -> [DevicePolicy] {
+        [(DeviceRole.microphone, audio.capturePreference), (.speaker, audio.playbackPreference)].compactMap { role, preference in
+            preference.isEmpty ? nil : DevicePolicy(role: role, preferences: preference.map(DevicePreference.init), fallbackToAny: false,
+                                                    switchDelay: .milliseconds(audio.switchDelayMilliseconds))
+        }
     }
 
     public static func run(configuration: DaemonConfiguration, configurationPath: String?) async throws {
@@ -77,12 +88,12 @@ public enum SightlineDaemon {
         let cases = CaseService(stateDirectory: configuration.stateDirectory, identity: identityKey, retention: configuration.retention,
                                 sync: configuration.sync, logger: logger)
         await state.set("archive", cases.unavailableReason == nil ? .running : .failed, cases.unavailableReason ?? "evidence archive open")
-        let devices = DeviceRegistry(policy: cameraPolicy(for: configuration.camera))
+        let devices = DeviceRegistry(policies: [cameraPolicy(for: configuration.camera)] + audioPolicies(for: configuration.audio))
         let camera = CameraService(configuration: configuration.camera,
                                    evidence: EvidenceDirectory(stateDirectory: configuration.stateDirectory), cases: cases,
                                    state: state, registry: devices, logger: logger)
         let voiceTap = configuration.voice.enabled ? VoiceTap.makeStream() : nil
-        let audio = AudioService(configuration: configuration.audio, state: state, logger: logger, voice: voiceTap?.continuation)
+        let audio = AudioService(configuration: configuration.audio, state: state, logger: logger, registry: devices, voice: voiceTap?.continuation)
         let calls = CallService(configuration: configuration, identity: identityKey, camera: camera, cases: cases, audio: audio, logger: logger)
         let board = VoiceStatusBoard(enabled: configuration.voice.enabled)
         await state.setVoiceStatus { board.status }

@@ -2,23 +2,26 @@ import Foundation
 import Metrics
 import SightlineCore
 
-/// Every device discovery knows of, the camera policy's decision, and who is watching. The
-/// discovery service feeds it; the camera service follows its decisions; the control API
-/// reads it.
+/// Every device discovery knows of, the policies' decisions (the camera's, and the
+/// microphone's and speaker's when the configuration names preferred ones), and who is
+/// watching. The discovery service feeds it; the camera and audio services follow its
+/// decisions; the control API reads it.
 actor DeviceRegistry {
     private var devices: [String: DiscoveredDevice] = [:]
     private var order: [String] = []
     private var failures: [String: String] = [:]
-    private var inUse: String?
-    private var policy: CameraPolicy
-    private var decisionWatchers: [UUID: AsyncStream<CameraPolicy.Decision>.Continuation] = [:]
+    /// The device each role's service runs now, with why it was chosen.
+    private var inUse: [DeviceRole: (syspath: String, why: String?)] = [:]
+    private var policies: [DeviceRole: DevicePolicy]
+    private var decisionWatchers: [UUID: (role: DeviceRole, continuation: AsyncStream<DevicePolicy.Decision>.Continuation)] = [:]
     private var eventWatchers: [UUID: AsyncStream<DeviceEventRecord>.Continuation] = [:]
     private var addedAt: [String: ContinuousClock.Instant] = [:]
     private var pendingTick: Task<Void, Never>?
     private let hotplugEvents = Counter(label: "sightline_hotplug_events_total")
 
-    init(policy: CameraPolicy) {
-        self.policy = policy
+    /// - Parameter policies: at most one per role.
+    init(policies: [DevicePolicy]) {
+        self.policies = Dictionary(policies.map { ($0.role, $0) }) { first, _ in first }
     }
 
     // MARK: Discovery input
@@ -34,7 +37,7 @@ actor DeviceRegistry {
         updateCounts()
         publish(DeviceEventRecord(event: "added", role: device.role, identity: device.identity, devnode: device.devnode,
                                   detail: device.name, time: Date().timeIntervalSince1970))
-        apply(policy.added(device, at: .now))
+        apply(role: device.role) { $0.added(device, at: .now) }
     }
 
     func removed(syspath: String) {
@@ -45,23 +48,29 @@ actor DeviceRegistry {
         updateCounts()
         publish(DeviceEventRecord(event: "removed", role: device.role, identity: device.identity, devnode: device.devnode,
                                   detail: device.name, time: Date().timeIntervalSince1970))
-        apply(policy.removed(syspath: syspath, at: .now))
+        apply(role: device.role) { $0.removed(syspath: syspath, at: .now) }
     }
 
-    // MARK: Camera service input
+    // MARK: Camera and audio service input
 
-    func markInUse(_ syspath: String?) {
-        inUse = syspath
+    /// The service of `role` runs `syspath` now (nil: none), chosen for `why` when known.
+    func markInUse(_ syspath: String?, role: DeviceRole = .camera, why: String? = nil) {
+        inUse[role] = syspath.map { ($0, why) }
         if let syspath { failures[syspath] = nil }
     }
 
     func markFailed(_ syspath: String, reason: String) {
+        guard let device = devices[syspath] else { return }
         failures[syspath] = reason
-        if inUse == syspath { inUse = nil }
-        let device = devices[syspath]
-        publish(DeviceEventRecord(event: "failed", role: device?.role, identity: device?.identity, devnode: device?.devnode,
+        if inUse[device.role]?.syspath == syspath { inUse[device.role] = nil }
+        publish(DeviceEventRecord(event: "failed", role: device.role, identity: device.identity, devnode: device.devnode,
                                   detail: reason, time: Date().timeIntervalSince1970))
-        apply(policy.failed(syspath: syspath, at: .now))
+        apply(role: device.role) { $0.failed(syspath: syspath, at: .now) }
+    }
+
+    /// Why the policy of the device's role would use it (which preference it matches).
+    func reason(for device: DiscoveredDevice) -> String? {
+        policies[device.role]?.reason(for: device)
     }
 
     /// When the device was last added, to measure the time to its first frame.
@@ -70,11 +79,15 @@ actor DeviceRegistry {
     // MARK: Outputs
 
     /// The camera decisions, starting with the current one.
-    func cameraDecisions() -> AsyncStream<CameraPolicy.Decision> {
-        let (stream, continuation) = AsyncStream.makeStream(of: CameraPolicy.Decision.self, bufferingPolicy: .bufferingNewest(1))
+    func cameraDecisions() -> AsyncStream<DevicePolicy.Decision> { decisions(for: .camera) }
+
+    /// The decisions of the role's policy, starting with the current one; a role without a
+    /// policy yields nothing.
+    func decisions(for role: DeviceRole) -> AsyncStream<DevicePolicy.Decision> {
+        let (stream, continuation) = AsyncStream.makeStream(of: DevicePolicy.Decision.self, bufferingPolicy: .bufferingNewest(1))
         let id = UUID()
-        decisionWatchers[id] = continuation
-        continuation.yield(policy.decision)
+        decisionWatchers[id] = (role, continuation)
+        if let decision = policies[role]?.decision { continuation.yield(decision) }
         continuation.onTermination = { _ in Task { await self.dropDecisionWatcher(id) } }
         return stream
     }
@@ -91,7 +104,7 @@ actor DeviceRegistry {
 
     func finishWatchers() {
         for watcher in eventWatchers.values { watcher.finish() }
-        for watcher in decisionWatchers.values { watcher.finish() }
+        for watcher in decisionWatchers.values { watcher.continuation.finish() }
         eventWatchers.removeAll()
         decisionWatchers.removeAll()
         pendingTick?.cancel()
@@ -101,7 +114,8 @@ actor DeviceRegistry {
         order.compactMap { syspath in
             guard let device = devices[syspath] else { return nil }
             if let reason = failures[syspath] { return DeviceStatus(device: device, state: .failed, reason: reason) }
-            return DeviceStatus(device: device, state: inUse == syspath ? .inUse : .standby, reason: nil)
+            guard let used = inUse[device.role], used.syspath == syspath else { return DeviceStatus(device: device, state: .standby, reason: nil) }
+            return DeviceStatus(device: device, state: .inUse, reason: nil, why: used.why)
         }
     }
 
@@ -110,21 +124,25 @@ actor DeviceRegistry {
     private func dropDecisionWatcher(_ id: UUID) { decisionWatchers[id] = nil }
     private func dropEventWatcher(_ id: UUID) { eventWatchers[id] = nil }
 
-    private func apply(_ decision: CameraPolicy.Decision?) {
+    /// Feeds the role's policy (if there is one) and passes on a changed decision.
+    private func apply(role: DeviceRole, _ change: (inout DevicePolicy) -> DevicePolicy.Decision?) {
+        guard var policy = policies[role] else { return }
+        let decision = change(&policy)
+        policies[role] = policy
         if let decision {
-            for watcher in decisionWatchers.values { watcher.yield(decision) }
+            for watcher in decisionWatchers.values where watcher.role == role { watcher.continuation.yield(decision) }
             if case .placeholder(let reason) = decision {
-                publish(DeviceEventRecord(event: "placeholder", role: .camera, identity: nil, devnode: nil, detail: reason,
+                publish(DeviceEventRecord(event: "placeholder", role: role, identity: nil, devnode: nil, detail: reason,
                                           time: Date().timeIntervalSince1970))
             }
         }
         scheduleTick()
     }
 
-    /// A pending switch (after `switch_delay_ms`) needs a tick at its deadline.
+    /// A pending switch (after the role's switch delay) needs a tick at its deadline.
     private func scheduleTick() {
         pendingTick?.cancel()
-        guard let deadline = policy.pendingSwitchDeadline else { return }
+        guard let deadline = policies.values.compactMap(\.pendingSwitchDeadline).min() else { return }
         pendingTick = Task {
             try? await Task.sleep(until: deadline, clock: .continuous)
             guard !Task.isCancelled else { return }
@@ -133,7 +151,7 @@ actor DeviceRegistry {
     }
 
     private func tick() {
-        apply(policy.tick(at: .now))
+        for role in policies.keys { apply(role: role) { $0.tick(at: .now) } }
     }
 
     private func publish(_ record: DeviceEventRecord) {

@@ -51,7 +51,7 @@ public final class UdevDiscovery: Sendable {
             if let syspath = udev_list_entry_get_name(current),
                let device = udev_device_new_from_syspath(udev, syspath) {
                 // udev_device_new_from_syspath returns an owned reference.
-                if let discovered = Self.classify(device) { found.append(discovered) }
+                if let discovered = Self.classify(device, waitForCard: waitsForSoundCards) { found.append(discovered) }
                 udev_device_unref(device)
             }
             entry = udev_list_entry_get_next(current)
@@ -117,12 +117,14 @@ public final class UdevDiscovery: Sendable {
             let syspath = udev_device_get_syspath(device).map { String(cString: $0) } ?? ""
             switch action {
             case "add", "change", "bind":
-                guard let discovered = Self.classify(device) else { continue }
-                let isNew = known.withLock { map in
-                    defer { map[syspath] = discovered }
-                    return map[syspath] != discovered
+                if Self.isInitializedSoundCard(device) {
+                    // The card is set up (its change event follows its last node's, see
+                    // `waitsForSoundCards`): its PCM nodes can be reported with its properties.
+                    for discovered in Self.soundNodes(of: device, udev: handles.udev) { report(discovered) }
+                    continue
                 }
-                if isNew { continuation.yield(.added(discovered)) }
+                guard let discovered = Self.classify(device, waitForCard: waitsForSoundCards) else { continue }
+                report(discovered)
             case "remove":
                 if let gone = known.withLock({ $0.removeValue(forKey: syspath) }) {
                     continuation.yield(.removed(syspath: syspath, role: gone.role))
@@ -133,8 +135,80 @@ public final class UdevDiscovery: Sendable {
         }
     }
 
-    /// Reads a udev device (borrowed) into the classifier's terms.
-    static func classify(_ device: OpaquePointer) -> DiscoveredDevice? {
+    /// Yields a device unless it was reported before exactly like this.
+    private func report(_ discovered: DiscoveredDevice) {
+        let isNew = known.withLock { map in
+            defer { map[discovered.syspath] = discovered }
+            return map[discovered.syspath] != discovered
+        }
+        if isNew { continuation.yield(.added(discovered)) }
+    }
+
+    /// With udevd, a sound card's PCM nodes are reported once the card is initialised: the
+    /// kernel adds them before udevd has written the card's properties (78-sound-card.rules sets
+    /// `SOUND_INITIALIZED` on the card's change event after its last node), and a node reported
+    /// earlier would lack the properties preferences match on. Without udevd there is nothing
+    /// to wait for.
+    private var waitsForSoundCards: Bool { source == "udev" }
+
+    /// A sound card (`card1`, borrowed) whose udev setup is complete.
+    static func isInitializedSoundCard(_ device: OpaquePointer) -> Bool {
+        guard let subsystem = udev_device_get_subsystem(device), String(cString: subsystem) == "sound",
+              let sysname = udev_device_get_sysname(device), String(cString: sysname).hasPrefix("card") else { return false }
+        return udev_device_get_property_value(device, "SOUND_INITIALIZED") != nil
+    }
+
+    /// The PCM nodes of a sound card (borrowed), classified.
+    static func soundNodes(of card: OpaquePointer, udev: OpaquePointer) -> [DiscoveredDevice] {
+        guard let enumerate = udev_enumerate_new(udev) else { return [] }
+        defer { udev_enumerate_unref(enumerate) }
+        udev_enumerate_add_match_parent(enumerate, card)
+        udev_enumerate_add_match_subsystem(enumerate, "sound")
+        udev_enumerate_scan_devices(enumerate)
+        var found: [DiscoveredDevice] = []
+        var entry = udev_enumerate_get_list_entry(enumerate)
+        while let current = entry {
+            // udev_device_new_from_syspath returns an owned reference.
+            if let syspath = udev_list_entry_get_name(current), let node = udev_device_new_from_syspath(udev, syspath) {
+                if let discovered = classify(node, waitForCard: false) { found.append(discovered) }
+                udev_device_unref(node)
+            }
+            entry = udev_list_entry_get_next(current)
+        }
+        return found
+    }
+
+    /// A PCM node has no identifying properties of its own: udev puts the USB or PCI ids on its
+    /// card (78-sound-card.rules) and `ID_PATH` on the card or its control node
+    /// (60-persistent-alsa.rules). They are copied onto the node, with the card's ALSA id (what
+    /// `hw:CARD=…` names) as `NAME`. Nil while the card is not initialised and `waitForCard`.
+    private static func cardProperties(of device: OpaquePointer, waitForCard: Bool) -> [String: String]? {
+        func text(_ pointer: UnsafePointer<CChar>?) -> String? { pointer.map { String(cString: $0) } }
+        // Borrowed: the parent belongs to the child device.
+        guard let card = udev_device_get_parent_with_subsystem_devtype(device, "sound", nil) else { return [:] }
+        if waitForCard, udev_device_get_property_value(card, "SOUND_INITIALIZED") == nil { return nil }
+        var properties: [String: String] = [:]
+        var entry = udev_device_get_properties_list_entry(card)
+        while let current = entry {
+            if let name = text(udev_list_entry_get_name(current)), name.hasPrefix("ID_") || name == "SOUND_FORM_FACTOR" {
+                properties[name] = text(udev_list_entry_get_value(current)) ?? ""
+            }
+            entry = udev_list_entry_get_next(current)
+        }
+        if properties["ID_PATH"] == nil, let number = text(udev_device_get_sysattr_value(card, "number")),
+           let udev = udev_device_get_udev(device),
+           let control = udev_device_new_from_subsystem_sysname(udev, "sound", "controlC\(number)") {
+            // Owned reference.
+            properties["ID_PATH"] = text(udev_device_get_property_value(control, "ID_PATH"))
+            udev_device_unref(control)
+        }
+        if let id = text(udev_device_get_sysattr_value(card, "id")) { properties["NAME"] = id }
+        return properties
+    }
+
+    /// Reads a udev device (borrowed) into the classifier's terms; nil for a PCM node whose
+    /// card is not initialised yet when `waitForCard`.
+    static func classify(_ device: OpaquePointer, waitForCard: Bool) -> DiscoveredDevice? {
         func text(_ pointer: UnsafePointer<CChar>?) -> String? { pointer.map { String(cString: $0) } }
         guard let subsystem = text(udev_device_get_subsystem(device)),
               let sysname = text(udev_device_get_sysname(device)),
@@ -150,6 +224,10 @@ public final class UdevDiscovery: Sendable {
         // The node's own name ("vivid-001-vid-cap", a UVC camera's product) tells apart
         // several cameras behind one platform device, which share ID_PATH.
         if let name = text(udev_device_get_sysattr_value(device, "name")) { properties["NAME"] = name }
+        if subsystem == "sound", sysname.hasPrefix("pcmC") {
+            guard let card = cardProperties(of: device, waitForCard: waitForCard) else { return nil }
+            properties.merge(card) { own, _ in own }
+        }
         var links: [String] = []
         entry = udev_device_get_devlinks_list_entry(device)
         while let current = entry {

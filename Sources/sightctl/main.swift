@@ -289,6 +289,7 @@ struct Devices: AsyncParsableCommand {
             line += "\(entry.state.rawValue.padding(toLength: 7, withPad: " ", startingAt: 0)) "
             line += "\(device.stableLink ?? device.devnode)  \(device.name)  [\(device.identity)]"
             if let reason = entry.reason { line += "  failed: \(reason)" }
+            if let why = entry.why { line += "  (\(why))" }
             print(line)
         }
     }
@@ -319,6 +320,9 @@ struct Audio: AsyncParsableCommand {
     static func describe(_ audio: AudioStatus) -> String {
         var lines = ["backend:   \(audio.backend) (audio.backend: \(audio.configured); \(audio.reason))",
                      "capture:   \(audio.captureDevice), \(audio.sampleRate) Hz, \(audio.channels) channel\(audio.channels == 1 ? "" : "s")"]
+        if let why = audio.captureChoice { lines.append("  chosen:  \(why)") }
+        if let speaker = audio.playbackDevice { lines.append("speaker:   \(speaker)") }
+        if let why = audio.playbackChoice { lines.append("  chosen:  \(why)") }
         if let capture = audio.capture {
             lines.append("state:     \(capture.connected ? "connected" : "not connected")\(capture.muted ? ", muted (privacy)" : "")")
             if let level = capture.level {

@@ -241,4 +241,49 @@ struct PulseBackendTests {
         #expect(AudioBackendSelection.choose(.pulse, pulseServer: server.server).backend.kind == .pulse)
         #expect(AudioBackendSelection.choose(.alsa).backend.kind == .alsa)
     }
+
+    /// The harness's server has no ALSA card, so no source or sink of PulseAudio's ALSA modules
+    /// (`module-alsa-card`, which writes `alsa.card`/`alsa.device`) exists here: what a real
+    /// card's source looks like is not exercised. Null devices given those two properties stand
+    /// in for one; the introspection, the matching and opening the result are real.
+    @Test("A discovered card's node becomes the server's source or sink with the same alsa.card/alsa.device; none is said clearly")
+    func deviceByALSAProperties() async throws {
+        if let reason = PulseAudioServer.unavailableReason { print("skipped: \(reason)"); return }
+        let server = try PulseAudioServer()
+        try await server.start()
+        let backend = PulseBackend(server: server.server)
+        let microphone = SoundDeviceAddress(card: 7, device: 0, direction: .capture)
+        let speaker = SoundDeviceAddress(card: 7, device: 0, direction: .playback)
+
+        // The null sink as the server describes it: no alsa.* properties, so nothing matches.
+        let sinks = try backend.devices(.playback)
+        let vsink = try #require(sinks.first { $0.name == server.sinkName }, "\(sinks)")
+        #expect(vsink.properties["device.description"] != nil, "\(vsink.properties)")
+        #expect(try backend.devices(.capture).first { $0.name == server.monitorSource }?.isMonitor == true)
+        #expect(throws: AudioError.self) { try backend.deviceName(for: speaker) }
+        do {
+            _ = try backend.deviceName(for: microphone)
+            Issue.record("a source was found for card 7 on a server without one")
+        } catch {
+            #expect("\(error)".contains("no source for ALSA card 7 device 0"), "\(error)")
+            #expect("\(error)".contains(server.monitorSource), "the message lists what the server has: \(error)")
+        }
+
+        // module-null-source takes no properties; a remapped source does (and is no monitor).
+        let properties = "'alsa.card=7 alsa.device=0 device.description=Headset'"
+        for arguments in [["module-null-sink", "sink_name=headset", "sink_properties=\(properties)", "rate=48000", "channels=1"],
+                          ["module-remap-source", "source_name=headset_mic", "master=\(server.monitorSource)", "source_properties=\(properties)"]] {
+            let loaded = try server.pactl(["load-module"] + arguments)
+            #expect(loaded.status == 0, "\(arguments[0]): \(loaded.stderr)")
+        }
+        #expect(try backend.deviceName(for: speaker) == "headset")
+        // The sink's monitor carries its properties too, but records what is played: the source wins.
+        #expect(try backend.deviceName(for: microphone) == "headset_mic")
+        #expect(throws: AudioError.self) { try backend.deviceName(for: SoundDeviceAddress(card: 7, device: 1, direction: .capture)) }
+
+        let capture = try backend.openCapture(device: try backend.deviceName(for: microphone), format: .stream)
+        try await Self.warmUp(capture)
+        #expect(capture.statistics.connected)
+        await capture.stop()
+    }
 }

@@ -76,6 +76,25 @@ struct ConfigurationTests {
         #expect(configuration.faultInjection)
     }
 
+    @Test("audio devices chosen by udev properties: preference lists, fallback and switch delay are read; defaults keep the names alone")
+    func audioPreferences() throws {
+        let configuration = try DaemonConfiguration.parse("""
+            audio:
+              capture_preference: ["ID_VENDOR_ID=047f,ID_MODEL_ID=c056", "path:platform-snd_aloop.0#D1c"]
+              playback_preference: [/dev/snd/pcmC0D0p]
+              fallback: false
+              switch_delay_ms: 200
+            """, file: "audio.yaml")
+        #expect(configuration.audio.capturePreference == ["ID_VENDOR_ID=047f,ID_MODEL_ID=c056", "path:platform-snd_aloop.0#D1c"])
+        #expect(configuration.audio.playbackPreference == ["/dev/snd/pcmC0D0p"])
+        #expect(configuration.audio.fallback == false)
+        #expect(configuration.audio.switchDelayMilliseconds == 200)
+        #expect(configuration.audio.captureDevice == nil)
+        let defaults = DaemonConfiguration.defaults.audio
+        #expect(defaults.capturePreference.isEmpty && defaults.playbackPreference.isEmpty)
+        #expect(defaults.fallback && defaults.switchDelayMilliseconds == 500)
+    }
+
     @Test("an unknown key is named with its line and a suggestion")
     func unknownKey() {
         let problems = rejected("log_level: info\ncamera:\n  fps: 30\n  widht: 640\n")
@@ -114,6 +133,8 @@ struct ConfigurationTests {
         ("hooks:\n  run: [\"take_photo\"]\n", "hooks.run", 2, "is not ACTION=TARGET"),
         ("hooks:\n  user: Hook User\n", "hooks.user", 2, "not a valid user name"),
         ("actions:\n  cancel_window_ms: 20000\n", "actions.cancel_window_ms", 2, "from 0 to 10000"),
+        ("audio:\n  capture_preference: ID_PATH=platform-snd_aloop.0\n", "audio.capture_preference", 2, "expected a list"),
+        ("audio:\n  switch_delay_ms: -1\n", "audio.switch_delay_ms", 2, "from 0 to 10000"),
     ])
     func badValues(yaml: String, key: String, line: Int, fragment: String) {
         let problems = rejected(yaml)

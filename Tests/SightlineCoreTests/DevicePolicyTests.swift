@@ -92,7 +92,7 @@ struct CameraPolicyTests {
     }
 
     func policy(_ preferences: [String] = ["ID_PATH=platform-vivid.1"], fallback: Bool = true) -> CameraPolicy {
-        CameraPolicy(preferences: preferences.map(CameraPolicy.Preference.init), fallbackToAny: fallback, switchDelay: .milliseconds(500))
+        CameraPolicy(role: .camera, preferences: preferences.map(CameraPolicy.Preference.init), fallbackToAny: fallback, switchDelay: .milliseconds(500))
     }
 
     @Test("the preferred camera wins over one that appeared first, and fail-back is immediate")
@@ -175,5 +175,107 @@ struct CameraPolicyTests {
         _ = policy.removed(syspath: Self.camera(0).syspath, at: start + .seconds(1.02))
         #expect(policy.tick(at: start + .seconds(5)) == nil)
         #expect(policy.decision == .placeholder("camera vivid 1 disconnected; waiting for it to return"))
+    }
+}
+
+@Suite("Audio device selection")
+struct AudioDeviceSelectionTests {
+    let start = ContinuousClock.now
+
+    /// What discovery reports for snd-aloop's nodes in the kernel lab (card properties copied
+    /// onto the PCM node: ID_PATH from the control node, NAME the card's ALSA id).
+    static func loopback(_ sysname: String, card: Int = 0) -> DiscoveredDevice {
+        let properties = ["ID_PATH": "platform-snd_aloop.0", "NAME": "Loopback", "SOUND_FORM_FACTOR": "internal"]
+        return DeviceClassifier.classify(subsystem: "sound", sysname: sysname,
+                                         syspath: "/sys/devices/platform/snd_aloop.0/sound/card\(card)/\(sysname)",
+                                         devnode: "/dev/snd/\(sysname)", properties: properties, links: [])!
+    }
+
+    /// A USB headset's capture node with the card's udev properties (recorded with `udevadm info`).
+    static let headset = DeviceClassifier.classify(
+        subsystem: "sound", sysname: "pcmC2D0c", syspath: "/sys/devices/pci0000:00/0000:00:14.0/usb1/1-3/1-3:1.0/sound/card2/pcmC2D0c",
+        devnode: "/dev/snd/pcmC2D0c",
+        properties: ["ID_BUS": "usb", "ID_SERIAL": "Plantronics_Blackwire_3220_Series_D1CEC32927974D5F9BD6B2AEBF2EA8E3",
+                     "ID_VENDOR_ID": "047f", "ID_MODEL_ID": "c056", "ID_MODEL": "Blackwire_3220_Series",
+                     "ID_PATH": "pci-0000:00:14.0-usb-0:3:1.0", "NAME": "Series", "ID_USB_INTERFACES": ":010100:010200:030000:"],
+        links: [])!
+
+    static func policy(_ role: DeviceRole, _ preferences: [String]) -> DevicePolicy {
+        DevicePolicy(role: role, preferences: preferences.map(DevicePreference.init), fallbackToAny: false, switchDelay: .milliseconds(500))
+    }
+
+    @Test("a PCM node's name and identity come from its card; only card-level properties are kept")
+    func classification() {
+        #expect(Self.headset.role == .microphone)
+        #expect(Self.headset.identity == "serial:Plantronics_Blackwire_3220_Series_D1CEC32927974D5F9BD6B2AEBF2EA8E3#D0c")
+        #expect(Self.headset.name == "Blackwire_3220_Series pcmC2D0c")
+        #expect(Self.headset.properties["ID_USB_INTERFACES"] == nil)
+        let capture = Self.loopback("pcmC0D1c")
+        #expect(capture.identity == "path:platform-snd_aloop.0#D1c")
+        #expect(capture.name == "Loopback pcmC0D1c")
+        #expect(capture.properties["SOUND_FORM_FACTOR"] == "internal")
+    }
+
+    @Test("the camera's preference syntax chooses microphones: udev properties, identity, /dev/snd path")
+    func matching() {
+        let capture0 = Self.loopback("pcmC0D0c"), capture1 = Self.loopback("pcmC0D1c")
+        #expect(DevicePreference("ID_VENDOR_ID=047f,ID_MODEL_ID=c056").matches(Self.headset))
+        #expect(!DevicePreference("ID_VENDOR_ID=047f,ID_MODEL_ID=c057").matches(Self.headset))
+        #expect(DevicePreference("NAME=Loopback").matches(capture0))
+        #expect(DevicePreference("path:platform-snd_aloop.0#D1c").matches(capture1))
+        #expect(!DevicePreference("path:platform-snd_aloop.0#D1c").matches(capture0))
+        #expect(DevicePreference("/dev/snd/pcmC0D1c").matches(capture1))
+
+        var policy = Self.policy(.microphone, ["ID_VENDOR_ID=047f", "path:platform-snd_aloop.0#D1c"])
+        // Speakers and unmatched microphones are not the microphone policy's business.
+        #expect(policy.added(Self.loopback("pcmC0D1p"), at: start) == nil)
+        #expect(policy.added(capture0, at: start) == nil)
+        #expect(policy.added(capture1, at: start) == .use(capture1))
+        #expect(policy.reason(for: capture1) == "matches preference 2 of 2 (path:platform-snd_aloop.0#D1c)")
+        #expect(policy.added(Self.headset, at: start + .seconds(1)) == .use(Self.headset))
+        #expect(policy.removed(syspath: Self.headset.syspath, at: start + .seconds(2))
+                == .placeholder("microphone Blackwire_3220_Series pcmC2D0c disconnected; waiting for it to return"))
+        #expect(policy.tick(at: start + .seconds(2.5)) == .use(capture1))
+        #expect(policy.removed(syspath: capture1.syspath, at: start + .seconds(3)) != nil)
+        #expect(policy.pendingSwitchDeadline == nil, "nothing preferred is left: the caller's fallback decides")
+    }
+
+    @Test("a PCM node's card and device become plughw:CARD=n,DEV=d; other names are not PCM nodes")
+    func alsaResolution() throws {
+        let address = try #require(SoundDeviceAddress(Self.loopback("pcmC3D1c", card: 3)))
+        #expect(address == SoundDeviceAddress(card: 3, device: 1, direction: .capture))
+        #expect(address.alsaPCM == "plughw:CARD=3,DEV=1")
+        #expect(SoundDeviceAddress(sysname: "pcmC12D7p") == SoundDeviceAddress(card: 12, device: 7, direction: .playback))
+        for name in ["controlC0", "card0", "pcmC0D0", "pcmCxD0c", "pcmC0Dc", "pcmC0D0x", "pcmC-1D0c"] {
+            #expect(SoundDeviceAddress(sysname: name) == nil, "\(name)")
+        }
+        let camera = DiscoveredDevice(syspath: "/sys/devices/platform/vivid.0/video4linux/video0", devnode: "/dev/video0", role: .camera,
+                                      identity: "path:platform-vivid.0", name: "vivid", properties: [:], stableLink: nil)
+        #expect(SoundDeviceAddress(camera) == nil)
+    }
+
+    @Test("a Pulse source is found by alsa.card and alsa.device; monitors never stand in for a microphone")
+    func pulseResolution() {
+        let sources = [
+            SoundServerDevice(name: "alsa_output.usb-Plantronics-00.analog-stereo.monitor",
+                              properties: ["alsa.card": "2", "alsa.device": "0", "device.class": "monitor"], isMonitor: true),
+            SoundServerDevice(name: "alsa_input.pci-0000_00_1f.3.analog-stereo", properties: ["alsa.card": "0", "alsa.device": "0"]),
+            SoundServerDevice(name: "alsa_input.usb-Plantronics-00.mono-fallback", properties: ["alsa.card": "2", "alsa.device": "0"]),
+        ]
+        let microphone = SoundDeviceAddress(card: 2, device: 0, direction: .capture)
+        #expect(SoundServerMatch.device(for: microphone, among: sources) == .success("alsa_input.usb-Plantronics-00.mono-fallback"))
+        let onlyMonitor = SoundServerMatch.device(for: microphone, among: [sources[0]])
+        guard case .failure(let missing) = onlyMonitor else {
+            Issue.record("a monitor was taken for the microphone: \(onlyMonitor)")
+            return
+        }
+        #expect(missing.description.contains("no source for ALSA card 2 device 0 (capture)"), "\(missing)")
+        #expect(missing.description.contains("its sources are alsa_output.usb-Plantronics-00.analog-stereo.monitor (a monitor)"), "\(missing)")
+        #expect(missing.description.contains("audio.backend: alsa"), "\(missing)")
+        let sinks = [SoundServerDevice(name: "alsa_output.usb-Plantronics-00.analog-stereo", properties: ["alsa.card": "2", "alsa.device": "0"])]
+        #expect(SoundServerMatch.device(for: SoundDeviceAddress(card: 2, device: 0, direction: .playback), among: sinks)
+                == .success("alsa_output.usb-Plantronics-00.analog-stereo"))
+        #expect(SoundServerMatch.device(for: SoundDeviceAddress(card: 2, device: 1, direction: .playback), among: sinks)
+                == .failure(.init(address: SoundDeviceAddress(card: 2, device: 1, direction: .playback), listed: [sinks[0].name])))
     }
 }

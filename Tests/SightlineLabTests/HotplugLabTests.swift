@@ -1,4 +1,5 @@
 import Foundation
+import SightlineAudio
 import SightlineControlClient
 import SightlineCore
 import SightlineTesting
@@ -139,6 +140,21 @@ extension DeviceLab {
             try await client.get(ControlAPI.audioPath, as: AudioStatus.self)
         }
 
+        /// A daemon for the microphone tests: the test pattern as camera (vivid is not theirs to
+        /// hold), `audio` the lines of its audio section.
+        static func microphoneDaemon(audio: String) throws -> DaemonProcess {
+            try DaemonProcess(configuration: """
+                camera:
+                  device: test-pattern
+                  width: 320
+                  height: 240
+                  fps: 5
+                audio:
+                \(audio)
+
+                """)
+        }
+
         /// Unbinding a sound card frees it only once every file on it is closed (the kernel's
         /// `snd_card_free` waits), so a daemon that kept its PCM open would hang the unbind:
         /// it runs in a child with a deadline, and a hang fails the test instead of the lab.
@@ -149,16 +165,9 @@ extension DeviceLab {
 
         @Test("the microphone in use: the loopback card unbound mid-capture is reported and let go, and capture resumes after bind; 10 cycles leak nothing")
         func microphoneUnplugWhileCapturing() async throws {
-            let daemon = try DaemonProcess(configuration: """
-                camera:
-                  device: test-pattern
-                  width: 320
-                  height: 240
-                  fps: 5
-                audio:
+            let daemon = try Self.microphoneDaemon(audio: """
                   backend: alsa
                   capture_device: plughw:Loopback,1,0
-
                 """)
             try daemon.start()
             try await daemon.waitUntilServing()
@@ -193,6 +202,85 @@ extension DeviceLab {
             // slow): a leak stays, a closing connection goes within seconds.
             try? await eventually(timeout: .seconds(5)) { daemon.openDescriptorCount() == baseline }
             #expect(daemon.openDescriptorCount() == baseline, "descriptors \(baseline) → \(daemon.openDescriptorCount())")
+        }
+
+        /// The microphone the daemon captures from now, as `sightctl devices` reports it.
+        func microphoneInUse(_ client: ControlClient) async throws -> DeviceStatus? {
+            try await devices(client).first { $0.device.role == .microphone && $0.state == .inUse }
+        }
+
+        /// Plays a 440 Hz tone (-15 dBFS RMS) into the loopback's side opposite `node` until the
+        /// daemon's level meter shows it; returns the loudest level it reported. The player is
+        /// closed again before returning: an open PCM would block the card's unbind and unload.
+        func toneHeard(through node: SoundDeviceAddress, _ client: ControlClient) async throws -> Double {
+            let quiet = try #require(try await audio(client).capture?.level?.rmsDBFS)
+            #expect(quiet < -60, "the loopback is silent before the tone, the daemon measured \(quiet) dBFS")
+            // snd-aloop: what is played into device 0 subdevice N is captured on device 1 subdevice N, and back.
+            let player = try AudioLabTests.player.openPlayback(device: "plughw:CARD=\(node.card),DEV=\(1 - node.device),SUBDEV=0", format: .stream)
+            let tone = AudioClip(format: .stream, samples: (0..<(48000 * 20)).map { Int16(8000 * sin(2 * Double.pi * 440 * Double($0) / 48000)) })
+            let feeding = Task { for frame in tone.frames(tail: .zero) where !(await player.play(frame)) { break } }
+            var loudest = AudioLevel.floor
+            try? await eventually(timeout: .seconds(15)) {
+                loudest = max(loudest, try await audio(client).capture?.level?.rmsDBFS ?? AudioLevel.floor)
+                return loudest > -20
+            }
+            await player.stop()
+            await feeding.value
+            return loudest
+        }
+
+        @Test("the microphone chosen by the loopback card's udev properties hears a tone played into the other side; after unbind/bind and unbind/rmmod/modprobe it is chosen and heard again")
+        func microphoneChosenByProperties() async throws {
+            let daemon = try Self.microphoneDaemon(audio: """
+                  backend: alsa
+                  capture_preference: ["ID_PATH=platform-snd_aloop.0,NAME=Loopback"]
+                  fallback: false
+                  switch_delay_ms: 300
+                """)
+            try daemon.start()
+            try await daemon.waitUntilServing()
+            let client = ControlClient(socketPath: daemon.socketPath)
+            for round in ["at start", "after unbind and bind", "after unbind, rmmod and modprobe"] {
+                do {
+                    try await eventually(timeout: .seconds(30)) {
+                        guard try await microphoneInUse(client) != nil else { return false }
+                        return (try await audio(client).capture?.frames ?? 0) > 10
+                    }
+                } catch {
+                    Issue.record("no capture from the loopback chosen by its properties \(round): \(try await audio(client))\n\(daemon.log)")
+                    throw error
+                }
+                let microphone = try #require(try await microphoneInUse(client))
+                let node = try #require(SoundDeviceAddress(microphone.device))
+                let status = try await audio(client)
+                #expect(microphone.device.properties["ID_PATH"] == "platform-snd_aloop.0", "\(microphone.device)")
+                #expect(microphone.why?.contains("matches preference 1 of 1") == true, "\(microphone)")
+                #expect(status.captureDevice == "plughw:CARD=\(node.card),DEV=\(node.device)", "\(status)")
+                #expect(status.captureChoice?.contains(microphone.device.identity) == true, "\(status)")
+                let loudest = try await toneHeard(through: node, client)
+                print("microphone by properties \(round): \(microphone.device.identity) as \(status.captureDevice), tone at \(loudest) dBFS")
+                #expect(loudest > -20, "the tone played into the loopback was not heard \(round): \(loudest) dBFS")
+
+                switch round {
+                case "at start":
+                    let text = try CommandLineTool.run("sightctl", ["audio", "--socket", daemon.socketPath]).stdout
+                    #expect(text.contains("chosen:  microphone") && text.contains(microphone.device.identity), "\(text)")
+                    try unbindLoopbackCard()
+                    try await eventually { try await audio(client).captureChoice?.contains("disconnected") == true }
+                    #expect(try await audio(client).capture?.connected != true, "the microphone is closed while its card is gone")
+                    try KernelLab.writeSysfs("/sys/bus/platform/drivers/snd_aloop/bind", "snd_aloop.0")
+                case "after unbind and bind":
+                    // No module unloads while a PCM of it is open: the card is unbound first,
+                    // which the daemon answers by closing the microphone.
+                    try unbindLoopbackCard()
+                    try await eventually { try await microphoneInUse(client) == nil }
+                    try await eventually(timeout: .seconds(10)) { try CommandLineTool.run("/usr/sbin/rmmod", ["snd_aloop"]).status == 0 }
+                    #expect(try CommandLineTool.run("/usr/sbin/modprobe", ["snd-aloop"]).status == 0)
+                default:
+                    break
+                }
+            }
+            #expect(daemon.process.isRunning)
         }
 
         @Test("100 unplug/unload/load cycles of vivid and of snd-aloop: no crash, no leaked descriptor, streaming resumes")

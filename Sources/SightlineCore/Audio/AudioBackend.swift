@@ -69,6 +69,10 @@ public protocol AudioBackend: Sendable {
     /// when the sound system wants it: played on the device's clock, a live voice never queues
     /// up ahead of the speaker, whatever the two clocks do (a pulled stream takes no pushes).
     func openPlayback(device: String?, format: AudioFormat, source: AudioFrameSource?) throws -> any AudioPlayback
+    /// The backend's device name for an ALSA node that discovery chose, to open it with: ALSA
+    /// opens the node itself, a sound server names its own source or sink for it (and throws,
+    /// saying so, when it has none). May block for a moment: call it off the cooperative pool.
+    func deviceName(for address: SoundDeviceAddress) throws -> String
 }
 
 extension AudioBackend {

@@ -57,11 +57,24 @@ public struct DaemonConfiguration: Sendable, Equatable {
         public var captureDevice: String?
         /// nil: the sound system's default device.
         public var playbackDevice: String?
+        /// `audio.capture_preference`: empty, the microphone is `captureDevice`; else discovery
+        /// chooses it and `captureDevice` is the fallback.
+        public var capturePreference: [String]
+        /// `audio.playback_preference`, the same for the speaker.
+        public var playbackPreference: [String]
+        /// `audio.fallback`: with a preference list, use the configured device while no preferred one is present.
+        public var fallback: Bool
+        public var switchDelayMilliseconds: Int
 
-        public init(backend: AudioBackendKind, captureDevice: String?, playbackDevice: String? = nil) {
+        public init(backend: AudioBackendKind, captureDevice: String?, playbackDevice: String? = nil, capturePreference: [String] = [],
+                    playbackPreference: [String] = [], fallback: Bool = true, switchDelayMilliseconds: Int = 500) {
             self.backend = backend
             self.captureDevice = captureDevice
             self.playbackDevice = playbackDevice
+            self.capturePreference = capturePreference
+            self.playbackPreference = playbackPreference
+            self.fallback = fallback
+            self.switchDelayMilliseconds = switchDelayMilliseconds
         }
     }
 
@@ -226,7 +239,11 @@ public struct DaemonConfiguration: Sendable, Equatable {
         let captureDevice = reader.string("audio.capture_device"), playbackDevice = reader.string("audio.playback_device")
         audio = AudioConfiguration(backend: AudioBackendKind(rawValue: reader.string("audio.backend")) ?? .auto,
                                    captureDevice: captureDevice == "default" || captureDevice.isEmpty ? nil : captureDevice,
-                                   playbackDevice: playbackDevice == "default" || playbackDevice.isEmpty ? nil : playbackDevice)
+                                   playbackDevice: playbackDevice == "default" || playbackDevice.isEmpty ? nil : playbackDevice,
+                                   capturePreference: reader.list("audio.capture_preference"),
+                                   playbackPreference: reader.list("audio.playback_preference"),
+                                   fallback: reader.boolean("audio.fallback"),
+                                   switchDelayMilliseconds: reader.integer("audio.switch_delay_ms"))
         var retention = RetentionPolicy.defaults
         let periods: [String: RetentionClass.Period] = [
             "commercial-letter": .years(reader.integer("retention.commercial_letter_years")),

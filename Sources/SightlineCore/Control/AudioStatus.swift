@@ -18,6 +18,14 @@ public struct AudioStatus: Codable, Sendable, Equatable {
     public var capture: AudioStreamStatistics?
     /// What is wrong right now, with what to do.
     public var problem: String?
+    /// Why this microphone: the configured name, the preference a discovered card matched, or
+    /// the fallback and why no preferred one is in use.
+    public var captureChoice: String?
+    /// The speaker playback and spoken feedback open (`default`: the sound system's default;
+    /// `none` while no speaker may be used).
+    public var playbackDevice: String?
+    /// Why this speaker, as for the microphone.
+    public var playbackChoice: String?
 
     public init(backend: String, configured: String, reason: String, captureDevice: String, sampleRate: Int, channels: Int,
                 capture: AudioStreamStatistics?, problem: String?) {

@@ -180,11 +180,14 @@ public struct DeviceStatus: Codable, Sendable, Equatable {
     public var state: State
     /// Why it failed, when it did.
     public var reason: String?
+    /// Why it is in use, when it is and it was chosen by a preference list.
+    public var why: String?
 
-    public init(device: DiscoveredDevice, state: State, reason: String?) {
+    public init(device: DiscoveredDevice, state: State, reason: String?, why: String? = nil) {
         self.device = device
         self.state = state
         self.reason = reason
+        self.why = why
     }
 }
 

@@ -35,7 +35,7 @@ public struct DiscoveredDevice: Codable, Sendable, Equatable, Hashable {
 public enum DeviceClassifier {
     /// Properties that matter for identity and matching; the rest of udev's record is dropped.
     static let keptProperties = ["NAME", "ID_SERIAL", "ID_SERIAL_SHORT", "ID_VENDOR_ID", "ID_MODEL_ID", "ID_PATH", "ID_V4L_PRODUCT",
-                                 "ID_V4L_CAPABILITIES", "ID_MODEL", "ID_VENDOR", "ID_INPUT_KEY", "ID_BUS"]
+                                 "ID_V4L_CAPABILITIES", "ID_MODEL", "ID_VENDOR", "ID_INPUT_KEY", "ID_BUS", "ID_ID", "SOUND_FORM_FACTOR"]
 
     /// - Parameters:
     ///   - captureCapable: for video4linux nodes without `ID_V4L_CAPABILITIES` (no udevd
@@ -73,7 +73,9 @@ public enum DeviceClassifier {
             identity = "syspath:\(syspath)"
         }
         let stableLink = links.first { $0.hasPrefix("/dev/v4l/by-id/") } ?? links.first { $0.hasPrefix("/dev/v4l/by-path/") }
-        let name = properties["ID_V4L_PRODUCT"] ?? properties["ID_MODEL"] ?? sysname
+        // A sound card's nodes share its name: the node's own name keeps them apart.
+        let name = subsystem == "sound" ? [properties["ID_MODEL"] ?? properties["NAME"], sysname].compactMap { $0 }.joined(separator: " ")
+            : properties["ID_V4L_PRODUCT"] ?? properties["ID_MODEL"] ?? sysname
         return DiscoveredDevice(syspath: syspath, devnode: devnode, role: role, identity: identity + Self.suffix(sysname, subsystem),
                                 name: name, properties: kept, stableLink: stableLink)
     }

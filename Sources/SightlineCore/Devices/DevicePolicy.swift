@@ -1,74 +1,67 @@
 import Foundation
 
-/// Which camera to use, as a state machine fed with discovery events and the time.
+/// Which device of one role (camera, microphone, speaker) to use, as a state machine fed with
+/// discovery events and the time. The camera and the audio devices share it, so hotplug
+/// behaves the same for both.
 ///
-/// - The configured preferences rank cameras (first match wins); other cameras follow in the
-///   order they appeared, unless `fallbackToAny` is off.
-/// - A better-ranked camera appearing is used at once (fail-back); the active camera vanishing
+/// - The configured preferences rank devices (first match wins); other devices of the role
+///   follow in the order they appeared, unless `fallbackToAny` is off.
+/// - A better-ranked device appearing is used at once (fail-back); the active device vanishing
 ///   makes the next one take over, but only after `switchDelay`, so a flapping cable brings
-///   back the same camera instead of bouncing between two.
-/// - With no camera the decision is a placeholder with the reason.
-public struct CameraPolicy: Sendable {
+///   back the same device instead of bouncing between two.
+/// - With no device the decision is a placeholder with the reason.
+public struct DevicePolicy: Sendable {
     public enum Decision: Sendable, Equatable {
         case use(DiscoveredDevice)
         case placeholder(String)
     }
 
-    /// One preference: a device identity as `sightctl devices` shows it, a device path or
-    /// /dev/v4l link, or `KEY=VALUE` pairs joined by commas that must all match the device's
-    /// udev properties.
-    public struct Preference: Sendable, Equatable {
-        public let text: String
+    public typealias Preference = DevicePreference
 
-        public init(_ text: String) { self.text = text }
-
-        func matches(_ device: DiscoveredDevice) -> Bool {
-            if text.hasPrefix("/dev/") { return device.devnode == text || device.stableLink == text }
-            if text == device.identity { return true }
-            return text.split(separator: ",").allSatisfy { pair in
-                let parts = pair.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-                return parts.count == 2 && device.properties[parts[0]] == parts[1]
-            }
-        }
-    }
-
+    public let role: DeviceRole
     public let preferences: [Preference]
     public let fallbackToAny: Bool
     public let switchDelay: Duration
     private var available: [DiscoveredDevice] = []
-    public private(set) var decision: Decision = .placeholder("no camera found")
+    public private(set) var decision: Decision
     private var lostAt: ContinuousClock.Instant?
-    /// Identity of the camera used last: it may return during the switch delay.
+    /// Identity of the device used last: it may return during the switch delay.
     private var lastActive: String?
-    /// Cameras that failed while present (no remove event): passed over until they are added anew.
+    /// Devices that failed while present (no remove event): passed over until they are added anew.
     private var failedSyspaths: Set<String> = []
 
-    public init(preferences: [Preference], fallbackToAny: Bool, switchDelay: Duration) {
+    public init(role: DeviceRole, preferences: [Preference], fallbackToAny: Bool, switchDelay: Duration) {
+        self.role = role
+        decision = .placeholder(Self.nothingFound(role))
         self.preferences = preferences
         self.fallbackToAny = fallbackToAny
         self.switchDelay = switchDelay
     }
 
-    public var cameras: [DiscoveredDevice] { available }
+    /// The placeholder's reason while no device of the role is present ("no camera found").
+    public static func nothingFound(_ role: DeviceRole) -> String { "no \(role.rawValue) found" }
 
-    /// A camera appeared (or was found at start). Returns the new decision when it changed.
+    /// The devices of the role that are present, in the order they appeared.
+    public var devices: [DiscoveredDevice] { available }
+
+    /// A device appeared (or was found at start). Returns the new decision when it changed.
     public mutating func added(_ device: DiscoveredDevice, at now: ContinuousClock.Instant) -> Decision? {
-        guard device.role == .camera else { return nil }
+        guard device.role == role else { return nil }
         available.removeAll { $0.syspath == device.syspath }
         available.append(device)
         failedSyspaths.remove(device.syspath)
         return reconsider(at: now)
     }
 
-    /// The camera failed without going away (the driver reports it gone, or it stopped
-    /// delivering). With another camera to use, it is passed over (after `switchDelay`) until
+    /// The device failed without going away (the driver reports it gone, or it stopped
+    /// delivering). With another device to use, it is passed over (after `switchDelay`) until
     /// it is added anew; alone, it stays chosen and its user keeps retrying it.
     public mutating func failed(syspath: String, at now: ContinuousClock.Instant) -> Decision? {
         guard available.contains(where: { $0.syspath == syspath }), !failedSyspaths.contains(syspath) else { return nil }
         failedSyspaths.insert(syspath)
         guard case .use(let active) = decision, active.syspath == syspath, best != nil else { return nil }
         lostAt = now
-        decision = .placeholder("camera \(active.name) failed; switching to another one")
+        decision = .placeholder("\(role.rawValue) \(active.name) failed; switching to another one")
         _ = reconsider(at: now)
         return decision
     }
@@ -86,7 +79,7 @@ public struct CameraPolicy: Sendable {
         if wasActive {
             let previous = decision
             lostAt = lostAt ?? now
-            decision = .placeholder("camera \(gone.name) disconnected; waiting for it to return")
+            decision = .placeholder("\(role.rawValue) \(gone.name) disconnected; waiting for it to return")
             _ = reconsider(at: now)
             return decision == previous ? nil : decision
         }
@@ -102,6 +95,14 @@ public struct CameraPolicy: Sendable {
     public var pendingSwitchDeadline: ContinuousClock.Instant? {
         guard let lostAt, case .placeholder = decision, best != nil else { return nil }
         return lostAt + switchDelay
+    }
+
+    /// Why the policy would use `device`, for `sightctl audio` and `sightctl devices`.
+    public func reason(for device: DiscoveredDevice) -> String {
+        if let index = preferences.firstIndex(where: { $0.matches(device) }) {
+            return "matches preference \(index + 1) of \(preferences.count) (\(preferences[index]))"
+        }
+        return preferences.isEmpty ? "the first \(role.rawValue) found (no preference configured)" : "no preferred \(role.rawValue) present; any other allowed"
     }
 
     /// Rank of a device: index of the first matching preference; unmatched devices rank after
@@ -121,7 +122,7 @@ public struct CameraPolicy: Sendable {
     private mutating func reconsider(at now: ContinuousClock.Instant) -> Decision? {
         let previous = decision
         guard let candidate = best else {
-            if case .use = decision { decision = .placeholder("no camera found") }
+            if case .use = decision { decision = .placeholder(Self.nothingFound(role)) }
             return decision == previous ? nil : decision
         }
         switch decision {
@@ -130,7 +131,7 @@ public struct CameraPolicy: Sendable {
                 decision = .use(candidate)
             }
         case .placeholder:
-            // Right after the active camera vanished, give it `switchDelay` to come back.
+            // Right after the active device vanished, give it `switchDelay` to come back.
             if let lostAt, now < lostAt + switchDelay, candidate.identity != lastActive {
                 break
             }
@@ -141,3 +142,6 @@ public struct CameraPolicy: Sendable {
         return decision == previous ? nil : decision
     }
 }
+
+/// The camera's policy: `DevicePolicy` with role `.camera`.
+public typealias CameraPolicy = DevicePolicy
