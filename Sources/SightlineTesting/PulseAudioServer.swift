@@ -80,9 +80,12 @@ public final class PulseAudioServer: @unchecked Sendable {
         try CommandLineTool.run("/usr/bin/pactl", ["--server=\(server)"] + arguments, environment: environment)
     }
 
-    /// Adds a second 48 kHz mono null sink (a device's speaker apart from its microphone).
+    /// Adds a second 48 kHz mono null sink (a device's speaker apart from its microphone). Its
+    /// description is its name too, so its monitor is "Monitor of NAME" to programs that pick
+    /// devices by description (Firefox's `media.audio_loopback_dev`).
     public func addNullSink(named name: String) throws {
-        let loaded = try pactl(["load-module", "module-null-sink", "sink_name=\(name)", "rate=48000", "channels=1"])
+        let loaded = try pactl(["load-module", "module-null-sink", "sink_name=\(name)", "rate=48000", "channels=1",
+                                "sink_properties=device.description=\(name)"])
         guard loaded.status == 0 else { throw TestFailure("pactl load-module module-null-sink failed: \(loaded.stderr)") }
     }
 
@@ -113,11 +116,11 @@ public final class PulseAudioServer: @unchecked Sendable {
         """
     }
 
-    /// Starts `pacat` playing raw S16LE samples into the null sink; the caller waits for it
+    /// Starts `pacat` playing raw S16LE samples into the null sink (or `sink`); the caller waits for it
     /// (`wait`). 250 ms of buffer: with less, a busy machine makes pacat underrun, and every
     /// underrun inserts silence into what the monitor records.
-    public func play(rawFile: String) throws -> SpawnedProcess {
-        try pacat(["--playback", "--latency-msec=250", "--device=\(sinkName)", rawFile])
+    public func play(rawFile: String, into sink: String? = nil) throws -> SpawnedProcess {
+        try pacat(["--playback", "--latency-msec=250", "--device=\(sink ?? sinkName)", rawFile])
     }
 
     /// Starts `pacat --record` from the sink's monitor into `rawFile` (S16LE, 20 ms latency); the

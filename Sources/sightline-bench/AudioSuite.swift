@@ -7,7 +7,8 @@ import Synchronization
 
 /// The audio suite (issue "audio"): a live call on loopback with a real PulseAudio server (the
 /// daemon's microphone is one null sink's monitor, its speaker a second null sink) and headless
-/// Chromium as the expert, whose fake microphone plays a file of short tone bursts. Mouth-to-ear
+/// Chromium as the expert, whose fake microphone plays a file of short tone bursts (or Firefox,
+/// which records the same bursts from a third null sink's monitor: `SIGHTLINE_BENCH_EXPERT`). Mouth-to-ear
 /// is the sum of its measured parts (browser capture → device, jitter buffer, speaker queue);
 /// a burst's first loud sample in the browser to the same burst's in the speaker's monitor is
 /// the cross-check. A second core is kept busy all along.
@@ -19,21 +20,50 @@ enum AudioSuite {
         ProcessInfo.processInfo.environment["SIGHTLINE_BENCH_SECONDS"].flatMap(Int.init).map { max(10, $0) } ?? 30
     }
 
+    /// The expert's browser and how the viewer reads its microphone (`SIGHTLINE_BENCH_EXPERT`):
+    /// Chromium with MediaStreamTrackProcessor (the viewer's choice there, and the default),
+    /// Chromium through the AudioWorklet, or Firefox (AudioWorklet, its only way).
+    enum Expert: String, CaseIterable {
+        case chromium, chromiumWorklet = "chromium-worklet", firefox
+
+        static func fromEnvironment() throws -> Expert {
+            let name = ProcessInfo.processInfo.environment["SIGHTLINE_BENCH_EXPERT"] ?? Expert.chromium.rawValue
+            guard let expert = Expert(rawValue: name) else {
+                throw TestFailure("SIGHTLINE_BENCH_EXPERT=\(name) is none of \(allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return expert
+        }
+
+        var capture: String { self == .chromium ? "track-processor" : "worklet" }
+        var unavailableReason: String? { self == .firefox ? HeadlessFirefox.unavailableReason : HeadlessChromium.unavailableReason }
+    }
+
+    /// Where Firefox's microphone records the bursts from, and where it plays what it hears.
+    static let mouthSink = "mouth"
+    static let expertSink = "expert"
+
     struct ViewerStats: Decodable {
         var verified: Bool
         var audioDecoded: Int
+        var microphoneCapture: String?
         var microphoneFramesSent: Int
         var microphoneLastOnsetAt: Double?
         var microphoneError: String?
     }
 
     static func run() async throws -> [(String, Double)] {
-        if let reason = PulseAudioServer.unavailableReason ?? HeadlessChromium.unavailableReason { throw TestFailure(reason) }
+        let expert = try Expert.fromEnvironment()
+        if let reason = PulseAudioServer.unavailableReason ?? expert.unavailableReason { throw TestFailure(reason) }
         let server = try PulseAudioServer()
         try await server.start()
         try server.addNullSink(named: speakerSink)
         let bursts = server.directory.file("bursts.wav")
         try burstFile().write(to: URL(fileURLWithPath: bursts))
+        // Firefox takes no file for its fake microphone: it records a sink's monitor, into which
+        // pacat plays the bursts for the whole run (raw samples, so pacat needs no decoder).
+        let rawBursts = server.directory.file("bursts.raw")
+        try Data(burstSamples(seconds: seconds + 20).flatMap { withUnsafeBytes(of: $0.littleEndian, Array.init) })
+            .write(to: URL(fileURLWithPath: rawBursts))
         let relay = try RelayProcess()
         try await relay.start()
         defer { relay.stop() }
@@ -63,9 +93,25 @@ enum AudioSuite {
             return onsets
         }
 
-        let browser = try await HeadlessChromium.start(extraArguments: [
-            "--autoplay-policy=no-user-gesture-required", "--use-file-for-fake-audio-capture=\(bursts)",
-        ])
+        let browser: any HeadlessBrowser
+        var mouth: SpawnedProcess?
+        if expert == .firefox {
+            try server.addNullSink(named: mouthSink)
+            try server.addNullSink(named: expertSink)
+            browser = try await HeadlessFirefox.start(
+                extraPreferences: HeadlessFirefox.autoplayPreferences.merging([
+                    "media.navigator.streams.fake": "false", "media.audio_loopback_dev": "\"Monitor of \(mouthSink)\"",
+                ]) { $1 },
+                environment: ["PULSE_SERVER": server.server, "PULSE_SINK": expertSink])
+        } else {
+            browser = try await HeadlessChromium.start(extraArguments: [
+                "--autoplay-policy=no-user-gesture-required", "--use-file-for-fake-audio-capture=\(bursts)",
+            ])
+        }
+        defer {
+            mouth?.signal(SIGTERM)
+            _ = mouth?.wait()
+        }
         do {
             try await browser.open(invite)
             @Sendable func stats() async throws -> ViewerStats {
@@ -76,8 +122,12 @@ enum AudioSuite {
                 guard ContinuousClock.now < ready else { throw TestFailure("the viewer was not verified within 30 s:\n\(daemon.log)") }
                 try await Task.sleep(for: .milliseconds(200))
             }
-            _ = try await browser.evaluate("await window.sightlineViewer.startMicrophone(); return true;")
+            _ = try await browser.evaluate("await window.sightlineViewer.startMicrophone({ capture: arguments[0] }); return true;",
+                                           arguments: [.string(expert.capture)])
+            if expert == .firefox { mouth = try server.play(rawFile: rawBursts, into: mouthSink) }
             try await Task.sleep(for: .seconds(3))
+            let capture = try await stats().microphoneCapture
+            guard capture == expert.capture else { throw TestFailure("the viewer reads its microphone by \(capture ?? "nothing"), not \(expert.capture)") }
 
             let busy = BusyCore()
             busy.start()
@@ -112,7 +162,7 @@ enum AudioSuite {
                 guard let mouth = spoken.last(where: { $0 <= ear }), ear - mouth < 400 else { continue }
                 delays.append(ear - mouth)
             }
-            print("audio: \(Int(elapsed)) s, \(spoken.count) bursts spoken, \(ears.count) heard, \(delays.count) matched; "
+            print("audio (\(expert.rawValue), \(expert.capture)): \(Int(elapsed)) s, \(spoken.count) bursts spoken, \(ears.count) heard, \(delays.count) matched; "
                   + "viewer \(viewer); device \(String(describing: audio))")
             guard !delays.isEmpty else { throw TestFailure("no burst from the browser was heard on the device's speaker:\n\(daemon.log)") }
             // Mouth to ear is the sum of its measured parts: the browser's capture time to the
@@ -142,14 +192,20 @@ enum AudioSuite {
         }
     }
 
-    /// A mono 48 kHz WAV of 20 ms 1 kHz bursts (−6 dBFS) every half second; Chromium loops it.
-    static func burstFile() -> Data {
+    /// 20 ms 1 kHz bursts (−6 dBFS) every half second, mono 48 kHz.
+    static func burstSamples(seconds: Int) -> [Int16] {
         let rate = 48000
-        let samples = (0..<(rate * 4)).map { index -> Int16 in
+        return (0..<(rate * seconds)).map { index -> Int16 in
             let inPeriod = Double(index % Int(Double(rate) * burstInterval)) / Double(rate)
             guard inPeriod < 0.02 else { return 0 }
             return Int16(16384 * sin(2 * Double.pi * 1000 * Double(index) / Double(rate)))
         }
+    }
+
+    /// Four seconds of the bursts as a WAV file; Chromium loops it.
+    static func burstFile() -> Data {
+        let rate = 48000
+        let samples = burstSamples(seconds: 4)
         var data = Data("RIFF".utf8)
         func append<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { data.append(contentsOf: $0) } }
         append(UInt32(36 + samples.count * 2))
