@@ -211,8 +211,8 @@ class WorkletCapture {
         try {
             this.#source = this.#context.createMediaStreamSource(stream);
         } catch (error) {
-            // Firefox connects a microphone only to a context at its audio graph's own rate;
-            // the Opus encoder takes 44.1 kHz as well as 48 kHz.
+            // Older Firefox releases connected a microphone only to a context at their audio
+            // graph's own rate (153 ESR resamples); the Opus encoder takes 44.1 kHz too.
             if (error?.name !== 'NotSupportedError') throw error;
             this.#context.close().catch(() => {});
             this.#context = new AudioContext({ latencyHint: 'interactive' });
