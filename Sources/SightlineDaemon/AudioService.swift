@@ -27,6 +27,8 @@ final class AudioService: Service, Sendable {
     private let voice: AsyncStream<[Int16]>.Continuation?
     private let pulseServer: String?
     private let registry: DeviceRegistry?
+    /// Counts speaker changes, so a playback opened on the previous speaker knows to move.
+    private let speakerChanges = Atomic<Int>(0)
 
     private struct Snapshot {
         var backend = "none"
@@ -130,7 +132,8 @@ final class AudioService: Service, Sendable {
 
     private func playFeedback(_ what: String, _ body: (FeedbackSpeaker) async throws -> AudioStreamStatistics) async -> Bool {
         guard let speaker = feedback else {
-            logger.notice("feedback not played: the sound system is not chosen yet", metadata: ["feedback": "\(what)"])
+            let why = current.withLock { $0.playbackUnavailable } ?? "the sound system is not chosen yet"
+            logger.notice("feedback not played: \(why)", metadata: ["feedback": "\(what)"])
             return false
         }
         do {
@@ -293,7 +296,12 @@ final class AudioService: Service, Sendable {
             $0.playbackUnavailable = unavailable
             $0.feedback = speaker
         }
+        speakerChanges.add(1, ordering: .releasing)
     }
+
+    /// Changes whenever the speaker does (a preferred one plugged in or gone): a playback opened
+    /// under another value plays on a speaker that is no longer the chosen one.
+    var speakerGeneration: Int { speakerChanges.load(ordering: .acquiring) }
 
     // MARK: Capturing
 

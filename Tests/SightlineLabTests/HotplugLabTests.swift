@@ -229,11 +229,12 @@ extension DeviceLab {
             return loudest
         }
 
-        @Test("the microphone chosen by the loopback card's udev properties hears a tone played into the other side; after unbind/bind and unbind/rmmod/modprobe it is chosen and heard again")
+        @Test("the microphone chosen by the loopback card's udev properties hears a tone played into the other side, the speaker follows its own preference; after unbind/bind and unbind/rmmod/modprobe it is chosen and heard again")
         func microphoneChosenByProperties() async throws {
             let daemon = try Self.microphoneDaemon(audio: """
                   backend: alsa
                   capture_preference: ["ID_PATH=platform-snd_aloop.0,NAME=Loopback"]
+                  playback_preference: ["path:platform-snd_aloop.0#D1p"]
                   fallback: false
                   switch_delay_ms: 300
                 """)
@@ -257,6 +258,10 @@ extension DeviceLab {
                 #expect(microphone.why?.contains("matches preference 1 of 1") == true, "\(microphone)")
                 #expect(status.captureDevice == "plughw:CARD=\(node.card),DEV=\(node.device)", "\(status)")
                 #expect(status.captureChoice?.contains(microphone.device.identity) == true, "\(status)")
+                // The speaker follows its own preference: the loopback's device 1, by identity.
+                try await eventually { try await audio(client).playbackDevice == "plughw:CARD=\(node.card),DEV=1" }
+                #expect(try await audio(client).playbackChoice?.contains("[path:platform-snd_aloop.0#D1p]: matches preference 1 of 1") == true)
+                #expect(try await devices(client).contains { $0.device.role == .speaker && $0.state == .inUse && $0.device.identity.hasSuffix("#D1p") })
                 let loudest = try await toneHeard(through: node, client)
                 print("microphone by properties \(round): \(microphone.device.identity) as \(status.captureDevice), tone at \(loudest) dBFS")
                 #expect(loudest > -20, "the tone played into the loopback was not heard \(round): \(loudest) dBFS")
@@ -267,6 +272,8 @@ extension DeviceLab {
                     #expect(text.contains("chosen:  microphone") && text.contains(microphone.device.identity), "\(text)")
                     try unbindLoopbackCard()
                     try await eventually { try await audio(client).captureChoice?.contains("disconnected") == true }
+                    try await eventually { try await audio(client).playbackDevice == "none" }
+                    #expect(try await audio(client).playbackChoice?.contains("waiting for a preferred speaker") == true)
                     #expect(try await audio(client).capture?.connected != true, "the microphone is closed while its card is gone")
                     try KernelLab.writeSysfs("/sys/bus/platform/drivers/snd_aloop/bind", "snd_aloop.0")
                 case "after unbind and bind":

@@ -198,19 +198,29 @@ final class CallAudio: Sendable {
         var lastOpenFailure: ContinuousClock.Instant?
         var openFailures = 0
         var openedOnce = false
+        var speaker = audio.speakerGeneration
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(AudioFrame.milliseconds * 5))
             let jitter = buffers.withLock { $0.values.first?.statistics }
             if let jitter { telemetry.withLock { $0.jitter = jitter } }
+            // Another speaker was chosen (a preferred one plugged in, the one in use gone): the
+            // voice moves to it at once, and a back-off from the previous one does not apply.
+            let speakerChanged = audio.speakerGeneration != speaker
+            if speakerChanged {
+                speaker = audio.speakerGeneration
+                lastOpenFailure = nil
+                openFailures = 0
+            }
             if let open = playback {
                 if let ahead = open.statistics.latencyMs { telemetry.withLock { $0.note(ahead, in: \.speakerLatencyMs) } }
-                if mixing.withLock({ $0.idleFrames }) >= Self.idleFramesBeforeClosing {
+                if speakerChanged || mixing.withLock({ $0.idleFrames }) >= Self.idleFramesBeforeClosing {
                     playback = nil
                     await open.stop()
+                    if speakerChanged { logger.info("call: the speaker changed; the experts' voice moves to it") }
                 }
-                continue
+                if !speakerChanged { continue }
             }
-            let wanted = openedOnce ? buffers.withLock({ $0.values.contains { $0.depth > 0 } }) : expertKids.withLock({ !$0.isEmpty })
+            let wanted = (speakerChanged && openedOnce) || (openedOnce ? buffers.withLock({ $0.values.contains { $0.depth > 0 } }) : expertKids.withLock({ !$0.isEmpty }))
             guard wanted else { continue }
             // A speaker that failed to open is tried again after 1 s, 2 s, 4 s … up to 30 s, and
             // the warning is logged once, not on every try (a device without one is normal).
