@@ -134,6 +134,102 @@ struct AudioDaemonTests {
         _ = await running.result
         #expect(service.status().capture?.connected == false)
     }
+
+    /// Waits until `condition` holds; false after `timeout`.
+    static func eventually(_ timeout: Duration = .seconds(15), _ condition: () async throws -> Bool) async rethrows -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if try await condition() { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return try await condition()
+    }
+
+    /// A PCM node as discovery reports it (the card's udev properties copied onto the node),
+    /// for a card the host does not have: the registry is fed by hand here, the kernel lab
+    /// does it with real uevents.
+    static func node(_ sysname: String, card: String) -> DiscoveredDevice? {
+        DeviceClassifier.classify(subsystem: "sound", sysname: sysname, syspath: "/sys/devices/virtual/sound/\(card)/\(sysname)",
+                                  devnode: "/dev/snd/\(sysname)", properties: ["NAME": card, "ID_PATH": "platform-\(card)"], links: [])
+    }
+
+    /// The Pulse server stands in for a sound server managing two cards (7: a headset, 8: a desk
+    /// speakerphone): null sinks and remapped sources carrying their `alsa.card`/`alsa.device`.
+    @Test("With preference lists the audio service follows discovery: fallback while none is present, the better card at once, the next one after the switch delay, a card the sound server lacks reported and passed over")
+    func followsDiscovery() async throws {
+        if let reason = PulseAudioServer.unavailableReason { print("skipped: \(reason)"); return }
+        let server = try PulseAudioServer()
+        try await server.start()
+        for (name, card) in [("headset", 7), ("desk", 8)] {
+            let properties = "'alsa.card=\(card) alsa.device=0'"
+            for arguments in [["module-null-sink", "sink_name=\(name)", "sink_properties=\(properties)", "rate=48000", "channels=1"],
+                              ["module-remap-source", "source_name=\(name)_mic", "master=\(server.monitorSource)", "source_properties=\(properties)"]] {
+                let loaded = try server.pactl(["load-module"] + arguments)
+                try #require(loaded.status == 0, "\(arguments[0]): \(loaded.stderr)")
+            }
+        }
+        let directory = try TemporaryDirectory()
+        let state = DaemonState(configurationLabel: "test", stateDirectory: directory.path,
+                                identity: IdentityInfo(algorithm: "Ed25519", fingerprint: "test", publicKey: "", keyPath: ""),
+                                stallAfter: .seconds(10))
+        let configuration = DaemonConfiguration.AudioConfiguration(
+            backend: .pulse, captureDevice: server.monitorSource, playbackDevice: nil,
+            capturePreference: ["NAME=Headset", "NAME=Desk"], playbackPreference: ["NAME=Headset", "NAME=Desk"],
+            fallback: true, switchDelayMilliseconds: 200)
+        let registry = DeviceRegistry(policies: SightlineDaemon.audioPolicies(for: configuration))
+        let service = AudioService(configuration: configuration, state: state, logger: Logger(label: "test"), registry: registry,
+                                   pulseServer: server.server)
+        let running = Task { try await service.run() }
+        defer { running.cancel() }
+        func using(_ capture: String, _ playback: String) async -> Bool {
+            let status = service.status()
+            return status.captureDevice == capture && status.capture?.connected == true && status.playbackDevice == playback
+        }
+
+        // Nothing preferred present: the configured devices, once the switch delay has passed.
+        #expect(await Self.eventually { await using(server.monitorSource, "default") }, "\(service.status())")
+        #expect(service.status().captureChoice?.hasPrefix("fallback (audio.fallback): no microphone found") == true, "\(service.status())")
+
+        let desk = try #require(Self.node("pcmC8D0c", card: "Desk")), deskSpeaker = try #require(Self.node("pcmC8D0p", card: "Desk"))
+        let headset = try #require(Self.node("pcmC7D0c", card: "Headset")), headsetSpeaker = try #require(Self.node("pcmC7D0p", card: "Headset"))
+        await registry.added(desk, hotplug: true)
+        await registry.added(deskSpeaker, hotplug: true)
+        #expect(await Self.eventually { await using("desk_mic", "desk") }, "\(service.status())")
+        #expect(service.status().captureChoice == "microphone Desk pcmC8D0c [\(desk.identity)]: matches preference 2 of 2 (NAME=Desk)")
+        let speakerBefore = service.speakerGeneration
+
+        // The better card replaces the desk at once; a playback opened now goes to its sink.
+        await registry.added(headset, hotplug: true)
+        await registry.added(headsetSpeaker, hotplug: true)
+        #expect(await Self.eventually { await using("headset_mic", "headset") }, "\(service.status())")
+        #expect(service.speakerGeneration > speakerBefore, "a call's playback learns that the speaker changed")
+        let listed = await registry.list()
+        #expect(listed.filter { $0.state == .inUse }.map(\.device.identity).sorted() == [headset.identity, headsetSpeaker.identity].sorted(), "\(listed)")
+        #expect(listed.first { $0.device == headset }?.why?.contains("matches preference 1 of 2 (NAME=Headset)") == true)
+        let playback = try service.openPlayback(source: { nil })
+        #expect(await Self.eventually { playback.statistics.connected })
+        let inputs = try server.pactl(["list", "sink-inputs"]).stdout
+        let sinks = try server.pactl(["list", "short", "sinks"]).stdout
+        let headsetIndex = sinks.split(separator: "\n").first { $0.contains("\theadset\t") }?.split(separator: "\t").first
+        #expect(headsetIndex != nil && inputs.contains("Sink: \(headsetIndex ?? "?")"), "the playback is on the headset sink: \(sinks)\n\(inputs)")
+        await playback.stop()
+
+        // Unplugged: after the switch delay the desk takes over again.
+        let unplugged = ContinuousClock.now
+        await registry.removed(syspath: headset.syspath)
+        await registry.removed(syspath: headsetSpeaker.syspath)
+        #expect(await Self.eventually { await using("desk_mic", "desk") }, "\(service.status())")
+        #expect(ContinuousClock.now - unplugged >= .milliseconds(200), "the desk took over before the switch delay")
+
+        // A card the sound server does not manage: said clearly, marked failed, not opened.
+        await registry.removed(syspath: desk.syspath)
+        let unknown = try #require(Self.node("pcmC9D0c", card: "Headset"))
+        await registry.added(unknown, hotplug: true)
+        #expect(await Self.eventually { service.status().problem?.contains("no source for ALSA card 9 device 0") == true }, "\(service.status())")
+        #expect(await Self.eventually { await registry.list().first { $0.device == unknown }?.state == .failed })
+        running.cancel()
+        _ = await running.result
+    }
 }
 
 private final class Arrivals: Sendable {
