@@ -320,6 +320,9 @@ final class AudioService: Service, Sendable {
                 if reported != problem {
                     // Logged once per distinct problem, not every retry.
                     logger.warning("microphone unavailable", metadata: ["problem": "\(problem)"])
+                    // Another preferred microphone, if one is present, takes over after the
+                    // switch delay (a new decision cancels this loop); alone, it stays chosen.
+                    if reported == nil, let discovered { await registry?.markFailed(discovered.syspath, reason: problem) }
                     reported = problem
                 }
                 await state.set(Self.name, .degraded, problem)

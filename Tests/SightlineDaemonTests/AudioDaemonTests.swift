@@ -91,9 +91,7 @@ struct AudioDaemonTests {
         let server = try PulseAudioServer()
         try await server.start()
         let directory = try TemporaryDirectory()
-        let state = DaemonState(configurationLabel: "test", stateDirectory: directory.path,
-                                identity: IdentityInfo(algorithm: "Ed25519", fingerprint: "test", publicKey: "", keyPath: ""),
-                                stallAfter: .seconds(10))
+        let state = Self.state(in: directory)
         let (chunks, continuation) = VoiceTap.makeStream()
         let service = AudioService(configuration: .init(backend: .pulse, captureDevice: server.monitorSource), state: state,
                                    logger: Logger(label: "test"), voice: continuation, pulseServer: server.server)
@@ -135,6 +133,13 @@ struct AudioDaemonTests {
         #expect(service.status().capture?.connected == false)
     }
 
+    /// The daemon's state for an audio service run on its own.
+    static func state(in directory: TemporaryDirectory) -> DaemonState {
+        DaemonState(configurationLabel: "test", stateDirectory: directory.path,
+                    identity: IdentityInfo(algorithm: "Ed25519", fingerprint: "test", publicKey: "", keyPath: ""),
+                    stallAfter: .seconds(10))
+    }
+
     /// Waits until `condition` holds; false after `timeout`.
     static func eventually(_ timeout: Duration = .seconds(15), _ condition: () async throws -> Bool) async rethrows -> Bool {
         let deadline = ContinuousClock.now + timeout
@@ -169,9 +174,7 @@ struct AudioDaemonTests {
             }
         }
         let directory = try TemporaryDirectory()
-        let state = DaemonState(configurationLabel: "test", stateDirectory: directory.path,
-                                identity: IdentityInfo(algorithm: "Ed25519", fingerprint: "test", publicKey: "", keyPath: ""),
-                                stallAfter: .seconds(10))
+        let state = Self.state(in: directory)
         let configuration = DaemonConfiguration.AudioConfiguration(
             backend: .pulse, captureDevice: server.monitorSource, playbackDevice: nil,
             capturePreference: ["NAME=Headset", "NAME=Desk"], playbackPreference: ["NAME=Headset", "NAME=Desk"],
@@ -227,6 +230,33 @@ struct AudioDaemonTests {
         await registry.added(unknown, hotplug: true)
         #expect(await Self.eventually { service.status().problem?.contains("no source for ALSA card 9 device 0") == true }, "\(service.status())")
         #expect(await Self.eventually { await registry.list().first { $0.device == unknown }?.state == .failed })
+        running.cancel()
+        _ = await running.result
+    }
+
+    @Test("ALSA: a preferred microphone that cannot be opened is marked failed, and the next preferred one is tried after the switch delay")
+    func unopenableMicrophonePassedOver() async throws {
+        let directory = try TemporaryDirectory()
+        let state = Self.state(in: directory)
+        let configuration = DaemonConfiguration.AudioConfiguration(
+            backend: .alsa, captureDevice: nil, capturePreference: ["NAME=Headset", "NAME=Desk"], fallback: false, switchDelayMilliseconds: 200)
+        let registry = DeviceRegistry(policies: SightlineDaemon.audioPolicies(for: configuration))
+        let service = AudioService(configuration: configuration, state: state, logger: Logger(label: "test"), retryInterval: .milliseconds(200),
+                                   registry: registry)
+        let running = Task { try await service.run() }
+        defer { running.cancel() }
+        // Cards this machine does not have: ALSA cannot open them.
+        let headset = try #require(Self.node("pcmC37D0c", card: "Headset")), desk = try #require(Self.node("pcmC38D0c", card: "Desk"))
+        await registry.added(headset, hotplug: true)
+        await registry.added(desk, hotplug: true)
+        let failed = await Self.eventually {
+            let entry = await registry.list().first { $0.device == headset }
+            return entry?.state == .failed && entry?.reason?.contains("plughw:CARD=37,DEV=0") == true
+        }
+        let listed = await registry.list()
+        #expect(failed, "\(listed)")
+        #expect(await Self.eventually { service.status().problem?.contains("plughw:CARD=38,DEV=0") == true }, "\(service.status())")
+        #expect(service.status().captureChoice?.contains("matches preference 2 of 2 (NAME=Desk)") == true, "\(service.status())")
         running.cancel()
         _ = await running.result
     }
