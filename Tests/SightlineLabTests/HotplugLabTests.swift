@@ -270,6 +270,10 @@ extension DeviceLab {
                 case "at start":
                     let text = try CommandLineTool.run("sightctl", ["audio", "--socket", daemon.socketPath]).stdout
                     #expect(text.contains("chosen:  microphone") && text.contains(microphone.device.identity), "\(text)")
+                    let listing = try CommandLineTool.run("sightctl", ["devices", "--socket", daemon.socketPath]).stdout
+                    let line = listing.split(separator: "\n").first { $0.contains("[\(microphone.device.identity)]") } ?? ""
+                    #expect(line.hasPrefix("microphone in-use ") && line.contains("matches preference 1 of 1 (ID_PATH=platform-snd_aloop.0,NAME=Loopback)"),
+                            "\(listing)")
                     try unbindLoopbackCard()
                     try await eventually { try await audio(client).captureChoice?.contains("disconnected") == true }
                     try await eventually { try await audio(client).playbackDevice == "none" }
