@@ -122,8 +122,8 @@ const CAPTURE_WORKLET_URL = new URL('./capture-worklet.js', import.meta.url);
  * Ways to read the microphone's samples, in the order `auto` tries them. Chromium's
  * MediaStreamTrackProcessor hands over each 10 ms buffer as it is captured; the AudioWorklet
  * (Web Audio, also in Firefox, which has no MediaStreamTrackProcessor in the window) waits for
- * the audio engine's render callback, which in headless Chromium put a frame 13–20 ms later
- * (p50 of encoded − captured 33–41 ms against 20.6 ms; docs/PERFORMANCE.md).
+ * the audio engine's render callback, which in headless Chromium came in bursts: mouth-to-ear
+ * 132–164 ms against 87 ms (docs/PERFORMANCE.md, "audio").
  */
 export const CAPTURE_METHODS = Object.freeze({
     'track-processor': () => typeof MediaStreamTrackProcessor === 'function',
