@@ -36,7 +36,7 @@ extension ViewerBrowserTests {
                     "before:\n\(tableBefore.joined(separator: "\n"))\nafter:\n\(BrowserTeardown.descriptorTable().joined(separator: "\n"))")
         }
 
-        @Test("only 127.0.0.1 is opened or reached, scripts' errors come back typed, WebCodecs is there")
+        @Test("only 127.0.0.1 is opened or reached, scripts' errors come back typed, WebCodecs is there (H.264 decoding, Opus encoding)")
         func loopbackOnlyAndErrors() async throws {
             let page = try await LabServer.start()
             let browser = try await HeadlessFirefox.start()
@@ -57,6 +57,12 @@ extension ViewerBrowserTests {
                 #expect(echoed == [1, "two", [true, nil], ["k": 3.5]])
                 let h264 = try await browser.evaluate("return (await VideoDecoder.isConfigSupported({ codec: 'avc1.42E01F' })).supported;")
                 #expect(h264 == true, "Firefox decodes H.264 through the system's libavcodec")
+                // The expert's voice: the viewer's exact encoder configuration (audio.js).
+                let opus = try await browser.evaluate("""
+                    return (await AudioEncoder.isConfigSupported({ codec: 'opus', sampleRate: 48000, numberOfChannels: 1, bitrate: 24000,
+                        opus: { frameDuration: 20000, useinbandfec: true, packetlossperc: 10, complexity: 5 } })).supported;
+                    """)
+                #expect(opus == true, "Firefox encodes Opus with WebCodecs")
                 let png = try await browser.screenshot()
                 #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]))
             } catch {
