@@ -73,9 +73,10 @@ let package = Package(
         /// V4L2 camera capture through libv4l2.
         .target(name: "SightlineCamera", dependencies: ["SightlineCore", "CV4L2", "CTurboJPEG"]),
 
-        /// Video encoders behind one protocol: OpenH264, JPEG, and passthrough of camera H.264.
-        /// Depends on SightlineCamera only to reuse its turbojpeg `JPEGEncoder`.
-        .target(name: "SightlineEncoding", dependencies: ["SightlineCore", "SightlineCamera", "COpenH264", "CTurboJPEG", "CYUV"]),
+        /// Video encoders behind one protocol: OpenH264, JPEG, passthrough of camera H.264, and a
+        /// V4L2 memory-to-memory hardware encoder. Depends on SightlineCamera to reuse its turbojpeg
+        /// `JPEGEncoder` and its V4L2 request helper.
+        .target(name: "SightlineEncoding", dependencies: ["SightlineCore", "SightlineCamera", "COpenH264", "CTurboJPEG", "CYUV", "CV4L2"]),
 
         /// Voice commands: a PocketSphinx grammar decoder checked by an all-phone decoder, on its own thread.
         .target(name: "SightlineVoice", dependencies: ["SightlineCore", "CPocketSphinx", "CSpeexDSP"]),
@@ -255,7 +256,7 @@ let package = Package(
         /// Encodes through the real libraries and decodes the output again (OpenH264, turbojpeg).
         .testTarget(name: "SightlineEncodingTests", dependencies: ["SightlineEncoding", "COpenH264", "CTurboJPEG"]),
         /// Device tests that run inside the kernel lab (the host suite starts it).
-        .testTarget(name: "SightlineLabTests", dependencies: ["SightlineCamera", "SightlineAudio", "SightlineDaemon", "SightlineControlClient", "SightlineTesting"]),
+        .testTarget(name: "SightlineLabTests", dependencies: ["SightlineCamera", "SightlineAudio", "SightlineDaemon", "SightlineControlClient", "SightlineEncoding", "SightlineTesting"]),
         /// The real PocketSphinx decoders on speech that flite synthesises at test time.
         .testTarget(name: "SightlineVoiceTests", dependencies: ["SightlineVoice", "SightlineTesting"]),
         .testTarget(name: "SightlineSystemTests", dependencies: ["SightlineSystem", "SightlineTesting"]),

@@ -35,7 +35,7 @@ public enum CameraError: Error, Sendable, CustomStringConvertible, Equatable {
     }
 
     /// Maps an errno from opening or driving `path` to the error an operator understands.
-    static func from(errno code: Int32, operation: String, path: String) -> CameraError {
+    package static func from(errno code: Int32, operation: String, path: String) -> CameraError {
         switch code {
         case ENOENT, ENXIO: .noDevice(path: path)
         case ENODEV: .disconnected(path: path)

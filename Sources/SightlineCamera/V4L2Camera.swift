@@ -182,9 +182,9 @@ public final class V4L2Camera: Sendable {
 }
 
 /// The one place V4L2 requests are issued: retries EINTR, captures errno at once, and maps it
-/// to a `CameraError`.
-enum V4L2 {
-    static func ioctl<Argument>(_ fd: Int32, _ request: UInt, _ argument: inout Argument, _ name: String, _ path: String) throws(CameraError) {
+/// to a `CameraError`. Package-wide: the M2M encoder in SightlineEncoding issues its requests here too.
+package enum V4L2 {
+    package static func ioctl<Argument>(_ fd: Int32, _ request: UInt, _ argument: inout Argument, _ name: String, _ path: String) throws(CameraError) {
         while true {
             let result = withUnsafeMutablePointer(to: &argument) { cv4l2_ioctl(fd, request, $0) }
             if result >= 0 { return }
@@ -195,7 +195,7 @@ enum V4L2 {
     }
 
     /// For enumerations, which end with EINVAL: returns false at the end instead of throwing.
-    static func ioctlUnlessEnd<Argument>(_ fd: Int32, _ request: UInt, _ argument: inout Argument, _ name: String, _ path: String) throws(CameraError) -> Bool {
+    package static func ioctlUnlessEnd<Argument>(_ fd: Int32, _ request: UInt, _ argument: inout Argument, _ name: String, _ path: String) throws(CameraError) -> Bool {
         do {
             try ioctl(fd, request, &argument, name, path)
             return true
@@ -206,7 +206,7 @@ enum V4L2 {
     }
 
     /// A fixed-size, NUL-terminated C char array (a tuple in Swift) as a String.
-    static func string<T>(from tuple: T) -> String {
+    package static func string<T>(from tuple: T) -> String {
         withUnsafeBytes(of: tuple) { raw in
             let bytes = raw.prefix { $0 != 0 }
             return String(decoding: bytes, as: UTF8.self)

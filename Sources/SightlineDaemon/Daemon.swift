@@ -168,6 +168,8 @@ public enum SightlineDaemon {
         logger.info("starting", metadata: [
             "version": "\(SightlineVersion.current)", "configuration": "\(configurationPath ?? "embedded defaults")",
         ])
+        // Probed once, now, so the log says at start whether H.264 will be hardware or OpenH264.
+        logger.info("hardware video encoder", metadata: ["probe": "\(VideoEncoders.hardwareProbe)"])
         defer {
             unlink(configuration.controlSocket)
         }

@@ -35,8 +35,8 @@ struct I420Picture {
     /// A new picture whose three planes `fill` writes completely: it gets the Y, U and V planes
     /// (strides `width`, `chromaWidth`, `chromaWidth`) and returns libyuv's result, 0 on success.
     /// Nil when `fill` fails.
-    private init?(width: Int, height: Int,
-                  fill: (_ y: UnsafeMutablePointer<UInt8>, _ u: UnsafeMutablePointer<UInt8>, _ v: UnsafeMutablePointer<UInt8>) -> Int32) {
+    init?(width: Int, height: Int,
+          fill: (_ y: UnsafeMutablePointer<UInt8>, _ u: UnsafeMutablePointer<UInt8>, _ v: UnsafeMutablePointer<UInt8>) -> Int32) {
         let lumaCount = width * height, chromaCount = ((width + 1) / 2) * ((height + 1) / 2)
         var result: Int32 = -1
         // Uninitialized: libyuv writes every byte, and zero-filling 1.4 MB per 720p frame is wasted work.

@@ -110,6 +110,8 @@ public enum EncoderError: Error, Equatable, CustomStringConvertible {
     case encodeFailed(code: Int32)
     /// libturbojpeg failed, with its message.
     case jpeg(String)
+    /// The V4L2 memory-to-memory encoder failed, with the request and the driver's error.
+    case hardware(String)
 
     public var description: String {
         switch self {
@@ -130,6 +132,8 @@ public enum EncoderError: Error, Equatable, CustomStringConvertible {
             "OpenH264 failed to encode a frame (error \(code)); the stream restarts at the next keyframe"
         case let .jpeg(message):
             "libturbojpeg: \(message)"
+        case let .hardware(message):
+            "the V4L2 hardware encoder failed: \(message); the driver explains more in dmesg"
         }
     }
 }

@@ -33,3 +33,36 @@ public enum KernelLab {
         try handle.write(contentsOf: Data(value.utf8))
     }
 }
+
+/// The modules Debian's lab kernel lacks, built by `scripts/build-lab-modules` (vicodec and the
+/// memory-to-memory framework under it), for `scripts/kernel-lab --insmod`.
+public enum LabModules {
+    /// Set in the guest when the host inserted the modules, so the M2M tests there run instead
+    /// of skipping.
+    public static let guestVariable = "SIGHTLINE_LAB_M2M"
+
+    /// Whether this guest process should find vicodec loaded.
+    public static var insertedInGuest: Bool { ProcessInfo.processInfo.environment[guestVariable] == "1" }
+
+    /// Why the M2M tests do not run in this guest.
+    public static let notInserted = "vicodec was not inserted into this lab: the host builds it with scripts/build-lab-modules "
+        + "(needs linux-source-6.1 and the lab kernel's headers: scripts/install-deps lab)"
+
+    /// Builds (or finds cached) the modules and returns the `--insmod` arguments in load order,
+    /// vicodec multiplanar as hardware encoders are; or the reason they are not there.
+    public static func insmodArguments() async throws -> Result<[String], LabModulesUnavailable> {
+        let result = try await CommandLineTool.runOnOwnThread(KernelLab.projectRoot + "/scripts/build-lab-modules", [])
+        guard result.status == 0 else {
+            return .failure(LabModulesUnavailable(reason: "scripts/build-lab-modules exited \(result.status): \(result.stderr)"))
+        }
+        let files = result.stdout.split(separator: "\n").map(String.init)
+        return .success(files.flatMap { file in
+            ["--insmod", file.hasSuffix("/vicodec.ko") ? file + " multiplanar=1" : file]
+        })
+    }
+}
+
+public struct LabModulesUnavailable: Error, CustomStringConvertible {
+    public let reason: String
+    public var description: String { reason }
+}

@@ -382,6 +382,7 @@ struct Call: AsyncParsableCommand {
             lines.append("key:      epoch \(call.epoch)")
             lines.append("video:    \(call.step), \(call.framesSent) frames (\(call.keyframesSent) keyframes), \(call.bytesSent / 1024) KiB sent"
                 + (call.lastEncodeMs.map { String(format: ", encode %.1f ms", $0) } ?? ""))
+            if let encoder = call.encoder { lines.append("encoder:  \(encoder)") }
         }
         if let audio = call.audio {
             lines.append("audio:    \(audio.microphoneMuted ? "microphone muted (privacy), nothing sent" : "\(audio.framesSent) frames sent")"

@@ -27,6 +27,16 @@ extern const unsigned long CV4L2_VIDIOC_QUERY_EXT_CTRL;
 extern const unsigned long CV4L2_VIDIOC_G_CTRL;
 extern const unsigned long CV4L2_VIDIOC_S_CTRL;
 extern const unsigned long CV4L2_VIDIOC_QUERYMENU;
+extern const unsigned long CV4L2_VIDIOC_ENCODER_CMD;
+
+// Codec controls of memory-to-memory encoders (expressions over other macros in the header).
+extern const uint32_t CV4L2_CID_MPEG_VIDEO_BITRATE;
+extern const uint32_t CV4L2_CID_MPEG_VIDEO_GOP_SIZE;
+extern const uint32_t CV4L2_CID_MPEG_VIDEO_B_FRAMES;
+extern const uint32_t CV4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME;
+extern const uint32_t CV4L2_CID_MPEG_VIDEO_REPEAT_SEQ_HEADER;
+extern const uint32_t CV4L2_CID_MPEG_VIDEO_H264_PROFILE;
+extern const uint32_t CV4L2_CID_MPEG_VIDEO_H264_I_PERIOD;
 
 /// `v4l2_open(path, flags)` without the variadic mode argument.
 int cv4l2_open(const char *path, int flags);

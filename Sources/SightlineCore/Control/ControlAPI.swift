@@ -241,11 +241,15 @@ public struct CallStatus: Codable, Sendable, Equatable {
     public var lastError: String?
     /// The voice channel; nil while no call runs.
     public var audio: CallAudioStatus?
+    /// The video encoder and why it was chosen: "hardware H.264: V4L2 M2M encoder /dev/video11 …",
+    /// or "software H.264 (OpenH264): no V4L2 M2M H264 encoder: …"; nil before the first frame.
+    public var encoder: String?
 
     public init(state: String, session: String?, invite: String?, relay: String, verifiedExperts: [UInt32], epoch: UInt32,
                 step: String, framesSent: UInt64, keyframesSent: UInt64, bytesSent: UInt64, lastEncodeMs: Double?, lastError: String?,
-                audio: CallAudioStatus? = nil) {
+                audio: CallAudioStatus? = nil, encoder: String? = nil) {
         self.audio = audio
+        self.encoder = encoder
         self.state = state
         self.session = session
         self.invite = invite

@@ -135,6 +135,6 @@ final class CallService: Service, Sendable {
             invite: snapshot.session.map { link.secret.inviteLink(relayURL: relay.publicURL, session: $0) },
             relay: relay.url, verifiedExperts: snapshot.verifiedExperts, epoch: snapshot.epoch, step: link.media.currentStep.rawValue,
             framesSent: telemetry.framesSent, keyframesSent: telemetry.keyframesSent, bytesSent: telemetry.bytesSent,
-            lastEncodeMs: telemetry.lastEncodeMs, lastError: snapshot.lastError, audio: link.voice.status)
+            lastEncodeMs: telemetry.lastEncodeMs, lastError: snapshot.lastError, audio: link.voice.status, encoder: telemetry.encoder)
     }
 }

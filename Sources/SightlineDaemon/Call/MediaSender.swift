@@ -17,6 +17,8 @@ final class MediaSender: Sendable {
         var keyframesSent: UInt64 = 0
         var bytesSent: UInt64 = 0
         var lastEncodeMs: Double?
+        /// Which encoder runs and why (hardware, or OpenH264 with the reason), for the status.
+        var encoder: String?
         var lastSendDelayMs: Double?
         /// Since the ladder last looked.
         var framesThisSecond = 0
@@ -168,7 +170,13 @@ final class MediaSender: Sendable {
                 requestKeyframe()
                 continue
             }
-            telemetry.withLock { $0.lastEncodeMs = worker.lastEncodeDuration.map(Self.milliseconds) }
+            let chosen = worker.explanation
+            let changed = telemetry.withLock { telemetry in
+                telemetry.lastEncodeMs = worker.lastEncodeDuration.map(Self.milliseconds)
+                defer { telemetry.encoder = chosen }
+                return telemetry.encoder != chosen
+            }
+            if changed, let chosen { logger.info("stream: encoder chosen", metadata: ["encoder": "\(chosen)"]) }
             guard let encoded else { continue }
             try await send(kind: .video, keyframe: encoded.isKeyframe, codec: encoded.codec, width: encoded.width,
                            height: encoded.height, capturedAt: encoded.captureTimestamp, data: encoded.data, sealer: &sealer, outbound)
@@ -210,12 +218,15 @@ final class EncodingWorker: @unchecked Sendable {
     private var encoder: (any VideoEncoder)?
     private var mode: CameraMode?
     private let lastDuration = Mutex<Duration?>(nil)
+    private let chosen = Mutex<String?>(nil)
 
     init(codec: VideoCodec) {
         self.codec = codec
     }
 
     var lastEncodeDuration: Duration? { lastDuration.withLock { $0 } }
+    /// The current encoder and why it was chosen (`VideoEncoders.Choice.explanation`).
+    var explanation: String? { chosen.withLock { $0 } }
 
     /// Encodes with `settings`, starting a new encoder (and stream, with a keyframe) when the
     /// camera's mode changed.
@@ -233,7 +244,9 @@ final class EncodingWorker: @unchecked Sendable {
             guard let format = VideoFormat.allCases.first(where: { $0.fourCCs.contains(frame.mode.fourCC) }) else {
                 throw EncoderError.unsupportedInput(frame.mode.fourCC, codec: codec)
             }
-            encoder = try VideoEncoders.make(for: format, preferred: codec, settings: settings)
+            let choice = try VideoEncoders.choose(for: format, preferred: codec, settings: settings)
+            encoder = choice.encoder
+            chosen.withLock { $0 = choice.explanation }
             mode = frame.mode
             force = true
         }
