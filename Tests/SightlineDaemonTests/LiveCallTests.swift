@@ -72,6 +72,9 @@ struct LiveCallTests {
         #expect(status.state == "live")
         #expect(status.framesSent >= 45)
         #expect(status.epoch >= 1)
+        // The status says which encoder runs and why: here the probe's finding at start.
+        let probe = VideoEncoders.hardwareProbe
+        #expect(status.encoder == (probe.device == nil ? "software H.264 (OpenH264): \(probe)" : "hardware H.264: \(probe)"))
         let ended = try await rig.client.post(ControlAPI.callEndPath, json: [String: String](), as: CallStatus.self)
         #expect(ended.state == "idle")
     }
