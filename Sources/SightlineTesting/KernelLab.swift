@@ -34,31 +34,52 @@ public enum KernelLab {
     }
 }
 
-/// The modules Debian's lab kernel lacks, built by `scripts/build-lab-modules` (vicodec and the
-/// memory-to-memory framework under it), for `scripts/kernel-lab --insmod`.
+/// The modules Debian's lab kernel lacks, built by `scripts/build-lab-modules`: vicodec and the
+/// memory-to-memory framework under it, inserted at boot (`scripts/kernel-lab --insmod`), and
+/// v4l2loopback, which the passthrough tests insert themselves with the options each needs and
+/// remove again, so no other test meets its camera.
 public enum LabModules {
     /// Set in the guest when the host inserted the modules, so the M2M tests there run instead
     /// of skipping.
     public static let guestVariable = "SIGHTLINE_LAB_M2M"
+    /// Set in the guest to the built v4l2loopback.ko, which the work tree share makes readable there.
+    public static let loopbackVariable = "SIGHTLINE_LAB_LOOPBACK"
 
     /// Whether this guest process should find vicodec loaded.
     public static var insertedInGuest: Bool { ProcessInfo.processInfo.environment[guestVariable] == "1" }
+
+    /// The v4l2loopback module file the host built for this guest, if it did.
+    public static var loopbackModule: String? {
+        ProcessInfo.processInfo.environment[loopbackVariable].flatMap { $0.isEmpty ? nil : $0 }
+    }
 
     /// Why the M2M tests do not run in this guest.
     public static let notInserted = "vicodec was not inserted into this lab: the host builds it with scripts/build-lab-modules "
         + "(needs linux-source-6.1 and the lab kernel's headers: scripts/install-deps lab)"
 
-    /// Builds (or finds cached) the modules and returns the `--insmod` arguments in load order,
-    /// vicodec multiplanar as hardware encoders are; or the reason they are not there.
-    public static func insmodArguments() async throws -> Result<[String], LabModulesUnavailable> {
+    /// Why the passthrough tests do not run in this guest.
+    public static let noLoopback = "no v4l2loopback module was handed to this lab: the host builds it with scripts/build-lab-modules "
+        + "(fetches v4l2loopback-dkms with apt-get download; needs the lab kernel's headers: scripts/install-deps lab)"
+
+    /// What the host passes to `scripts/kernel-lab`: `--insmod` arguments in load order (vicodec
+    /// multiplanar, as hardware encoders are) and `NAME=VALUE` settings for the guest's environment.
+    public struct Arguments: Sendable {
+        public let insmods: [String]
+        public let guestEnvironment: [String]
+    }
+
+    /// Builds (or finds cached) the modules; or says why they are not there.
+    public static func arguments() async throws -> Result<Arguments, LabModulesUnavailable> {
         let result = try await CommandLineTool.runOnOwnThread(KernelLab.projectRoot + "/scripts/build-lab-modules", [])
         guard result.status == 0 else {
             return .failure(LabModulesUnavailable(reason: "scripts/build-lab-modules exited \(result.status): \(result.stderr)"))
         }
         let files = result.stdout.split(separator: "\n").map(String.init)
-        return .success(files.flatMap { file in
-            ["--insmod", file.hasSuffix("/vicodec.ko") ? file + " multiplanar=1" : file]
-        })
+        let loopback = files.filter { $0.hasSuffix("/v4l2loopback.ko") }
+        let inserted = files.filter { !$0.hasSuffix("/v4l2loopback.ko") }
+        return .success(Arguments(
+            insmods: inserted.flatMap { file in ["--insmod", file.hasSuffix("/vicodec.ko") ? file + " multiplanar=1" : file] },
+            guestEnvironment: ["\(guestVariable)=1"] + loopback.prefix(1).map { "\(loopbackVariable)=\($0)" }))
     }
 }
 

@@ -16,22 +16,23 @@ struct KernelLabTests {
         return FileManager.default.isExecutableFile(atPath: "/usr/bin/qemu-system-x86_64") && !kernels.isEmpty
     }
 
-    @Test("device tests pass in the kernel lab (vivid camera, snd-aloop, vicodec)",
+    @Test("device tests pass in the kernel lab (vivid camera, snd-aloop, vicodec, v4l2loopback)",
           .enabled(if: inCI || labAvailable, "kernel lab packages missing: run scripts/install-deps lab (CI installs them)"),
           .timeLimit(.minutes(25)))
     func deviceTestsInLab() async throws {
         let testBinary = CommandLine.arguments[0]
-        // vicodec (the kernel's virtual M2M codec) for the hardware-encoder tests: CI has its
-        // build packages, so there a failed build fails; elsewhere those tests skip.
+        // vicodec (the kernel's virtual M2M codec) for the hardware-encoder tests and v4l2loopback
+        // for the camera passthrough tests: CI has their build packages, so there a failed build
+        // fails; elsewhere those tests skip.
         var insmods: [String] = []
         var guestEnvironment = ["\(KernelLab.guestVariable)=1"]
-        switch try await LabModules.insmodArguments() {
+        switch try await LabModules.arguments() {
         case .success(let arguments):
-            insmods = arguments
-            guestEnvironment.append("\(LabModules.guestVariable)=1")
+            insmods = arguments.insmods
+            guestEnvironment += arguments.guestEnvironment
         case .failure(let unavailable):
             #expect(!Self.inCI, "\(unavailable)")
-            print("kernel lab: M2M encoder tests will skip: \(unavailable)")
+            print("kernel lab: M2M encoder and camera passthrough tests will skip: \(unavailable)")
         }
         let result = try await CommandLineTool.runOnOwnThread(Self.script, [
             "--timeout", "1300", "--module", "vivid n_devs=2", "--module", "snd-aloop",
