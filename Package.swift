@@ -244,7 +244,7 @@ let package = Package(
         .target(
             name: "SightlineTesting",
             dependencies: [
-                "SightlineCore", "SightlineSystem", "SightlineCamera",
+                "SightlineCore", "SightlineSystem", "SightlineCamera", "COpenH264",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
             ]
@@ -254,9 +254,9 @@ let package = Package(
         /// A real PulseAudio server started per test, ALSA through a private configuration, real libopus.
         .testTarget(name: "SightlineAudioTests", dependencies: ["SightlineAudio", "SightlineTesting"]),
         /// Encodes through the real libraries and decodes the output again (OpenH264, turbojpeg).
-        .testTarget(name: "SightlineEncodingTests", dependencies: ["SightlineEncoding", "COpenH264", "CTurboJPEG"]),
+        .testTarget(name: "SightlineEncodingTests", dependencies: ["SightlineEncoding", "SightlineTesting", "CTurboJPEG"]),
         /// Device tests that run inside the kernel lab (the host suite starts it).
-        .testTarget(name: "SightlineLabTests", dependencies: ["SightlineCamera", "SightlineAudio", "SightlineDaemon", "SightlineControlClient", "SightlineEncoding", "SightlineTesting"]),
+        .testTarget(name: "SightlineLabTests", dependencies: ["SightlineCamera", "SightlineAudio", "SightlineDaemon", "SightlineControlClient", "SightlineDiscovery", "SightlineEncoding", "SightlineTesting"]),
         /// The real PocketSphinx decoders on speech that flite synthesises at test time.
         .testTarget(name: "SightlineVoiceTests", dependencies: ["SightlineVoice", "SightlineTesting"]),
         .testTarget(name: "SightlineSystemTests", dependencies: ["SightlineSystem", "SightlineTesting"]),

@@ -1,4 +1,5 @@
 import SightlineCore
+import SightlineTesting
 import Testing
 @testable import SightlineEncoding
 
