@@ -157,6 +157,24 @@ public final class V4L2Camera: Sendable {
         }
     }
 
+    /// Whether the camera has `V4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME` (`VIDIOC_QUERYCTRL`), the
+    /// button a camera that encodes H.264 itself offers for "make the next frame an IDR".
+    public var hasForceKeyFrameControl: Bool {
+        var query = v4l2_queryctrl()
+        query.id = CV4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME
+        guard (try? V4L2.ioctl(fd, CV4L2_VIDIOC_QUERYCTRL, &query, "VIDIOC_QUERYCTRL", path)) != nil else { return false }
+        return query.flags & UInt32(V4L2_CTRL_FLAG_DISABLED) == 0
+    }
+
+    /// Presses `V4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME` (`VIDIOC_S_CTRL`): the camera's encoder
+    /// starts its next frame as an IDR, which a viewer that joins a passthrough stream waits for.
+    public func forceKeyFrame() throws(CameraError) {
+        var request = v4l2_control()
+        request.id = CV4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME
+        request.value = 1
+        try V4L2.ioctl(fd, CV4L2_VIDIOC_S_CTRL, &request, "VIDIOC_S_CTRL (FORCE_KEY_FRAME)", path)
+    }
+
     private func readControl(_ id: UInt32) throws(CameraError) -> Int64 {
         var control = v4l2_control()
         control.id = id

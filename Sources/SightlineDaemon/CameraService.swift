@@ -299,6 +299,27 @@ public final class CameraService: Service, Sendable {
         try withCamera { try $0.setControl(key, to: value) }
     }
 
+    /// What asking the camera for a keyframe did. A passthrough stream is the camera's own
+    /// encoding, so only the camera can start a new IDR.
+    enum CameraKeyframe: Equatable {
+        case pressed
+        case unsupported(camera: String)
+        case failed(String)
+        case noCamera
+    }
+
+    /// Presses the streaming camera's FORCE_KEY_FRAME control when it has one.
+    func requestCameraKeyframe() -> CameraKeyframe {
+        guard let camera = device.withLock({ $0 }) else { return .noCamera }
+        guard camera.hasForceKeyFrameControl else { return .unsupported(camera: camera.card) }
+        do {
+            try camera.forceKeyFrame()
+            return .pressed
+        } catch {
+            return .failed(error.description)
+        }
+    }
+
     private func withCamera<Value>(_ body: (V4L2Camera) throws -> Value) throws -> Value {
         guard let camera = device.withLock({ $0 }) else {
             throw HTTPError(.conflict, message: "no V4L2 camera is streaming (the test pattern has no controls)")

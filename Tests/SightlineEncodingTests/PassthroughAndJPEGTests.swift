@@ -19,6 +19,19 @@ struct PassthroughAndJPEGTests {
         #expect(encoder.lastEncodeDuration != nil)
     }
 
+    @Test("an IDR before any SPS and PPS is passed through but not flagged as a keyframe; the next complete one is")
+    func idrWithoutParameterSets() throws {
+        let encoder = PassthroughEncoder(settings: EncoderSettings(width: 640, height: 480))
+        let bareIDR: [UInt8] = [0, 0, 0, 1, 0x65, 0x88, 0x80]
+        let bare = try #require(try encoder.encode(SyntheticFrames.captured(.h264, width: 640, height: 480, frame: 0, bytes: bareIDR), forceKeyframe: true))
+        #expect(!bare.isKeyframe && bare.data == bareIDR)
+        let complete: [UInt8] = [0, 0, 0, 1, 0x67, 0x42, 0xC0, 0x1E, 0, 0, 0, 1, 0x68, 0xCE, 0, 0, 0, 1, 0x65, 0x88, 0x84]
+        let first = try #require(try encoder.encode(SyntheticFrames.captured(.h264, width: 640, height: 480, frame: 1, bytes: complete), forceKeyframe: false))
+        #expect(first.isKeyframe && first.data == complete)
+        let later = try #require(try encoder.encode(SyntheticFrames.captured(.h264, width: 640, height: 480, frame: 2, bytes: bareIDR), forceKeyframe: false))
+        #expect(later.isKeyframe && AnnexB.nalUnits(in: later.data).map(\.type) == [7, 8, 5])
+    }
+
     @Test("YUYV compresses to a JPEG of the frame's size; every frame is a keyframe")
     func jpegFromYUYV() throws {
         let encoder = try JPEGVideoEncoder(settings: EncoderSettings(width: 640, height: 480, bitrateKbps: 4000))

@@ -136,11 +136,16 @@ final class MediaSender: Sendable {
         let worker = EncodingWorker(codec: codec)
         var lastSent: Duration?
         var lastSequence: UInt32?
+        // Why keyframe requests cannot reach a passthrough camera, once per camera.
+        var keyframeNote: String?
         for await frame in frames {
             try Task.checkCancellation()
             // A sequence that starts over is a new capture stream: the camera came back, or the
             // placeholder took over. Viewers get a keyframe for the new picture at once.
-            if let lastSequence, frame.sequence < lastSequence { requestKeyframe() }
+            if let lastSequence, frame.sequence < lastSequence {
+                requestKeyframe()
+                keyframeNote = nil
+            }
             lastSequence = frame.sequence
             guard audience.load(ordering: .acquiring), let current = epoch.withLock({ $0 }) else { continue }
             if sealer?.kid != current.kid {
@@ -170,7 +175,20 @@ final class MediaSender: Sendable {
                 requestKeyframe()
                 continue
             }
-            let chosen = worker.explanation
+            // Passthrough forwards the camera's own H.264: a keyframe has to come from the camera.
+            if force, worker.passesThrough, keyframeNote == nil {
+                switch camera.requestCameraKeyframe() {
+                case .pressed, .noCamera:
+                    break
+                case .unsupported(let card):
+                    keyframeNote = "\(card) has no FORCE_KEY_FRAME control, so a viewer that joins waits for the camera's next IDR"
+                case .failed(let reason):
+                    logger.warning("stream: the camera refused a keyframe request", metadata: ["error": "\(reason)"])
+                }
+            }
+            let chosen = worker.explanation.map { explanation in
+                worker.passesThrough ? keyframeNote.map { "\(explanation); \($0)" } ?? explanation : explanation
+            }
             let changed = telemetry.withLock { telemetry in
                 telemetry.lastEncodeMs = worker.lastEncodeDuration.map(Self.milliseconds)
                 defer { telemetry.encoder = chosen }
@@ -219,6 +237,7 @@ final class EncodingWorker: @unchecked Sendable {
     private var mode: CameraMode?
     private let lastDuration = Mutex<Duration?>(nil)
     private let chosen = Mutex<String?>(nil)
+    private let passthrough = Atomic<Bool>(false)
 
     init(codec: VideoCodec) {
         self.codec = codec
@@ -227,6 +246,8 @@ final class EncodingWorker: @unchecked Sendable {
     var lastEncodeDuration: Duration? { lastDuration.withLock { $0 } }
     /// The current encoder and why it was chosen (`VideoEncoders.Choice.explanation`).
     var explanation: String? { chosen.withLock { $0 } }
+    /// The encoder forwards the camera's own H.264 (`PassthroughEncoder`).
+    var passesThrough: Bool { passthrough.load(ordering: .acquiring) }
 
     /// Encodes with `settings`, starting a new encoder (and stream, with a keyframe) when the
     /// camera's mode changed.
@@ -247,6 +268,7 @@ final class EncodingWorker: @unchecked Sendable {
             let choice = try VideoEncoders.choose(for: format, preferred: codec, settings: settings)
             encoder = choice.encoder
             chosen.withLock { $0 = choice.explanation }
+            passthrough.store(choice.encoder is PassthroughEncoder, ordering: .releasing)
             mode = frame.mode
             force = true
         }
