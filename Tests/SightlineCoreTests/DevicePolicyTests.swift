@@ -54,6 +54,25 @@ struct DeviceClassifierTests {
         #expect(device.stableLink == "/dev/v4l/by-path/platform-vivid.0-video-index0")
     }
 
+    @Test("a v4l2loopback node is a camera while it announces capture, identified by its syspath; as a pure output node it is not")
+    func loopback() throws {
+        // Recorded with `udevadm info` in the kernel lab: a virtual device has no ID_PATH.
+        let announcingAll: [String: String] = [
+            "ID_V4L_CAPABILITIES": ":capture:video_output:", "ID_V4L_PRODUCT": "sightline-loopback-h264", "ID_V4L_VERSION": "2",
+            "NAME": "sightline-loopback-h264", "DEVNAME": "/dev/video4",
+        ]
+        let syspath = "/sys/devices/virtual/video4linux/video4"
+        let device = try #require(DeviceClassifier.classify(subsystem: "video4linux", sysname: "video4", syspath: syspath,
+                                                            devnode: "/dev/video4", properties: announcingAll, links: []))
+        #expect(device.role == .camera && device.name == "sightline-loopback-h264")
+        #expect(device.identity == "syspath:\(syspath)" && device.stableLink == nil)
+        // exclusive_caps=1: output only until a producer streams, which is what udev saw at add.
+        var outputOnly = announcingAll
+        outputOnly["ID_V4L_CAPABILITIES"] = ":video_output:"
+        #expect(DeviceClassifier.classify(subsystem: "video4linux", sysname: "video4", syspath: syspath,
+                                          devnode: "/dev/video4", properties: outputOnly, links: []) == nil)
+    }
+
     @Test("without udevd the capture check decides")
     func kernelSourceOnly() {
         let device = DeviceClassifier.classify(subsystem: "video4linux", sysname: "video0", syspath: "/sys/devices/platform/vivid.0/video4linux/video0",

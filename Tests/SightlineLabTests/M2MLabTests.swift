@@ -12,20 +12,9 @@ import Testing
 extension DeviceLab {
     @Suite("M2M encoder on vicodec", .enabled(if: LabModules.insertedInGuest, Comment(rawValue: LabModules.notInserted)))
     struct M2MLabTests {
-        /// vicodec's node with this sysfs name: /sys/class/video4linux/videoN/name.
-        static func node(named name: String) throws -> String {
-            let classDirectory = "/sys/class/video4linux"
-            let entries = (try? FileManager.default.contentsOfDirectory(atPath: classDirectory)) ?? []
-            let match = entries.sorted().first { entry in
-                let text = (try? String(contentsOfFile: "\(classDirectory)/\(entry)/name", encoding: .utf8)) ?? ""
-                return text.trimmingCharacters(in: .whitespacesAndNewlines) == name
-            }
-            return "/dev/" + (try #require(match, "no \(name) node among \(entries.sorted()); is vicodec loaded? (lsmod)"))
-        }
-
         @Test("vicodec's stateful encoder appears: a multiplanar M2M node that codes FWHT on its capture queue")
         func encoderNodeAppears() throws {
-            let encoder = try Self.node(named: "stateful-encoder")
+            let encoder = try videoNode(named: "stateful-encoder")
             let listing = try CommandLineTool.run("/usr/bin/v4l2-ctl", ["-d", encoder, "--all", "--list-formats"])
             #expect(listing.status == 0, "v4l2-ctl: \(listing.stderr)")
             #expect(listing.stdout.contains("Driver name      : vicodec"))
@@ -37,14 +26,14 @@ extension DeviceLab {
 
         @Test("the probe finds vicodec's encoder, reports FWHT not H.264, and the daemon's H.264 choice falls back to OpenH264")
         func probeFallsBack() throws {
-            let encoderNode = try Self.node(named: "stateful-encoder")
+            let encoderNode = try videoNode(named: "stateful-encoder")
             let devices = M2MDevices.scan()
             let vicodec = try #require(devices.first { $0.path == encoderNode }, "scan found \(devices)")
             #expect(vicodec.driver == "vicodec" && vicodec.multiplanar)
             #expect(vicodec.captureFormats == [.fwht], "\(vicodec)")
             #expect(vicodec.outputFormats.contains(FourCC("YU12")) && vicodec.outputFormats.contains(.nv12))
             // The decoders are M2M nodes too; they code nothing on CAPTURE.
-            #expect(devices.contains { $0.path == (try? Self.node(named: "stateful-decoder")) && $0.captureFormats.contains(FourCC("YU12")) })
+            #expect(devices.contains { $0.path == (try? videoNode(named: "stateful-decoder")) && $0.captureFormats.contains(FourCC("YU12")) })
 
             let probe = VideoEncoders.hardwareProbe
             #expect(probe == M2MProbe.choose(from: devices, coded: .h264))
@@ -61,7 +50,7 @@ extension DeviceLab {
         @Test("the M2M encoder codes test-pattern frames to FWHT on vicodec, keyframes on demand, and vicodec's decoder gives the pictures back")
         func roundTrip() throws {
             let width = 640, height = 480, count = 8, forcedAt = 5
-            let encoder = try M2MEncoder(device: try Self.node(named: "stateful-encoder"), rawFormat: FourCC("YU12"), coded: .fwht,
+            let encoder = try M2MEncoder(device: try videoNode(named: "stateful-encoder"), rawFormat: FourCC("YU12"), coded: .fwht,
                                          settings: EncoderSettings(width: width, height: height, fps: 25, keyframeInterval: 16))
             var pattern = TestPattern(width: width, height: height, fps: 25)
             var inputs: [CapturedFrame] = []
@@ -81,7 +70,7 @@ extension DeviceLab {
             #expect(try encoder.drain().isEmpty)
             print("vicodec FWHT \(width)x\(height): \(coded.map(\.data.count)) bytes per frame; last encode \(encoder.lastEncodeDuration.map { "\($0)" } ?? "-")")
 
-            let decoder = try M2MSession(path: try Self.node(named: "stateful-decoder"), output: .fwht, capture: FourCC("YU12"),
+            let decoder = try M2MSession(path: try videoNode(named: "stateful-decoder"), output: .fwht, capture: FourCC("YU12"),
                                          width: width, height: height, codedSide: .output)
             defer { decoder.shutDown() }
             try decoder.start()

@@ -39,14 +39,7 @@ struct ViewerLabTests {
         defer { daemon.signal(SIGTERM) }
         try await daemon.waitUntilServing(timeout: .seconds(60))
         let client = ControlClient(socketPath: daemon.socketPath)
-        // Under emulation the daemon may take longer than the client's 10 s to reach the relay;
-        // the call goes on starting, so ask again until the invite is there.
-        var call = try? await client.post(ControlAPI.callPath, json: [String: String](), as: CallStatus.self)
-        let started = ContinuousClock.now + .seconds(120)
-        while call?.invite == nil, ContinuousClock.now < started {
-            try await Task.sleep(for: .seconds(1))
-            call = try? await client.get(ControlAPI.callPath, as: CallStatus.self)
-        }
+        let call = try await startCallUntilInvited(client)
         let invite = try #require(call?.invite, "no invite: \(String(describing: call))\n\(daemon.log)\n\(relay.log)")
         #expect(invite.hasPrefix("https://127.0.0.1:\(exchange.port)/v/"))
         try invite.write(toFile: exchange.file("invite"), atomically: true, encoding: .utf8)
