@@ -310,20 +310,26 @@ public final class CameraService: Service, Sendable {
 
     /// Presses the streaming camera's FORCE_KEY_FRAME control when it has one.
     func requestCameraKeyframe() -> CameraKeyframe {
-        guard let camera = device.withLock({ $0 }) else { return .noCamera }
-        guard camera.hasForceKeyFrameControl else { return .unsupported(camera: camera.card) }
-        do {
-            try camera.forceKeyFrame()
-            return .pressed
-        } catch {
-            return .failed(error.description)
+        device.withLock { camera in
+            guard let camera else { return .noCamera }
+            guard camera.hasForceKeyFrameControl else { return .unsupported(camera: camera.card) }
+            do {
+                try camera.forceKeyFrame()
+                return .pressed
+            } catch {
+                return .failed("\(error)")
+            }
         }
     }
 
-    private func withCamera<Value>(_ body: (V4L2Camera) throws -> Value) throws -> Value {
-        guard let camera = device.withLock({ $0 }) else {
-            throw HTTPError(.conflict, message: "no V4L2 camera is streaming (the test pattern has no controls)")
+    /// Runs `body` on the streaming camera under the lock, so the stream cannot end and close
+    /// the descriptor (which the kernel may then hand to another file) while `body` uses it.
+    private func withCamera<Value: Sendable>(_ body: (V4L2Camera) throws -> Value) throws -> Value {
+        try device.withLock { camera throws -> Value in
+            guard let camera else {
+                throw HTTPError(.conflict, message: "no V4L2 camera is streaming (the test pattern has no controls)")
+            }
+            return try body(camera)
         }
-        return try body(camera)
     }
 }
