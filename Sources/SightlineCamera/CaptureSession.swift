@@ -16,6 +16,9 @@ public final class CaptureSession: Sendable {
     private let counterState = Mutex(Counters())
     private let threadDone = Mutex<Bool>(false)
     private let stopped = Atomic<Bool>(false)
+    /// When each setup step ended (negotiation, format set, buffers queued, streaming), in order.
+    public let setupMarks: [(name: String, at: ContinuousClock.Instant)]
+    private let firstDequeueInstant = Mutex<ContinuousClock.Instant?>(nil)
 
     public struct Counters: Sendable, Equatable {
         public var captured: UInt64 = 0
@@ -31,10 +34,12 @@ public final class CaptureSession: Sendable {
     /// Negotiates a mode from `request`, sets it (`VIDIOC_S_FMT`, `VIDIOC_S_PARM`), maps
     /// `bufferCount` buffers and starts streaming.
     public init(camera: V4L2Camera, request: ModeNegotiation.Request, bufferCount: Int) throws(CameraError) {
+        var marks: [(name: String, at: ContinuousClock.Instant)] = []
         let offers = try camera.formats()
         guard let wanted = ModeNegotiation.choose(from: offers, for: request) else {
             throw .noUsableFormat(path: camera.path, offered: offers.map(\.fourCC.description))
         }
+        marks.append(("formats", .now))
         let fd = camera.fd
         let path = camera.path
 
@@ -60,6 +65,7 @@ public final class CaptureSession: Sendable {
         mode = CameraMode(fourCC: FourCC(rawValue: format.fmt.pix.pixelformat),
                           size: FrameSize(width: Int(format.fmt.pix.width), height: Int(format.fmt.pix.height)),
                           interval: interval)
+        marks.append(("set format", .now))
 
         var requestBuffers = v4l2_requestbuffers()
         requestBuffers.count = UInt32(bufferCount)
@@ -83,8 +89,10 @@ public final class CaptureSession: Sendable {
                 mapped.append(MappedBuffer(address: address, length: Int(buffer.length)))
                 try V4L2.ioctl(fd, CV4L2_VIDIOC_QBUF, &buffer, "VIDIOC_QBUF", path)
             }
+            marks.append(("buffers", .now))
             var type = Int32(V4L2_BUF_TYPE_VIDEO_CAPTURE.rawValue)
             try V4L2.ioctl(fd, CV4L2_VIDIOC_STREAMON, &type, "VIDIOC_STREAMON", path)
+            marks.append(("stream on", .now))
         } catch {
             Self.release(fd: fd, buffers: mapped)
             throw error
@@ -98,6 +106,7 @@ public final class CaptureSession: Sendable {
         self.camera = camera
         self.buffers = mapped
         self.wakeFD = wake
+        self.setupMarks = marks
         let thread = Thread { [self] in self.captureLoop() }
         thread.name = "capture \(path)"
         thread.start()
@@ -105,6 +114,8 @@ public final class CaptureSession: Sendable {
 
     public var counters: Counters { counterState.withLock { $0 } }
     public var dropped: UInt64 { frames.droppedCount }
+    /// When the capture thread got its first buffer back from the driver (`VIDIOC_DQBUF`).
+    public var firstDequeue: ContinuousClock.Instant? { firstDequeueInstant.withLock { $0 } }
 
     /// Stops streaming, joins the capture thread, unmaps the buffers and frees them in the
     /// driver (`VIDIOC_STREAMOFF`, `munmap`, `VIDIOC_REQBUFS` 0). Idempotent; works after the
@@ -137,6 +148,7 @@ public final class CaptureSession: Sendable {
             threadDone.withLock { $0 = true }
         }
         var gaps = SequenceGapDetector()
+        var dequeuedBefore = false
         var descriptors = [pollfd(fd: camera.fd, events: Int16(POLLIN), revents: 0),
                            pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
         while true {
@@ -160,6 +172,10 @@ public final class CaptureSession: Sendable {
             } catch {
                 if case .system(_, _, let code) = error, code == EAGAIN { continue }
                 return fail(error)
+            }
+            if !dequeuedBefore {
+                dequeuedBefore = true
+                firstDequeueInstant.withLock { $0 = .now }
             }
             // Check what the kernel says against what was mapped before touching memory.
             guard Int(buffer.index) < buffers.count else {

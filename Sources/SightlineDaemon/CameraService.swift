@@ -65,6 +65,7 @@ public final class CameraService: Service, Sendable {
     private func followDecisions() async {
         var source: Task<Void, Never>?
         for await decision in await registry.cameraDecisions().cancelOnGracefulShutdown() {
+            let decidedAt = ContinuousClock.now
             source?.cancel()
             await source?.value
             source = Task {
@@ -73,14 +74,14 @@ public final class CameraService: Service, Sendable {
                 // to close it again.
                 try? await Task.sleep(for: .milliseconds(20))
                 guard !Task.isCancelled else { return }
-                await self.run(decision)
+                await self.run(decision, decidedAt: decidedAt)
             }
         }
         source?.cancel()
         await source?.value
     }
 
-    private func run(_ decision: CameraPolicy.Decision) async {
+    private func run(_ decision: CameraPolicy.Decision, decidedAt: ContinuousClock.Instant) async {
         switch decision {
         case .placeholder(let reason):
             let status: ServiceState = reason == "no camera found" ? .running : .degraded
@@ -89,7 +90,7 @@ public final class CameraService: Service, Sendable {
             var reported = false
             while !Task.isCancelled {
                 do {
-                    try await stream(camera)
+                    try await stream(camera, decidedAt: decidedAt)
                     return
                 } catch {
                     await registry.markFailed(camera.syspath, reason: error.description)
@@ -112,30 +113,50 @@ public final class CameraService: Service, Sendable {
     // MARK: V4L2
 
     /// Streams until cancelled (returns) or until the camera fails (throws).
-    private func stream(_ discovered: DiscoveredDevice) async throws(CameraError) {
-        let camera = try V4L2Camera(path: discovered.devnode)
-        defer { camera.close() }
+    /// - Parameter decidedAt: when the policy's decision to use the camera reached this service.
+    private func stream(_ discovered: DiscoveredDevice, decidedAt: ContinuousClock.Instant) async throws(CameraError) {
+        let opening = ContinuousClock.now
         let request = ModeNegotiation.Request(
             preference: configuration.formatPreference.compactMap(VideoFormat.init(rawValue:)),
             size: FrameSize(width: configuration.width, height: configuration.height), fps: configuration.fps)
+        let camera = try V4L2Camera(path: discovered.devnode)
+        let opened = ContinuousClock.now
+        defer { camera.close() }
         let session = try CaptureSession(camera: camera, request: request, bufferCount: configuration.buffers)
         device.withLock { $0 = camera }
         defer { device.withLock { $0 = nil } }
         await registry.markInUse(discovered.syspath, role: .camera, why: await registry.reason(for: discovered))
-        let addedAt = await registry.addedInstant(discovered.syspath)
+        let added = await registry.addEvent(discovered.syspath)
         logger.info("camera streaming", metadata: ["device": "\(discovered.devnode)", "card": "\(camera.card)", "mode": "\(session.mode)"])
         await state.set("camera", .running, "\(camera.card) at \(discovered.stableLink ?? discovered.devnode): \(session.mode)")
         await withTaskCancellationHandler {
             var sinceUpdate = 0
             var firstFrameAfterAdd: Double?
+            var phases: [TimedPhase]?
             for await frame in session.frames {
                 await deliver(frame)
-                if firstFrameAfterAdd == nil, let addedAt {
-                    let elapsed = ContinuousClock.now - addedAt
-                    firstFrameAfterAdd = Double(elapsed.components.seconds) * 1_000 + Double(elapsed.components.attoseconds) / 1e15
+                if firstFrameAfterAdd == nil, let added {
+                    let elapsed = ContinuousClock.now - added.received
+                    firstFrameAfterAdd = elapsed.inMilliseconds
                     firstFrameTimer.recordNanoseconds(Int64(elapsed.components.seconds) * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
                     recoveries.increment()
                     sinceUpdate = 10
+                    // Step by step only when this add event led to the decision (not a camera
+                    // chosen again long after it appeared).
+                    if added.registered <= decidedAt {
+                        var timeline = StartupTimeline(start: added.received)
+                        timeline.mark("registry", at: added.registered)
+                        timeline.mark("decision", at: decidedAt)
+                        timeline.mark("settle", at: opening)
+                        timeline.mark("open", at: opened)
+                        for mark in session.setupMarks { timeline.mark(mark.name, at: mark.at) }
+                        if let dequeued = session.firstDequeue { timeline.mark("first buffer", at: dequeued) }
+                        timeline.mark("delivered", at: .now)
+                        phases = timeline.phases
+                        logger.debug("camera: first frame after the add event", metadata: [
+                            "device": "\(discovered.devnode)", "ms": "\(timeline.totalMs)",
+                            "phases": "\(timeline.phases.map { "\($0.name) \($0.ms)" }.joined(separator: ", "))"])
+                    }
                 }
                 sinceUpdate += 1
                 if sinceUpdate >= 10 {
@@ -145,7 +166,7 @@ public final class CameraService: Service, Sendable {
                         source: discovered.devnode, width: session.mode.size.width, height: session.mode.size.height,
                         fps: Int((session.mode.interval?.framesPerSecond ?? 0).rounded()),
                         framesCaptured: counters.captured, framesDropped: session.dropped + counters.missed,
-                        firstFrameAfterAddMs: firstFrameAfterAdd))
+                        firstFrameAfterAddMs: firstFrameAfterAdd, firstFrameAfterAddPhases: phases))
                 }
             }
         } onCancel: {
@@ -199,7 +220,8 @@ public final class CameraService: Service, Sendable {
         while !Task.isCancelled, !Task.isShuttingDownGracefully {
             await deliver(pattern.nextFrame())
             captured += 1
-            if captured % UInt64(configuration.fps) == 0 {
+            // At once, so the status stops naming a camera that is gone; then once a second.
+            if captured == 1 || captured % UInt64(configuration.fps) == 0 {
                 await state.updateCamera(CameraStatus(
                     source: "test-pattern", width: pattern.mode.size.width, height: pattern.mode.size.height,
                     fps: configuration.fps, framesCaptured: captured, framesDropped: dropped))

@@ -15,7 +15,7 @@ actor DeviceRegistry {
     private var policies: [DeviceRole: DevicePolicy]
     private var decisionWatchers: [UUID: (role: DeviceRole, continuation: AsyncStream<DevicePolicy.Decision>.Continuation)] = [:]
     private var eventWatchers: [UUID: AsyncStream<DeviceEventRecord>.Continuation] = [:]
-    private var addedAt: [String: ContinuousClock.Instant] = [:]
+    private var addedAt: [String: AddEvent] = [:]
     private var pendingTick: Task<Void, Never>?
     private let hotplugEvents = Counter(label: "sightline_hotplug_events_total")
 
@@ -26,13 +26,22 @@ actor DeviceRegistry {
 
     // MARK: Discovery input
 
-    /// - Parameter hotplug: true for a udev add event (its time starts the time-to-first-frame
-    ///   clock), false for a device found by the enumeration at start.
-    func added(_ device: DiscoveredDevice, hotplug: Bool) {
+    /// When a device's udev add event was received and when it reached the registry.
+    struct AddEvent: Sendable {
+        let received: ContinuousClock.Instant
+        let registered: ContinuousClock.Instant
+    }
+
+    /// - Parameters:
+    ///   - hotplug: true for a udev add event (its time starts the time-to-first-frame clock),
+    ///     false for a device found by the enumeration at start.
+    ///   - receivedAt: when discovery received the event (default: now).
+    func added(_ device: DiscoveredDevice, hotplug: Bool, receivedAt: ContinuousClock.Instant? = nil) {
         if devices[device.syspath] == nil { order.append(device.syspath) }
         devices[device.syspath] = device
         failures[device.syspath] = nil
-        addedAt[device.syspath] = hotplug ? .now : nil
+        let now = ContinuousClock.now
+        addedAt[device.syspath] = hotplug ? AddEvent(received: receivedAt ?? now, registered: now) : nil
         hotplugEvents.increment()
         updateCounts()
         publish(DeviceEventRecord(event: "added", role: device.role, identity: device.identity, devnode: device.devnode,
@@ -74,7 +83,7 @@ actor DeviceRegistry {
     }
 
     /// When the device was last added, to measure the time to its first frame.
-    func addedInstant(_ syspath: String) -> ContinuousClock.Instant? { addedAt[syspath] }
+    func addEvent(_ syspath: String) -> AddEvent? { addedAt[syspath] }
 
     // MARK: Outputs
 

@@ -29,9 +29,9 @@ struct DiscoveryService: Service {
         await withGracefulShutdownHandler {
             for await event in discovery.events {
                 switch event {
-                case .added(let device):
+                case .added(let device, let receivedAt):
                     logger.info("device added", metadata: ["role": "\(device.role.rawValue)", "identity": "\(device.identity)", "node": "\(device.devnode)"])
-                    await registry.added(device, hotplug: true)
+                    await registry.added(device, hotplug: true, receivedAt: receivedAt)
                 case .removed(let syspath, let role):
                     logger.info("device removed", metadata: ["role": "\(role.rawValue)", "syspath": "\(syspath)"])
                     await registry.removed(syspath: syspath)

@@ -6,7 +6,9 @@ import Synchronization
 
 /// A device appearing or going away, as udev reports it.
 public enum DeviceEvent: Sendable, Equatable {
-    case added(DiscoveredDevice)
+    /// `receivedAt`: when the monitor thread took the event off the netlink socket, where the
+    /// time to a re-added camera's first frame starts.
+    case added(DiscoveredDevice, receivedAt: ContinuousClock.Instant)
     case removed(syspath: String, role: DeviceRole)
 }
 
@@ -113,6 +115,7 @@ public final class UdevDiscovery: Sendable {
             // udev_monitor_receive_device returns an owned reference, or nil on a bad message.
             guard let device = udev_monitor_receive_device(handles.monitor) else { continue }
             defer { udev_device_unref(device) }
+            let receivedAt = ContinuousClock.now
             let action = udev_device_get_action(device).map { String(cString: $0) } ?? ""
             let syspath = udev_device_get_syspath(device).map { String(cString: $0) } ?? ""
             switch action {
@@ -120,11 +123,11 @@ public final class UdevDiscovery: Sendable {
                 if Self.isInitializedSoundCard(device) {
                     // The card is set up (its change event follows its last node's, see
                     // `waitsForSoundCards`): its PCM nodes can be reported with its properties.
-                    for discovered in Self.soundNodes(of: device, udev: handles.udev) { report(discovered) }
+                    for discovered in Self.soundNodes(of: device, udev: handles.udev) { report(discovered, receivedAt: receivedAt) }
                     continue
                 }
                 guard let discovered = Self.classify(device, waitForCard: waitsForSoundCards) else { continue }
-                report(discovered)
+                report(discovered, receivedAt: receivedAt)
             case "remove":
                 if let gone = known.withLock({ $0.removeValue(forKey: syspath) }) {
                     continuation.yield(.removed(syspath: syspath, role: gone.role))
@@ -136,12 +139,12 @@ public final class UdevDiscovery: Sendable {
     }
 
     /// Yields a device unless it was reported before exactly like this.
-    private func report(_ discovered: DiscoveredDevice) {
+    private func report(_ discovered: DiscoveredDevice, receivedAt: ContinuousClock.Instant) {
         let isNew = known.withLock { map in
             defer { map[discovered.syspath] = discovered }
             return map[discovered.syspath] != discovered
         }
-        if isNew { continuation.yield(.added(discovered)) }
+        if isNew { continuation.yield(.added(discovered, receivedAt: receivedAt)) }
     }
 
     /// With udevd, a sound card's PCM nodes are reported once the card is initialised: the

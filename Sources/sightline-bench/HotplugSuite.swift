@@ -137,6 +137,8 @@ enum HotplugSuite {
         let descriptorsBefore = daemon.openDescriptorCount()
 
         var addToFrame: [Double] = [], wallToFrame: [Double] = []
+        // The daemon's breakdown of each measured interval, by phase name in the order reported.
+        var phaseNames: [String] = [], phaseSamples: [String: [Double]] = [:]
         var timeouts = 0
         // This process's own CPU while it polls the status after a re-plug: it competes with the
         // daemon and udev for the guest's one vCPU.
@@ -163,10 +165,12 @@ enum HotplugSuite {
             // The bind itself (vivid's probe) runs in this process and is not polling.
             let polling = ContinuousClock.now, cpuAtPoll = CameraSuite.cpuSeconds(pid: nil)
             var measured: Double?
+            var phases: [TimedPhase] = []
             let streaming = await waitFor(.seconds(20)) {
                 guard let camera = await status()?.camera, camera.source != "test-pattern",
                       let milliseconds = camera.firstFrameAfterAddMs else { return false }
                 measured = milliseconds
+                phases = camera.firstFrameAfterAddPhases ?? []
                 return true
             }
             guard streaming, let measured else {
@@ -179,6 +183,10 @@ enum HotplugSuite {
             pollWall += StartupSuite.milliseconds(ContinuousClock.now - polling) / 1_000
             wallToFrame.append(wall)
             addToFrame.append(measured)
+            for phase in phases {
+                if phaseSamples[phase.name] == nil { phaseNames.append(phase.name) }
+                phaseSamples[phase.name, default: []].append(phase.ms)
+            }
             if cycle % 10 == 9 {
                 print("daemon: \(cycle + 1) cycles, last add → first frame \(String(format: "%.1f", measured)) ms")
             }
@@ -193,6 +201,10 @@ enum HotplugSuite {
         var results: [(String, Double)] = [("cycles", Double(addToFrame.count))]
         results += percentiles("replug_to_first_frame_ms", addToFrame)
         results += percentiles("replug_wall_to_first_frame_ms", wallToFrame)
+        for name in phaseNames {
+            let key = name.replacingOccurrences(of: " ", with: "_")
+            results.append(("replug_phase_\(key)_ms_p50", Statistics.percentile(phaseSamples[name] ?? [], 50)))
+        }
         results += [
             ("fd_leaks", crashed ? .nan : Double(descriptorsAfter - descriptorsBefore)),
             ("crashes", crashed ? 1 : 0),

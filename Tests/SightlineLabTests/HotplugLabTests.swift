@@ -60,17 +60,35 @@ extension DeviceLab {
             #expect(try await inUse(client) == nil)
             #expect(daemon.process.isRunning)
 
-            try KernelLab.writeSysfs(Self.bind, "vivid.0")
-            try await eventually { try await inUse(client)?.device.identity == Self.second }
-            try await eventually { try await camera(client).camera?.firstFrameAfterAddMs != nil }
-            let firstFrame = try #require(try await camera(client).camera?.firstFrameAfterAddMs)
-            print("re-add to first frame: \(firstFrame) ms")
-            // The product's target is 300 ms on hardware; under full emulation even v4l2-ctl needs
-            // 150-230 ms from open to first frame here, so the lab holds it to the 1 s end-to-end
-            // budget and the hotplug benchmark reports the measured figure.
-            #expect(firstFrame < 1_000, "first frame \(firstFrame) ms after the add event")
+            var samples: [Double] = []
+            for cycle in 0..<Self.replugCycles {
+                if cycle > 0 {
+                    try KernelLab.writeSysfs(Self.unbind, "vivid.0")
+                    try await eventually { try await inUse(client) == nil }
+                }
+                // The placeholder's figures replace the camera's at once: the previous cycle's
+                // time to first frame cannot be read again.
+                try await eventually { try await camera(client).camera?.source == "test-pattern" }
+                try KernelLab.writeSysfs(Self.bind, "vivid.0")
+                try await eventually { try await inUse(client)?.device.identity == Self.second }
+                try await eventually {
+                    guard let status = try await camera(client).camera else { return false }
+                    return status.source != "test-pattern" && status.firstFrameAfterAddMs != nil
+                }
+                let status = try #require(try await camera(client).camera)
+                let firstFrame = try #require(status.firstFrameAfterAddMs)
+                let phases = (status.firstFrameAfterAddPhases ?? []).map { "\($0.name) \(String(format: "%.1f", $0.ms))" }
+                print("re-add \(cycle + 1) to first frame: \(String(format: "%.1f", firstFrame)) ms (\(phases.joined(separator: ", ")))")
+                #expect(firstFrame < 1_000, "first frame \(firstFrame) ms after the add event")
+                samples.append(firstFrame)
+            }
             #expect(try await camera(client).service?.state == .running)
+            let median = samples.sorted()[samples.count / 2]
+            print("re-add to first frame over \(samples.count) cycles: median \(String(format: "%.1f", median)) ms")
         }
+
+        /// Unbind/bind cycles of the preferred camera whose time from add event to first frame is measured.
+        static let replugCycles = 11
 
         @Test("the preferred camera fails over to the other when it breaks, and fails back when it returns")
         func failoverAndFailBack() async throws {

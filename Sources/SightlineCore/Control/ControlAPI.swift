@@ -62,10 +62,14 @@ public struct CameraStatus: Codable, Sendable, Equatable {
     public var framesDropped: UInt64
     /// Milliseconds from the udev add event of the camera in use to its first frame.
     public var firstFrameAfterAddMs: Double?
+    /// The same interval step by step, in order (udev event → decision → open → … → first
+    /// frame); the phases add up to `firstFrameAfterAddMs`.
+    public var firstFrameAfterAddPhases: [TimedPhase]?
 
     public init(source: String, width: Int, height: Int, fps: Int, framesCaptured: UInt64, framesDropped: UInt64,
-                firstFrameAfterAddMs: Double? = nil) {
+                firstFrameAfterAddMs: Double? = nil, firstFrameAfterAddPhases: [TimedPhase]? = nil) {
         self.firstFrameAfterAddMs = firstFrameAfterAddMs
+        self.firstFrameAfterAddPhases = firstFrameAfterAddPhases
         self.source = source
         self.width = width
         self.height = height
