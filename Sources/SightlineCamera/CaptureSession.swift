@@ -35,10 +35,7 @@ public final class CaptureSession: Sendable {
     /// `bufferCount` buffers and starts streaming.
     public init(camera: V4L2Camera, request: ModeNegotiation.Request, bufferCount: Int) throws(CameraError) {
         var marks: [(name: String, at: ContinuousClock.Instant)] = []
-        let offers = try camera.formats()
-        guard let wanted = ModeNegotiation.choose(from: offers, for: request) else {
-            throw .noUsableFormat(path: camera.path, offered: offers.map(\.fourCC.description))
-        }
+        let wanted = try camera.negotiate(request)
         marks.append(("formats", .now))
         let fd = camera.fd
         let path = camera.path

@@ -49,16 +49,11 @@ public final class V4L2Camera: Sendable {
     // MARK: Formats
 
     /// The camera's native formats with their sizes and frame intervals (`VIDIOC_ENUM_FMT`,
-    /// `VIDIOC_ENUM_FRAMESIZES`, `VIDIOC_ENUM_FRAMEINTERVALS`). Formats libv4l2 only emulates by
-    /// converting in software are left out: they cost CPU the device does not have.
+    /// `VIDIOC_ENUM_FRAMESIZES`, `VIDIOC_ENUM_FRAMEINTERVALS`), for listing; opening a capture
+    /// session uses `negotiate(_:)`.
     public func formats() throws(CameraError) -> [FormatOffer] {
         var offers: [FormatOffer] = []
-        for index in 0..<256 {
-            var description = v4l2_fmtdesc()
-            description.index = UInt32(index)
-            description.type = V4L2_BUF_TYPE_VIDEO_CAPTURE.rawValue
-            guard try V4L2.ioctlUnlessEnd(fd, CV4L2_VIDIOC_ENUM_FMT, &description, "VIDIOC_ENUM_FMT", path) else { break }
-            if description.flags & UInt32(V4L2_FMT_FLAG_EMULATED) != 0 { continue }
+        for description in try nativeFormats() {
             let fourCC = FourCC(rawValue: description.pixelformat)
             let sizes = try frameSizes(fourCC)
             var intervals: [FrameSize: [FrameInterval]] = [:]
@@ -71,6 +66,33 @@ public final class V4L2Camera: Sendable {
                 sizes: sizes, intervals: intervals))
         }
         return offers
+    }
+
+    /// The mode `ModeNegotiation` would choose from `formats()`, asking the driver for sizes
+    /// and rates only of the formats it tries: opening a camera (a re-plugged one too) does not
+    /// wait for the whole list.
+    public func negotiate(_ request: ModeNegotiation.Request) throws(CameraError) -> CameraMode {
+        let fourCCs = try nativeFormats().map { FourCC(rawValue: $0.pixelformat) }
+        let mode = try ModeNegotiation.choose(
+            formats: fourCCs, for: request,
+            sizes: { fourCC throws(CameraError) in try frameSizes(fourCC) },
+            intervals: { fourCC, size throws(CameraError) in try frameIntervals(fourCC, size) })
+        guard let mode else { throw .noUsableFormat(path: path, offered: fourCCs.map(\.description)) }
+        return mode
+    }
+
+    /// The formats the device itself delivers (`VIDIOC_ENUM_FMT`), without those libv4l2 only
+    /// emulates by converting in software: they cost CPU the device does not have.
+    private func nativeFormats() throws(CameraError) -> [v4l2_fmtdesc] {
+        var found: [v4l2_fmtdesc] = []
+        for index in 0..<256 {
+            var description = v4l2_fmtdesc()
+            description.index = UInt32(index)
+            description.type = V4L2_BUF_TYPE_VIDEO_CAPTURE.rawValue
+            guard try V4L2.ioctlUnlessEnd(fd, CV4L2_VIDIOC_ENUM_FMT, &description, "VIDIOC_ENUM_FMT", path) else { break }
+            if description.flags & UInt32(V4L2_FMT_FLAG_EMULATED) == 0 { found.append(description) }
+        }
+        return found
     }
 
     private func frameSizes(_ fourCC: FourCC) throws(CameraError) -> FrameSizes {

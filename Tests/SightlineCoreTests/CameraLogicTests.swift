@@ -35,6 +35,31 @@ struct ModeNegotiationTests {
         #expect(ModeNegotiation.choose(from: Self.uvcCamera, for: request) == nil)
     }
 
+    @Test("asking per format chooses the same mode and asks only for the chosen format's sizes and rates")
+    func lazyChoice() {
+        for preference: [VideoFormat] in [[.h264, .mjpeg, .yuyv, .nv12], [.yuyv], [.h264, .nv12]] {
+            let request = ModeNegotiation.Request(preference: preference, size: Self.s720, fps: 30)
+            var asked: [String] = []
+            let mode = ModeNegotiation.choose(
+                formats: Self.uvcCamera.map(\.fourCC), for: request,
+                sizes: { fourCC in
+                    asked.append("sizes \(fourCC)")
+                    return Self.uvcCamera.first { $0.fourCC == fourCC }?.sizes ?? .discrete([])
+                },
+                intervals: { fourCC, size in
+                    asked.append("rates \(fourCC) \(size.width)x\(size.height)")
+                    return Self.uvcCamera.first { $0.fourCC == fourCC }?.intervals[size] ?? []
+                })
+            #expect(mode == ModeNegotiation.choose(from: Self.uvcCamera, for: request))
+            let expected: [String] = switch preference.first {
+            case .h264 where preference.count > 2: ["sizes MJPG", "rates MJPG 1280x720"]
+            case .yuyv: ["sizes YUYV", "rates YUYV 1280x720"]
+            default: []
+            }
+            #expect(asked == expected, "\(preference)")
+        }
+    }
+
     @Test("the nearest size by area, and a rate at or above the request when there is one")
     func nearest() {
         let sizes = FrameSizes.discrete([FrameSize(width: 320, height: 240), Self.s480, FrameSize(width: 1920, height: 1080)])

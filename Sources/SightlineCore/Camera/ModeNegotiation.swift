@@ -16,11 +16,31 @@ public enum ModeNegotiation {
     }
 
     public static func choose(from offers: [FormatOffer], for request: Request) -> CameraMode? {
+        choose(formats: offers.map(\.fourCC), for: request,
+               sizes: { fourCC in offers.first { $0.fourCC == fourCC }?.sizes ?? .discrete([]) },
+               intervals: { fourCC, size in offers.first { $0.fourCC == fourCC }?.intervals[size] ?? [] })
+    }
+
+    /// The same choice, asking for sizes and rates only of the formats it tries. A camera's
+    /// full list can take thousands of requests (vivid: 86 formats, each with its sizes and
+    /// each size with its rates, all through libv4l2), and a re-plugged camera waits for them.
+    /// - Parameters:
+    ///   - formats: the camera's formats, in the order it lists them.
+    ///   - sizes: the frame sizes of one format.
+    ///   - intervals: the frame intervals of one format at one of its discrete sizes; not asked
+    ///     for a stepwise size, whose rate is left to the driver.
+    public static func choose<Failure: Error>(
+        formats: [FourCC], for request: Request,
+        sizes: (FourCC) throws(Failure) -> FrameSizes,
+        intervals: (FourCC, FrameSize) throws(Failure) -> [FrameInterval]
+    ) throws(Failure) -> CameraMode? {
         for format in request.preference {
-            guard let offer = offers.first(where: { format.fourCCs.contains($0.fourCC) }) else { continue }
-            guard let size = nearestSize(in: offer.sizes, to: request.size) else { continue }
-            let interval = nearestInterval(in: offer.intervals[size] ?? [], toFPS: request.fps)
-            return CameraMode(fourCC: offer.fourCC, size: size, interval: interval)
+            guard let fourCC = formats.first(where: { format.fourCCs.contains($0) }) else { continue }
+            let offered = try sizes(fourCC)
+            guard let size = nearestSize(in: offered, to: request.size) else { continue }
+            var rates: [FrameInterval] = []
+            if case .discrete = offered { rates = try intervals(fourCC, size) }
+            return CameraMode(fourCC: fourCC, size: size, interval: nearestInterval(in: rates, toFPS: request.fps))
         }
         return nil
     }
