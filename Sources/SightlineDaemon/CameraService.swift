@@ -119,8 +119,13 @@ public final class CameraService: Service, Sendable {
         let request = ModeNegotiation.Request(
             preference: configuration.formatPreference.compactMap(VideoFormat.init(rawValue:)),
             size: FrameSize(width: configuration.width, height: configuration.height), fps: configuration.fps)
-        let (camera, opened, session) = try await Self.open(discovered.devnode, request: request, bufferCount: configuration.buffers).get()
+        // On the cooperative pool: on a thread of its own, the open waited to be scheduled beside
+        // udevd's workers, and the re-add took ~90 ms longer at the median under emulation
+        // (docs/PERFORMANCE.md, "hotplug").
+        let camera = try V4L2Camera(path: discovered.devnode)
+        let opened = ContinuousClock.now
         defer { camera.close() }
+        let session = try CaptureSession(camera: camera, request: request, bufferCount: configuration.buffers)
         device.withLock { $0 = camera }
         defer { device.withLock { $0 = nil } }
         await registry.markInUse(discovered.syspath, role: .camera, why: await registry.reason(for: discovered))
@@ -176,30 +181,6 @@ public final class CameraService: Service, Sendable {
         droppedCounter.increment(by: Int64(session.dropped))
         missedCounter.increment(by: Int64(session.counters.missed))
         if let failure { throw failure }
-    }
-
-    /// Opens the camera and starts its capture session on a thread of their own: the requests
-    /// block (libv4l2's open, negotiation, buffer setup: a hundred milliseconds and more under
-    /// emulation), and on the cooperative pool they would hold up discovery's next events and
-    /// everything else the daemon does meanwhile. Returns when the camera was opened, too.
-    private static func open(_ devnode: String, request: ModeNegotiation.Request, bufferCount: Int) async
-        -> Result<(V4L2Camera, ContinuousClock.Instant, CaptureSession), CameraError> {
-        await withCheckedContinuation { continuation in
-            let thread = Thread {
-                continuation.resume(returning: Result { () throws(CameraError) in
-                    let camera = try V4L2Camera(path: devnode)
-                    let opened = ContinuousClock.now
-                    do throws(CameraError) {
-                        return (camera, opened, try CaptureSession(camera: camera, request: request, bufferCount: bufferCount))
-                    } catch {
-                        camera.close()
-                        throw error
-                    }
-                })
-            }
-            thread.name = "camera open"
-            thread.start()
-        }
     }
 
     /// Turns privacy mode on or off; off again, the newest frame is forgotten, so nothing

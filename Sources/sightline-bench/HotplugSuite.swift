@@ -146,8 +146,8 @@ enum HotplugSuite {
         for cycle in 0..<cycles {
             try unplug()
             // Gone: nothing in use, and the placeholder has replaced the camera's figures in the
-            // status (its first update comes after one second of frames), so the previous cycle's
-            // time to first frame cannot be read again.
+            // status (with its first frame), so the previous cycle's time to first frame cannot
+            // be read again.
             let gone = await waitFor(.seconds(15)) {
                 guard await inUse().map({ $0 == nil }) == true else { return false }
                 return await status()?.camera?.source == "test-pattern"
