@@ -153,7 +153,7 @@ public enum DaemonConfigSchema {
                   "How far the command grammar's score per second of speech may trail the all-phone decoder's and still count as a command; higher rejects more."),
         ConfigKey("voice.noisy_min_margin", .integer(-5000...5000), default: String(VoiceThresholds.defaultNoisyMinimumMargin),
                   "The voice.min_margin that applies when speech stands only 10 dB above the background noise (linear up to 30 dB, where voice.min_margin holds); higher rejects more in noise."),
-        ConfigKey("voice.max_command_ms", .integer(500...10_000), default: "1500",
+        ConfigKey("voice.max_command_ms", .integer(500...10_000), default: String(VoiceThresholds.defaultMaximumCommandMilliseconds),
                   "Longest utterance that can be a command; longer speech is never one."),
         ConfigKey("voice.end_silence_ms", .integer(100...2000), default: "300",
                   "Silence that ends an utterance; shorter reacts sooner but may cut phrases at a pause."),

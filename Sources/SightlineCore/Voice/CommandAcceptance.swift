@@ -43,8 +43,15 @@ public struct VoiceThresholds: Sendable, Equatable {
         return minimumMargin + Int((Double(noisyMinimumMargin - minimumMargin) * noisiness).rounded())
     }
 
-    /// The default of `voice.noisy_min_margin`.
-    public static let defaultNoisyMinimumMargin = -600
+    /// The default of `voice.noisy_min_margin`. Measured at 10 dB SNR (docs/VOICE.md): −600 kept
+    /// 43 of 156 commands, −800 keeps 62; the unrelated speech that comes that close is longer
+    /// than `defaultMaximumCommandMilliseconds` and rejected by length.
+    public static let defaultNoisyMinimumMargin = -800
+
+    /// The default of `voice.max_command_ms`. The longest built-in phrase, said slowly (sox tempo
+    /// 0.9), measures 1.40 s of speech; the short unrelated sentences that came closest to a
+    /// command in noise measured 1.46 s and more.
+    public static let defaultMaximumCommandMilliseconds = 1450
 
     /// The default of `voice.noise_suppression_db`.
     public static let defaultNoiseSuppressionDecibels = 30
