@@ -40,9 +40,12 @@ struct AccuracyTests {
         #expect(result.wrong == 0)
     }
 
-    @Test("unrelated speech in white noise triggers nothing", arguments: [20.0, 10.0, 5.0])
-    func unrelatedSpeechInNoise(snr: Double) async throws {
-        let corpus = try VoiceCorpus.unrelatedSpeech(passes: 1, snr: snr)
+    /// At 10 dB every sentence in every voice (160), as `bench/run voice` does: the bench's one
+    /// false activation with the previous defaults ("zoom out wider" in "the zoom lens is dirty")
+    /// was in a voice that a single pass does not use.
+    @Test("unrelated speech in white noise triggers nothing", arguments: [(20.0, 1), (10.0, 4), (5.0, 1)])
+    func unrelatedSpeechInNoise(snr: Double, passes: Int) async throws {
+        let corpus = try VoiceCorpus.unrelatedSpeech(passes: passes, snr: snr)
         let decisions = try await VoiceFixture.decide(corpus)
         let accepted = decisions.filter(\.accepted)
         print("false accepts in white noise \(snr) dB: \(accepted.count) in \(corpus.parts.count) sentences; \(accepted.map(\.phrase)); "
@@ -52,11 +55,12 @@ struct AccuracyTests {
     }
 }
 
-/// Commands of 52 that must still be recognised at each SNR: the measured 46, 17 and 4 (before the
-/// suppressor and the noise-aware margin: 26, 1 and 0) less three, two and two for the synthesiser.
+/// Commands of 52 that must still be recognised at each SNR: the measured 50, 25 and 6 with
+/// `voice.max_command_ms` 1450 and `voice.noisy_min_margin` −800 (with 1500 and −600: 46, 17 and 4;
+/// before the suppressor and the noise-aware margin: 26, 1 and 0) less two for the synthesiser.
 /// The target, 97 % at 10 dB, is not reached yet (docs/VOICE.md); raise these as it comes closer.
 enum NoiseFloors {
-    static let at20 = 43
-    static let at10 = 15
-    static let at5 = 2
+    static let at20 = 48
+    static let at10 = 23
+    static let at5 = 4
 }
