@@ -46,6 +46,8 @@ public enum ExpertClient {
         public var otherMessages: [String] = []
         /// Keyframe payloads (without the 16-byte header), the first few.
         public var keyframePayloads: [[UInt8]] = []
+        /// Every video payload opened, in order (the first 300): what a decoder would be given.
+        public var videoPayloads: [[UInt8]] = []
         /// The device's audio frames that opened, their headers and Opus packets (the first 1000).
         public var audioFramesOpened = 0
         public var audioHeaders: [AudioPayloadHeader] = []
@@ -186,6 +188,9 @@ public enum ExpertClient {
                                 if report.keyframePayloads.count < 3 { report.keyframePayloads.append(Array(plaintext.dropFirst(MediaPayloadHeader.size))) }
                             }
                             if report.headers.count < 1000 { report.headers.append(header) }
+                            if envelope.kind == .video, report.videoPayloads.count < 300 {
+                                report.videoPayloads.append(Array(plaintext.dropFirst(MediaPayloadHeader.size)))
+                            }
                             report.latenciesMs.append(latency)
                             return finished(report)
                         }

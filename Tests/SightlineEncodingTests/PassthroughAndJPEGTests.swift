@@ -19,17 +19,50 @@ struct PassthroughAndJPEGTests {
         #expect(encoder.lastEncodeDuration != nil)
     }
 
-    @Test("an IDR before any SPS and PPS is passed through but not flagged as a keyframe; the next complete one is")
+    @Test("an IDR before any SPS and PPS is withheld like a P-frame; the next complete one goes out as a keyframe")
     func idrWithoutParameterSets() throws {
         let encoder = PassthroughEncoder(settings: EncoderSettings(width: 640, height: 480))
         let bareIDR: [UInt8] = [0, 0, 0, 1, 0x65, 0x88, 0x80]
-        let bare = try #require(try encoder.encode(SyntheticFrames.captured(.h264, width: 640, height: 480, frame: 0, bytes: bareIDR), forceKeyframe: true))
-        #expect(!bare.isKeyframe && bare.data == bareIDR)
+        #expect(try encoder.encode(SyntheticFrames.captured(.h264, width: 640, height: 480, frame: 0, bytes: bareIDR), forceKeyframe: true) == nil)
+        #expect(try encoder.encode(SyntheticFrames.captured(.h264, width: 640, height: 480, frame: 1, bytes: [0, 0, 1, 0x41, 0x9A]), forceKeyframe: false) == nil)
         let complete: [UInt8] = [0, 0, 0, 1, 0x67, 0x42, 0xC0, 0x1E, 0, 0, 0, 1, 0x68, 0xCE, 0, 0, 0, 1, 0x65, 0x88, 0x84]
-        let first = try #require(try encoder.encode(SyntheticFrames.captured(.h264, width: 640, height: 480, frame: 1, bytes: complete), forceKeyframe: false))
+        let first = try #require(try encoder.encode(SyntheticFrames.captured(.h264, width: 640, height: 480, frame: 2, bytes: complete), forceKeyframe: false))
         #expect(first.isKeyframe && first.data == complete)
-        let later = try #require(try encoder.encode(SyntheticFrames.captured(.h264, width: 640, height: 480, frame: 2, bytes: bareIDR), forceKeyframe: false))
+        let later = try #require(try encoder.encode(SyntheticFrames.captured(.h264, width: 640, height: 480, frame: 3, bytes: bareIDR), forceKeyframe: false))
         #expect(later.isKeyframe && AnnexB.nalUnits(in: later.data).map(\.type) == [7, 8, 5])
+        #expect(encoder.chainBreaks == 0, "waiting for the first keyframe is not a loss")
+    }
+
+    @Test("after a lost access unit (sequence gap, driver drop, torn buffer) P-frames are withheld until the next keyframe, and each loss is counted once")
+    func lostAccessUnits() throws {
+        let encoder = PassthroughEncoder(settings: EncoderSettings(width: 640, height: 480))
+        let idr: [UInt8] = [0, 0, 0, 1, 0x67, 0x42, 0xC0, 0x1E, 0, 0, 0, 1, 0x68, 0xCE, 0, 0, 0, 1, 0x65, 0x88, 0x84]
+        let delta: [UInt8] = [0, 0, 0, 1, 0x41, 0x9A]
+        func encode(_ sequence: Int, _ bytes: [UInt8], missedBefore: UInt32 = 0) throws -> EncodedFrame? {
+            let frame = SyntheticFrames.captured(.h264, width: 640, height: 480, frame: sequence, bytes: bytes)
+            return try encoder.encode(CapturedFrame(mode: frame.mode, sequence: frame.sequence, timestamp: frame.timestamp,
+                                                    bytes: bytes, missedBefore: missedBefore), forceKeyframe: false)
+        }
+        #expect(try encode(0, idr)?.isKeyframe == true)
+        #expect(try encode(1, delta) != nil)
+        // Frame 2 never reached the encoder (the sender skipped it): 3 and 4 reference it.
+        #expect(try encode(3, delta) == nil)
+        #expect(try encode(4, delta) == nil)
+        #expect(encoder.chainBreaks == 1)
+        #expect(try encode(5, idr)?.isKeyframe == true)
+        #expect(try encode(6, delta) != nil)
+        // The driver dropped a buffer before this one.
+        #expect(try encode(7, delta, missedBefore: 1) == nil)
+        #expect(encoder.chainBreaks == 2)
+        // A keyframe right after a loss needs nothing before it: no frame is withheld, no loss counted.
+        #expect(try encode(9, idr)?.isKeyframe == true)
+        #expect(try encode(10, delta) != nil)
+        #expect(encoder.chainBreaks == 2)
+        // A torn buffer with no NAL unit is a loss too.
+        #expect(try encode(11, [1, 2, 3]) == nil)
+        #expect(try encode(12, delta) == nil)
+        #expect(encoder.chainBreaks == 3)
+        #expect(try encode(13, idr)?.isKeyframe == true)
     }
 
     @Test("YUYV compresses to a JPEG of the frame's size; every frame is a keyframe")

@@ -263,6 +263,14 @@ extension DeviceLab {
                     }
                     #expect(report.framesOpened >= 20, "opened \(report.framesOpened) of \(report.framesReceived); daemon log:\n\(daemon.log)")
                     #expect(report.openFailures == 0)
+                    // The camera's P-frames only decode after the frame before them: the expert
+                    // starts at a keyframe and every frame it gets decodes, whatever the call
+                    // skipped or the loaded guest dropped on the way (those wait for an IDR).
+                    #expect(report.firstOpenedWasKeyframe == true)
+                    let decoder = try H264TestDecoder()
+                    var pictures = 0
+                    for payload in report.videoPayloads where try decoder.decode(payload) != nil { pictures += 1 }
+                    #expect(pictures == report.videoPayloads.count && pictures >= 20, "\(pictures) of \(report.videoPayloads.count) decoded")
                     let header = try #require(report.headers.first)
                     #expect((header.codec, Int(header.width), Int(header.height)) == (.h264, size.width, size.height))
                     // Every keyframe the expert opened is one of the camera's IDRs, completed
@@ -281,7 +289,7 @@ extension DeviceLab {
                     let said = daemon.log.components(separatedBy: "has no FORCE_KEY_FRAME control").count - 1
                     #expect(said == 1, "the missing control was logged \(said) times:\n\(daemon.log)")
                     _ = try await client.post(ControlAPI.callEndPath, json: [String: String](), as: CallStatus.self)
-                    print("daemon call on v4l2loopback: \(report.framesOpened) frames opened, \(report.keyframes) keyframes, \(feeder.count) written")
+                    print("daemon call on v4l2loopback: \(report.framesOpened) frames opened and decoded, \(report.keyframes) keyframes, \(feeder.count) written")
                 } catch {
                     await shutDown()
                     throw error

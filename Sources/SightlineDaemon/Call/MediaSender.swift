@@ -136,6 +136,7 @@ final class MediaSender: Sendable {
         let worker = EncodingWorker(codec: codec)
         var lastSent: Duration?
         var lastSequence: UInt32?
+        var chainBreaksSeen = 0
         // Why keyframe requests cannot reach a passthrough camera, once per camera.
         var keyframeNote: String?
         for await frame in frames {
@@ -163,8 +164,9 @@ final class MediaSender: Sendable {
             full.width = frame.mode.size.width
             full.height = frame.mode.size.height
             let wanted = Self.settings(for: step, full: full)
-            // Pace to the rung's frame rate by capture time, skipping frames in between.
-            if let lastSent, frame.timestamp - lastSent < .seconds(0.9 / wanted.fps) { continue }
+            // Pace to the rung's frame rate by capture time, skipping frames in between. Not the
+            // camera's own H.264: every P-frame needs the one before it, the camera sets the rate.
+            if !worker.passesThrough, let lastSent, frame.timestamp - lastSent < .seconds(0.9 / wanted.fps) { continue }
             lastSent = frame.timestamp
             let force = keyframeWanted.exchange(false, ordering: .acquiringAndReleasing)
             let encoded: EncodedFrame?
@@ -174,6 +176,12 @@ final class MediaSender: Sendable {
                 logger.error("stream: \(error)")
                 requestKeyframe()
                 continue
+            }
+            // A passthrough stream that lost an access unit sends nothing until the camera's next
+            // keyframe: ask for one now rather than wait out its GOP.
+            if worker.chainBreaks != chainBreaksSeen {
+                chainBreaksSeen = worker.chainBreaks
+                requestKeyframe()
             }
             // Passthrough forwards the camera's own H.264: a keyframe has to come from the camera.
             if force, worker.passesThrough, keyframeNote == nil {
@@ -238,6 +246,7 @@ final class EncodingWorker: @unchecked Sendable {
     private let lastDuration = Mutex<Duration?>(nil)
     private let chosen = Mutex<String?>(nil)
     private let passthrough = Atomic<Bool>(false)
+    private let breaks = Atomic<Int>(0)
 
     init(codec: VideoCodec) {
         self.codec = codec
@@ -248,6 +257,9 @@ final class EncodingWorker: @unchecked Sendable {
     var explanation: String? { chosen.withLock { $0 } }
     /// The encoder forwards the camera's own H.264 (`PassthroughEncoder`).
     var passesThrough: Bool { passthrough.load(ordering: .acquiring) }
+    /// Access units a passthrough encoder lost, over every encoder this worker made
+    /// (`PassthroughEncoder.chainBreaks`).
+    var chainBreaks: Int { breaks.load(ordering: .acquiring) }
 
     /// Encodes with `settings`, starting a new encoder (and stream, with a keyframe) when the
     /// camera's mode changed.
@@ -276,8 +288,12 @@ final class EncodingWorker: @unchecked Sendable {
         if encoder.settings != settings {
             encoder.update(settings)
         }
+        let breaksBefore = (encoder as? PassthroughEncoder)?.chainBreaks ?? 0
         let encoded = try encoder.encode(frame, forceKeyframe: force)
         lastDuration.withLock { $0 = encoder.lastEncodeDuration }
+        if let passthrough = encoder as? PassthroughEncoder, passthrough.chainBreaks > breaksBefore {
+            breaks.add(passthrough.chainBreaks - breaksBefore, ordering: .releasing)
+        }
         return encoded
     }
 }
