@@ -6,6 +6,7 @@ import ServiceLifecycle
 import SightlineCamera
 import SightlineArchive
 import SightlineCore
+import SightlineEncoding
 import SightlineSystem
 import Synchronization
 
@@ -27,6 +28,9 @@ public final class CameraService: Service, Sendable {
     /// The recorder's tap, beside the live stream's: a recording never takes frames from a call.
     private let recorder = Mutex<NewestFrameStream<CapturedFrame>?>(nil)
     private let device = Mutex<V4L2Camera?>(nil)
+    /// The newest SPS and PPS of the camera's own H.264: a camera may send them once, at its
+    /// stream's start, and a call or recording that starts later needs them for every keyframe.
+    private let parameterSets = Mutex(ParameterSetRepeater())
     private let stalled = Atomic<Bool>(false)
     /// Privacy mode: frames are captured (so the camera stays ready) but go nowhere: not to a
     /// call, not to a recording, not into a snapshot.
@@ -128,6 +132,7 @@ public final class CameraService: Service, Sendable {
         let session = try CaptureSession(camera: camera, request: request, bufferCount: configuration.buffers)
         device.withLock { $0 = camera }
         defer { device.withLock { $0 = nil } }
+        parameterSets.withLock { $0 = ParameterSetRepeater() }
         await registry.markInUse(discovered.syspath, role: .camera, why: await registry.reason(for: discovered))
         let added = await registry.addEvent(discovered.syspath)
         logger.info("camera streaming", metadata: ["device": "\(discovered.devnode)", "card": "\(camera.card)", "mode": "\(session.mode)"])
@@ -194,6 +199,7 @@ public final class CameraService: Service, Sendable {
 
     private func deliver(_ frame: CapturedFrame) async {
         guard !stalled.load(ordering: .acquiring) else { return }
+        if frame.mode.fourCC == .h264 { parameterSets.withLock { $0.remember(frame.bytes) } }
         guard !privacy.load(ordering: .acquiring) else {
             await state.progress(Self.loopName)
             return
@@ -246,6 +252,9 @@ public final class CameraService: Service, Sendable {
 
     /// Frames from now on, for one consumer (the call's media sender); a new subscription
     /// ends the previous one.
+    /// The camera's newest SPS and PPS (none while it delivers no H.264 of its own).
+    var h264ParameterSets: ParameterSetRepeater { parameterSets.withLock { $0 } }
+
     func subscribeFrames() -> NewestFrameStream<CapturedFrame> {
         let stream = NewestFrameStream<CapturedFrame>()
         subscriber.withLock { current in

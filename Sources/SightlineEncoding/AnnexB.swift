@@ -93,24 +93,36 @@ public struct ParameterSetRepeater: Sendable {
 
     public init() {}
 
+    /// Both an SPS and a PPS have been seen.
+    public var isComplete: Bool { sps != nil && pps != nil }
+
+    /// Remembers the newest SPS and PPS in an access unit.
+    public mutating func remember(_ accessUnit: [UInt8]) {
+        _ = scan(accessUnit)
+    }
+
     /// Remembers the newest SPS and PPS and puts them in front of an IDR access unit that lacks them.
     public mutating func completing(_ accessUnit: [UInt8]) -> [UInt8] {
-        let units = AnnexB.nalUnits(in: accessUnit)
-        var hasSPS = false, hasPPS = false, hasIDR = false
-        for unit in units {
-            switch unit.type {
-            case AnnexB.NALType.sps: hasSPS = true; sps = Array(accessUnit[unit.range])
-            case AnnexB.NALType.pps: hasPPS = true; pps = Array(accessUnit[unit.range])
-            case AnnexB.NALType.idrSlice: hasIDR = true
-            default: break
-            }
-        }
-        guard hasIDR, !(hasSPS && hasPPS), let sps, let pps else { return accessUnit }
+        let found = scan(accessUnit)
+        guard found.idr, !(found.sps && found.pps), let sps, let pps else { return accessUnit }
         let startCode: [UInt8] = [0, 0, 0, 1]
         var completed: [UInt8] = []
         completed.reserveCapacity(accessUnit.count + sps.count + pps.count + 8)
-        if !hasSPS { completed += startCode + sps }
-        if !hasPPS { completed += startCode + pps }
+        if !found.sps { completed += startCode + sps }
+        if !found.pps { completed += startCode + pps }
         return completed + accessUnit
+    }
+
+    private mutating func scan(_ accessUnit: [UInt8]) -> (sps: Bool, pps: Bool, idr: Bool) {
+        var found = (sps: false, pps: false, idr: false)
+        for unit in AnnexB.nalUnits(in: accessUnit) {
+            switch unit.type {
+            case AnnexB.NALType.sps: found.sps = true; sps = Array(accessUnit[unit.range])
+            case AnnexB.NALType.pps: found.pps = true; pps = Array(accessUnit[unit.range])
+            case AnnexB.NALType.idrSlice: found.idr = true
+            default: break
+            }
+        }
+        return found
     }
 }

@@ -30,6 +30,12 @@ public final class PassthroughEncoder: VideoEncoder {
         self.settings = settings
     }
 
+    /// Starts from parameter sets the camera sent before this encoder existed (a call that
+    /// starts after a camera sent them once, at its stream's start), unless it has its own.
+    public func prime(with parameterSets: ParameterSetRepeater) {
+        if !self.parameterSets.isComplete { self.parameterSets = parameterSets }
+    }
+
     public func update(_ settings: EncoderSettings) {
         self.settings = settings
     }

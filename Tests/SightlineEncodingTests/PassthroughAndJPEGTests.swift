@@ -33,6 +33,26 @@ struct PassthroughAndJPEGTests {
         #expect(encoder.chainBreaks == 0, "waiting for the first keyframe is not a loss")
     }
 
+    @Test("an encoder primed with parameter sets the camera sent before it existed starts at the camera's next bare IDR")
+    func primedWithEarlierParameterSets() throws {
+        let complete: [UInt8] = [0, 0, 0, 1, 0x67, 0x42, 0xC0, 0x1E, 0, 0, 0, 1, 0x68, 0xCE, 0, 0, 0, 1, 0x65, 0x88, 0x84]
+        let bareIDR: [UInt8] = [0, 0, 0, 1, 0x65, 0x88, 0x80]
+        var seen = ParameterSetRepeater()
+        #expect(!seen.isComplete)
+        seen.remember(complete)
+        #expect(seen.isComplete)
+        let encoder = PassthroughEncoder(settings: EncoderSettings(width: 640, height: 480))
+        encoder.prime(with: seen)
+        let first = try #require(try encoder.encode(SyntheticFrames.captured(.h264, width: 640, height: 480, frame: 7, bytes: bareIDR), forceKeyframe: false))
+        #expect(first.isKeyframe && first.data == complete.prefix(14) + bareIDR)
+        // Its own parameter sets are not replaced by older ones primed later.
+        let newer: [UInt8] = [0, 0, 0, 1, 0x67, 0x42, 0xC0, 0x28, 0, 0, 0, 1, 0x68, 0xCF, 0, 0, 0, 1, 0x65, 0x88, 0x84]
+        _ = try encoder.encode(SyntheticFrames.captured(.h264, width: 640, height: 480, frame: 8, bytes: newer), forceKeyframe: false)
+        encoder.prime(with: seen)
+        let later = try #require(try encoder.encode(SyntheticFrames.captured(.h264, width: 640, height: 480, frame: 9, bytes: bareIDR), forceKeyframe: false))
+        #expect(later.data == newer.prefix(14) + bareIDR)
+    }
+
     @Test("after a lost access unit (sequence gap, driver drop, torn buffer) P-frames are withheld until the next keyframe, and each loss is counted once")
     func lostAccessUnits() throws {
         let encoder = PassthroughEncoder(settings: EncoderSettings(width: 640, height: 480))

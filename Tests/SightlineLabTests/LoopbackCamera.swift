@@ -130,13 +130,16 @@ final class LoopbackFeeder: Sendable {
     private let running = Atomic<Bool>(true)
     private let finished = Atomic<Bool>(false)
     private let written = Atomic<Int>(0)
+    private let frames: Mutex<[[UInt8]]>
 
     init(_ producer: LoopbackProducer, frames: [[UInt8]], interval: Duration) {
+        self.frames = Mutex(frames)
         let seconds = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
         let thread = Thread { [self] in
             var index = 0
             while running.load(ordering: .acquiring) {
-                if (try? producer.write(frames[index % frames.count])) != nil { written.add(1, ordering: .relaxed) }
+                let frame = self.frames.withLock { $0[index % $0.count] }
+                if (try? producer.write(frame)) != nil { written.add(1, ordering: .relaxed) }
                 index += 1
                 Thread.sleep(forTimeInterval: seconds)
             }
@@ -144,6 +147,11 @@ final class LoopbackFeeder: Sendable {
         }
         thread.name = "loopback feeder"
         thread.start()
+    }
+
+    /// Loops `frames` from now on, at the same position in the loop.
+    func replaceFrames(with frames: [[UInt8]]) {
+        self.frames.withLock { $0 = frames }
     }
 
     /// Frames written so far.

@@ -210,7 +210,7 @@ extension DeviceLab {
             }
         }
     
-        @Test("the real daemon streams the loopback's H.264 in a call: the expert opens the camera's own access units with SPS/PPS on every keyframe, and the call status says a joining viewer waits for the camera's next IDR")
+        @Test("the real daemon streams the loopback's H.264 in a call that starts after the camera's only SPS/PPS: the expert starts at a keyframe and decodes every frame, each keyframe the camera's own IDR with those SPS/PPS in front, and the call status says a joining viewer waits for the camera's next IDR")
         func daemonCall() async throws {
             let size = FrameSize(width: 320, height: 240)
             let (original, written) = try Self.h264Stream(size: size, count: 24, gop: 8)
@@ -254,10 +254,21 @@ extension DeviceLab {
                 do {
                     try await daemon.waitUntilServing(timeout: .seconds(60))
                     let client = ControlClient(socketPath: daemon.socketPath)
+                    // The camera sends SPS and PPS while the daemon captures before the call, and
+                    // never again: the call has only the camera service's memory of them.
+                    func captured() async throws -> UInt64 {
+                        try await client.get(ControlAPI.statusPath, as: DaemonStatus.self).camera?.framesCaptured ?? 0
+                    }
+                    let beforeCall = ContinuousClock.now + .seconds(90)
+                    while try await captured() < 60, ContinuousClock.now < beforeCall { try await Task.sleep(for: .milliseconds(200)) }
+                    try #require(try await captured() >= 60, "the daemon did not capture the loopback camera:\n\(daemon.log)")
+                    feeder.replaceFrames(with: written.map { Self.filtered($0) { $0 != AnnexB.NALType.sps && $0 != AnnexB.NALType.pps } })
+                    let switched = try await captured()
+                    while try await captured() < switched + 10, ContinuousClock.now < beforeCall { try await Task.sleep(for: .milliseconds(200)) }
                     let call = try await startCallUntilInvited(client)
                     let link = try #require(call?.invite, "no invite: \(String(describing: call))\n\(daemon.log)\n\(relay.log)")
                     let invite = try #require(ExpertClient.Invite(link))
-                    // The camera repeats SPS and PPS only every 24 frames: wait for two keyframes.
+                    // An IDR every 8 frames: wait for two keyframes.
                     let report = try await ExpertClient.run(invite, frames: .max, timeout: .seconds(120)) {
                         $0.framesOpened >= 20 && $0.keyframes >= 2
                     }
@@ -274,7 +285,7 @@ extension DeviceLab {
                     let header = try #require(report.headers.first)
                     #expect((header.codec, Int(header.width), Int(header.height)) == (.h264, size.width, size.height))
                     // Every keyframe the expert opened is one of the camera's IDRs, completed
-                    // with the SPS and PPS the camera sent only once.
+                    // with the SPS and PPS the camera sent before the call.
                     #expect(report.keyframes >= 2)
                     let cameraKeyframes = original.filter(Self.isIDR).map { Set(Self.payloads($0)) }
                     for keyframe in report.keyframePayloads {

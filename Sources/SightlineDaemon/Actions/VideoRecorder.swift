@@ -69,8 +69,9 @@ final class VideoRecorder: Service, Sendable {
         let started: Bool = running.withLock { current in
             guard current == nil else { return false }
             let frames = camera.subscribeRecordingFrames()
-            let task = Task { [weak self, settings, maximumDuration, logger] in
-                let totals = await Self.record(frames, to: path, settings: settings, maximumDuration: maximumDuration, logger: logger)
+            let task = Task { [weak self, camera, settings, maximumDuration, logger] in
+                let totals = await Self.record(frames, to: path, settings: settings, parameterSets: { camera.h264ParameterSets },
+                                               maximumDuration: maximumDuration, logger: logger)
                 // Not awaited: the stop waits for this very task.
                 if totals.endedBySelf, let requestStop = self?.stopRequester.withLock({ $0 }) { Task { await requestStop() } }
                 return totals
@@ -138,6 +139,7 @@ final class VideoRecorder: Service, Sendable {
 
     /// Encodes frames until the stream ends, appending each encoded frame to `path`.
     private static func record(_ frames: NewestFrameStream<CapturedFrame>, to path: String, settings: EncoderSettings,
+                               parameterSets: @escaping @Sendable () -> ParameterSetRepeater,
                                maximumDuration: Duration, logger: Logger) async -> RecordingTotals {
         var totals = RecordingTotals()
         guard let handle = FileHandle(forWritingAtPath: path) else {
@@ -145,7 +147,7 @@ final class VideoRecorder: Service, Sendable {
             return totals
         }
         let writer = DispatchQueue(label: "sightline.recording-writer")
-        let worker = EncodingWorker(codec: .h264)
+        let worker = EncodingWorker(codec: .h264, parameterSets: parameterSets)
         var wanted = settings
         var lastEncoded: Duration?
         var first = true
@@ -159,7 +161,8 @@ final class VideoRecorder: Service, Sendable {
             startedAt = startedAt ?? frame.timestamp
             wanted.width = frame.mode.size.width
             wanted.height = frame.mode.size.height
-            if let lastEncoded, frame.timestamp - lastEncoded < .seconds(0.9 / wanted.fps) { continue }
+            // The camera's own H.264 is not paced: every P-frame needs the one before it.
+            if !worker.passesThrough, let lastEncoded, frame.timestamp - lastEncoded < .seconds(0.9 / wanted.fps) { continue }
             lastEncoded = frame.timestamp
             do {
                 guard let encoded = try await worker.encode(frame, settings: wanted, forceKeyframe: first) else { continue }

@@ -133,7 +133,7 @@ final class MediaSender: Sendable {
         let frames = camera.subscribeFrames()
         defer { camera.unsubscribeFrames(frames) }
         var sealer: SFrameSealer?
-        let worker = EncodingWorker(codec: codec)
+        let worker = EncodingWorker(codec: codec, parameterSets: { [camera] in camera.h264ParameterSets })
         var lastSent: Duration?
         var lastSequence: UInt32?
         var chainBreaksSeen = 0
@@ -248,8 +248,12 @@ final class EncodingWorker: @unchecked Sendable {
     private let passthrough = Atomic<Bool>(false)
     private let breaks = Atomic<Int>(0)
 
-    init(codec: VideoCodec) {
+    /// The camera's newest SPS and PPS, for a passthrough encoder that starts after they went by.
+    private let parameterSets: @Sendable () -> ParameterSetRepeater
+
+    init(codec: VideoCodec, parameterSets: @escaping @Sendable () -> ParameterSetRepeater = { ParameterSetRepeater() }) {
         self.codec = codec
+        self.parameterSets = parameterSets
     }
 
     var lastEncodeDuration: Duration? { lastDuration.withLock { $0 } }
@@ -279,6 +283,7 @@ final class EncodingWorker: @unchecked Sendable {
             }
             let choice = try VideoEncoders.choose(for: format, preferred: codec, settings: settings)
             encoder = choice.encoder
+            (choice.encoder as? PassthroughEncoder)?.prime(with: parameterSets())
             chosen.withLock { $0 = choice.explanation }
             passthrough.store(choice.encoder is PassthroughEncoder, ordering: .releasing)
             mode = frame.mode
