@@ -250,11 +250,11 @@ public final class CameraService: Service, Sendable {
 
     // MARK: Live frames, snapshots and controls
 
-    /// Frames from now on, for one consumer (the call's media sender); a new subscription
-    /// ends the previous one.
     /// The camera's newest SPS and PPS (none while it delivers no H.264 of its own).
     var h264ParameterSets: ParameterSetRepeater { parameterSets.withLock { $0 } }
 
+    /// Frames from now on, for one consumer (the call's media sender); a new subscription
+    /// ends the previous one.
     func subscribeFrames() -> NewestFrameStream<CapturedFrame> {
         let stream = NewestFrameStream<CapturedFrame>()
         subscriber.withLock { current in
