@@ -77,6 +77,20 @@ public struct VoiceCorpus: Sendable {
         return corpus
     }
 
+    /// Short near misses of the commands (`nearMissSentences`) in every flite voice: the hardest
+    /// negatives, sharing most of a phrase's words or sounds with it.
+    public static func nearMisses(snr: Double? = nil, seed: UInt64 = 7) throws -> VoiceCorpus {
+        var corpus = VoiceCorpus()
+        corpus.pause(0.8)
+        for voice in SpeechSynthesizer.voices {
+            for sentence in nearMissSentences {
+                try corpus.say(sentence, voice: voice, pauseAfter: 0.9)
+            }
+        }
+        if let snr { corpus.addNoise(snr: snr, seed: seed) }
+        return corpus
+    }
+
     /// Mixes white noise over the whole recording at `snr` dB (over the speech's power).
     public mutating func addNoise(snr: Double, seed: UInt64) {
         samples = SpeechSynthesizer.mix(samples, noise: SpeechSynthesizer.noise(seconds: 7.3, amplitude: 10000, seed: seed), snr: snr)
@@ -106,5 +120,21 @@ extension VoiceCorpus {
         "say hello to the team for me", "privacy is important for our workers",
         "the zoom lens is dirty", "he will resume work tomorrow",
         "hang the jacket on the hook", "again the light is blinking red",
+    ]
+}
+
+extension VoiceCorpus {
+    /// Short sentences that share words or sounds with a built-in command without being one.
+    public static let nearMissSentences = [
+        "finish the report", "zoom closer please", "mark my words", "privacy matters",
+        "take a seat", "picture perfect", "begin the test", "the recording works",
+        "finish it later", "add a comment", "a voice message", "end of story",
+        "the end of the line", "call the office", "ask the expert", "hang up your coat",
+        "pick up the call", "mark the spot", "this step is done", "please hold on",
+        "resume the test", "streaming is slow", "zoom in a bit", "zoom out slowly",
+        "a wider view", "say it again", "do that again", "take a look",
+        "make a picture", "recording studio", "call it a day", "hang on a minute",
+        "mark this down", "privacy first", "resume playing", "a zoom call now",
+        "say that louder", "out of order", "note this number", "begin working",
     ]
 }

@@ -49,8 +49,11 @@ struct VoiceVocabularyTests {
         #expect(good.margin == 100)
         #expect(good.command?.action == .callExpert)
         #expect(good.command?.decidedAtSeconds == 3.3)
-        // 200 per second of speech behind the all-phone decoder is still in; 201 is out.
+        // 200 behind the all-phone decoder over the whole utterance is still in, whatever its
+        // length (per second it would be 400 in half a second); 201 is out.
         #expect(judge("call the expert", grammar: -3300, allPhone: -3100, speech: 1.0).accepted)
+        #expect(judge("call the expert", grammar: -3300, allPhone: -3100, speech: 0.5).margin == -200)
+        #expect(judge("call the expert", grammar: -3300, allPhone: -3100, speech: 0.5).accepted)
         #expect(judge("call the expert", grammar: -3301, allPhone: -3100, speech: 1.0).rejection == .lowMargin)
         #expect(judge("call the expert", grammar: -3000, allPhone: -3100, speech: 1.6).rejection == .tooLong)
         #expect(judge("", grammar: 0, allPhone: -3100, speech: 1.0).rejection == .noPhrase)
@@ -123,10 +126,10 @@ extension ConfigurationTests {
             voice:
               model_directory: /opt/model
               phrases: ["snap the picture=take_photo", "phone a friend=call_expert"]
-              min_margin: -100
+              min_utterance_margin: -100
               max_command_ms: 2000
               end_silence_ms: 400
-              noisy_min_margin: -900
+              noisy_min_utterance_margin: -900
               noise_suppression_db: 20
             """, file: "test.yaml")
         #expect(configuration.voice.modelDirectory == "/opt/model")
@@ -158,9 +161,23 @@ extension ConfigurationTests {
         #expect(problems.first?.message.contains("actions: take_photo") == true)
     }
 
+    /// The per-second keys would mean something else as a whole-utterance margin: refused with
+    /// their line and the key that replaced them, never read under the new meaning.
+    @Test("the per-second margin keys are refused, naming their replacement", arguments: [
+        ("min_margin", "voice.min_utterance_margin"), ("noisy_min_margin", "voice.noisy_min_utterance_margin"),
+    ])
+    func retiredMarginKeys(key: String, replacement: String) {
+        let problems = rejected("log_level: info\nvoice:\n  \(key): -200\n")
+        #expect(problems.count == 1)
+        #expect(problems.first?.key == "voice." + key)
+        #expect(problems.first?.line == 3)
+        #expect(problems.first?.message.contains("per second") == true, "\(problems)")
+        #expect(problems.first?.message.contains("set \(replacement) instead") == true, "\(problems)")
+    }
+
     @Test("thresholds out of range are refused")
     func badThresholds() {
-        #expect(rejected("voice:\n  min_margin: 9000\n").first?.key == "voice.min_margin")
+        #expect(rejected("voice:\n  min_utterance_margin: 20000\n").first?.key == "voice.min_utterance_margin")
         #expect(rejected("voice:\n  end_silence_ms: 50\n").first?.key == "voice.end_silence_ms")
         #expect(rejected("voice:\n  noise_suppression_db: 61\n").first?.key == "voice.noise_suppression_db")
         #expect(rejected("voice:\n  model_directory: model\n").first?.key == "voice.model_directory")

@@ -53,14 +53,36 @@ struct AccuracyTests {
         #expect(decisions.count >= corpus.parts.count / 2)
         #expect(accepted.isEmpty)
     }
+
+    /// The hardest negatives: 40 short sentences sharing most of a command's words ("say it
+    /// again", "mark this down"), in every voice. Some get through at any threshold that keeps
+    /// the commands (docs/VOICE.md); the ceilings hold the measured counts, so a change of the
+    /// decision cannot let more of them through unnoticed.
+    @Test("near misses of the commands", arguments: [(nil, NearMissCeilings.clean), (10.0, NearMissCeilings.at10)] as [(Double?, Int)])
+    func nearMisses(snr: Double?, ceiling: Int) async throws {
+        let corpus = try VoiceCorpus.nearMisses(snr: snr)
+        let accepted = try await VoiceFixture.decide(corpus).filter(\.accepted)
+        print("near misses accepted at \(snr ?? 99) dB: \(accepted.count) of \(corpus.parts.count): "
+            + "\(accepted.map { "\(corpus.part(of: $0)?.text ?? "?") as \($0.phrase) (\($0.margin))" })")
+        #expect(accepted.count <= ceiling)
+    }
 }
 
-/// Commands of 52 that must still be recognised at each SNR: the measured 50, 25 and 6 with
-/// `voice.max_command_ms` 1450 and `voice.noisy_min_margin` −800 (with 1500 and −600: 46, 17 and 4;
-/// before the suppressor and the noise-aware margin: 26, 1 and 0) less two for the synthesiser.
+/// Near misses (`VoiceCorpus.nearMisses`, 160 utterances) the default decision lets through:
+/// measured 7 clean and 12 at 10 dB SNR (the per-second margin it replaced: 10 and 10).
+enum NearMissCeilings {
+    static let clean = 7
+    static let at10 = 12
+}
+
+/// Commands of 52 that must still be recognised at each SNR: the measured 51, 30 and 6 with the
+/// whole-utterance margin (`voice.min_utterance_margin` −150, `voice.noisy_min_utterance_margin`
+/// −800, `voice.max_command_ms` 1450) less one or two; the per-second margin it replaced kept 50,
+/// 25 and 6 (before the suppressor and the noise-aware margin: 26, 1 and 0). The decoders and the
+/// noise are deterministic; the slack is for other versions of flite and PocketSphinx.
 /// The issue's target, 97 % at 10 dB, is not reached yet (docs/VOICE.md); raise these as it comes closer.
 enum NoiseFloors {
-    static let at20 = 48
-    static let at10 = 23
-    static let at5 = 4
+    static let at20 = 49
+    static let at10 = 28
+    static let at5 = 5
 }

@@ -13,9 +13,12 @@ public enum ConfigValue: Sendable, Equatable {
 /// message can point at it. Validation is all-or-nothing: one bad key rejects the file.
 public struct ConfigurationParser: Sendable {
     public let schema: [ConfigKey]
+    /// Former keys, each with the message that says what replaced it.
+    public let retired: [String: String]
 
-    public init(schema: [ConfigKey]) {
+    public init(schema: [ConfigKey], retired: [String: String] = [:]) {
         self.schema = schema
+        self.retired = retired
     }
 
     /// Validates `text` and returns the values it sets (keys left out keep their defaults).
@@ -60,6 +63,10 @@ public struct ConfigurationParser: Sendable {
                         continue
                     }
                     visit(child, prefix: name)
+                    continue
+                }
+                if let replacement = retired[path] {
+                    problems.append(ConfigurationDiagnostic(file: file, line: line, key: path, message: replacement))
                     continue
                 }
                 guard let key = schema.first(where: { $0.path == path }) else {

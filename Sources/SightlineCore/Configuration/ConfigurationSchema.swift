@@ -82,6 +82,13 @@ public struct ConfigKey: Sendable, Equatable {
 public enum DaemonConfigSchema {
     public static let videoFormats = ["h264", "mjpeg", "yuyv", "nv12"]
 
+    /// Keys that are no longer read, with what to write instead. Refused rather than ignored: an
+    /// old value must not silently stop meaning what its author intended.
+    public static let retiredKeys: [String: String] = [
+        "voice.min_margin": "is no longer read: it was a margin per second of speech, and the margin is now the whole utterance's score difference; set voice.min_utterance_margin instead (default \(VoiceThresholds.defaultMinimumMargin); docs/VOICE.md)",
+        "voice.noisy_min_margin": "is no longer read: it was a margin per second of speech, and the margin is now the whole utterance's score difference; set voice.noisy_min_utterance_margin instead (default \(VoiceThresholds.defaultNoisyMinimumMargin); docs/VOICE.md)",
+    ]
+
     public static let keys: [ConfigKey] = [
         ConfigKey("state_directory", .absolutePath, default: "/var/lib/sightline",
                   "Where the device identity key and evidence live. Created 0700 if missing."),
@@ -149,10 +156,10 @@ public enum DaemonConfigSchema {
                   "Voice commands as PHRASE=ACTION entries; they replace the built-in phrases, [] keeps those (sightctl voice list shows them)."),
         ConfigKey("voice.wake_phrase", .wakePhrase, default: "\"\"",
                   "Words every command must start with (\"okay glasses take a picture\"); empty for none. Fewer false activations, more to say."),
-        ConfigKey("voice.min_margin", .integer(-5000...5000), default: "-200",
-                  "How far the command grammar's score per second of speech may trail the all-phone decoder's and still count as a command; higher rejects more."),
-        ConfigKey("voice.noisy_min_margin", .integer(-5000...5000), default: String(VoiceThresholds.defaultNoisyMinimumMargin),
-                  "The voice.min_margin that applies when speech stands only 10 dB above the background noise (linear up to 30 dB, where voice.min_margin holds); higher rejects more in noise."),
+        ConfigKey("voice.min_utterance_margin", .integer(-10_000...10_000), default: String(VoiceThresholds.defaultMinimumMargin),
+                  "How far the command grammar's score over the whole utterance may trail the all-phone decoder's and still count as a command; higher rejects more."),
+        ConfigKey("voice.noisy_min_utterance_margin", .integer(-10_000...10_000), default: String(VoiceThresholds.defaultNoisyMinimumMargin),
+                  "The voice.min_utterance_margin that applies when speech stands only 10 dB above the background noise (linear up to 30 dB, where voice.min_utterance_margin holds); higher rejects more in noise."),
         ConfigKey("voice.max_command_ms", .integer(500...10_000), default: String(VoiceThresholds.defaultMaximumCommandMilliseconds),
                   "Longest utterance that can be a command; longer speech is never one."),
         ConfigKey("voice.end_silence_ms", .integer(100...2000), default: "300",

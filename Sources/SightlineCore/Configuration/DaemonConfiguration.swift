@@ -134,7 +134,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
 
     /// Parses and validates a configuration file's text.
     public static func parse(_ text: String, file: String) throws(ConfigurationRejected) -> DaemonConfiguration {
-        let values = try ConfigurationParser(schema: DaemonConfigSchema.keys).parse(text, file: file)
+        let values = try ConfigurationParser(schema: DaemonConfigSchema.keys, retired: DaemonConfigSchema.retiredKeys).parse(text, file: file)
         return try DaemonConfiguration(values: values, file: file)
     }
 
@@ -216,10 +216,10 @@ public struct DaemonConfiguration: Sendable, Equatable {
             modelDirectory: reader.string("voice.model_directory"),
             vocabulary: vocabulary,
             thresholds: VoiceThresholds(
-                minimumMargin: reader.integer("voice.min_margin"),
+                minimumMargin: reader.integer("voice.min_utterance_margin"),
                 maximumCommandMilliseconds: reader.integer("voice.max_command_ms") + wakeAllowance,
                 endSilenceMilliseconds: reader.integer("voice.end_silence_ms"),
-                noisyMinimumMargin: reader.integer("voice.noisy_min_margin"),
+                noisyMinimumMargin: reader.integer("voice.noisy_min_utterance_margin"),
                 noiseSuppressionDecibels: reader.integer("voice.noise_suppression_db")))
         actions = ActionConfiguration(
             cancelWindowMilliseconds: reader.integer("actions.cancel_window_ms"),
