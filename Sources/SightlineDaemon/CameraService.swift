@@ -40,6 +40,7 @@ public final class CameraService: Service, Sendable {
     private let missedCounter = Counter(label: "sightline_camera_frames_missed_total")
     private let recoveries = Counter(label: "sightline_camera_recoveries_total")
     private let firstFrameTimer = Metrics.Timer(label: "sightline_camera_first_frame_after_add")
+    private let opener = CameraOpener()
 
     init(configuration: DaemonConfiguration.CameraConfiguration, evidence: EvidenceDirectory, cases: CaseService, state: DaemonState,
          registry: DeviceRegistry, logger: Logger) {
@@ -73,16 +74,38 @@ public final class CameraService: Service, Sendable {
             source?.cancel()
             await source?.value
             source = Task {
-                // Devices arrive in bursts (one USB plug adds several nodes): a decision that is
-                // replaced within a moment is never acted on, instead of opening a camera only
-                // to close it again.
-                try? await Task.sleep(for: .milliseconds(20))
-                guard !Task.isCancelled else { return }
+                guard await self.settled(decision) else { return }
                 await self.run(decision, decidedAt: decidedAt)
             }
         }
         source?.cancel()
         await source?.value
+    }
+
+    /// Longest an open waits for the rest of a burst of device events.
+    static let burstWait = Duration.milliseconds(100)
+
+    /// Devices arrive in bursts (one USB plug adds several nodes, a hub several cameras): while
+    /// discovery still holds events, a camera is not opened, since one of them may replace the
+    /// decision (a better camera) and the camera would be opened only to be closed again. With
+    /// nothing pending it is opened at once; a placeholder never waits. False when the decision
+    /// no longer stands or the wait was cancelled.
+    private func settled(_ decision: CameraPolicy.Decision) async -> Bool {
+        guard case .use(let camera) = decision else { return true }
+        let started = ContinuousClock.now
+        var waited = false
+        while registry.pendingEvents.any, ContinuousClock.now - started < Self.burstWait {
+            waited = true
+            try? await Task.sleep(for: .milliseconds(5))
+            guard !Task.isCancelled else { return false }
+        }
+        guard !Task.isCancelled else { return false }
+        guard waited else { return true }
+        let current = await registry.decision(for: .camera)
+        logger.debug("camera: open held back while device events were pending", metadata: [
+            "device": "\(camera.devnode)", "ms": "\((ContinuousClock.now - started).inMilliseconds)",
+            "still chosen": "\(current == decision)"])
+        return current == decision
     }
 
     private func run(_ decision: CameraPolicy.Decision, decidedAt: ContinuousClock.Instant) async {
@@ -123,13 +146,29 @@ public final class CameraService: Service, Sendable {
         let request = ModeNegotiation.Request(
             preference: configuration.formatPreference.compactMap(VideoFormat.init(rawValue:)),
             size: FrameSize(width: configuration.width, height: configuration.height), fps: configuration.fps)
-        // On the cooperative pool: on a thread of its own, the open waited to be scheduled beside
-        // udevd's workers, and the re-add took ~90 ms longer at the median under emulation
-        // (docs/PERFORMANCE.md, "hotplug").
-        let camera = try V4L2Camera(path: discovered.devnode)
-        let opened = ContinuousClock.now
+        let bufferCount = configuration.buffers
+        let abandoned = Atomic<Bool>(false)
+        let started = await withTaskCancellationHandler {
+            await opener.run { () -> Result<(V4L2Camera, ContinuousClock.Instant, CaptureSession?), CameraError> in
+                Result { () throws(CameraError) in
+                    let camera = try V4L2Camera(path: discovered.devnode)
+                    let opened = ContinuousClock.now
+                    // A newer decision came meanwhile: no session for a camera about to be closed.
+                    guard !abandoned.load(ordering: .acquiring) else { return (camera, opened, nil) }
+                    do throws(CameraError) {
+                        return (camera, opened, try CaptureSession(camera: camera, request: request, bufferCount: bufferCount))
+                    } catch {
+                        camera.close()
+                        throw error
+                    }
+                }
+            }
+        } onCancel: {
+            abandoned.store(true, ordering: .releasing)
+        }
+        let (camera, opened, startedSession) = try started.get()
         defer { camera.close() }
-        let session = try CaptureSession(camera: camera, request: request, bufferCount: configuration.buffers)
+        guard let session = startedSession else { return }
         device.withLock { $0 = camera }
         defer { device.withLock { $0 = nil } }
         parameterSets.withLock { $0 = ParameterSetRepeater() }
@@ -153,7 +192,9 @@ public final class CameraService: Service, Sendable {
                     // chosen again long after it appeared).
                     if added.registered <= decidedAt {
                         var timeline = StartupTimeline(start: added.received)
+                        timeline.mark("queued", at: added.dequeued)
                         timeline.mark("registry", at: added.registered)
+                        if let decided = added.decided { timeline.mark("policy", at: decided) }
                         timeline.mark("decision", at: decidedAt)
                         timeline.mark("settle", at: opening)
                         timeline.mark("open", at: opened)
@@ -364,6 +405,43 @@ public final class CameraService: Service, Sendable {
                 throw HTTPError(.conflict, message: "no V4L2 camera is streaming (the test pattern has no controls)")
             }
             return try body(camera)
+        }
+    }
+}
+
+/// Opens cameras and starts their capture sessions on one thread kept for the purpose. The
+/// requests block (libv4l2's open, negotiation, buffers: a hundred milliseconds and more under
+/// emulation); on the cooperative pool, one thread on a one-core device, they held up
+/// discovery's next events and the decision that could abandon the open. The thread is made
+/// once: made for each open, it started behind the busy udev workers and the re-add took ~90 ms
+/// longer at the median under emulation (docs/PERFORMANCE.md, "hotplug").
+private final class CameraOpener: Sendable {
+    private let jobs = Mutex<[@Sendable () -> Void]>([])
+    private let ready = DispatchSemaphore(value: 0)
+    private let thread = Mutex<Thread?>(nil)
+
+    /// Runs `body` on the opener's thread and returns its result.
+    func run<Value: Sendable>(_ body: @escaping @Sendable () -> Value) async -> Value {
+        startIfNeeded()
+        return await withCheckedContinuation { continuation in
+            jobs.withLock { $0.append { continuation.resume(returning: body()) } }
+            ready.signal()
+        }
+    }
+
+    private func startIfNeeded() {
+        thread.withLock { thread in
+            guard thread == nil else { return }
+            let started = Thread { [self] in
+                while true {
+                    ready.wait()
+                    let job = jobs.withLock { $0.isEmpty ? nil : $0.removeFirst() }
+                    job?()
+                }
+            }
+            started.name = "camera open"
+            started.start()
+            thread = started
         }
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Metrics
 import SightlineCore
+import Synchronization
 
 /// Every device discovery knows of, the policies' decisions (the camera's, and the
 /// microphone's and speaker's when the configuration names preferred ones), and who is
@@ -18,10 +19,17 @@ actor DeviceRegistry {
     private var addedAt: [String: AddEvent] = [:]
     private var pendingTick: Task<Void, Never>?
     private let hotplugEvents = Counter(label: "sightline_hotplug_events_total")
+    /// Made once rather than looked up in the metrics registry on every device event.
+    private let deviceGauges: [DeviceRole: Gauge]
+    /// Whether discovery holds device events it has not passed on yet.
+    nonisolated let pendingEvents = PendingEventsProbe()
 
     /// - Parameter policies: at most one per role.
     init(policies: [DevicePolicy]) {
         self.policies = Dictionary(policies.map { ($0.role, $0) }) { first, _ in first }
+        deviceGauges = Dictionary(uniqueKeysWithValues: DeviceRole.allCases.map { role in
+            (role, Gauge(label: "sightline_devices", dimensions: [("role", role.rawValue)]))
+        })
     }
 
     // MARK: Discovery input
@@ -29,24 +37,31 @@ actor DeviceRegistry {
     /// When a device's udev add event was received and when it reached the registry.
     struct AddEvent: Sendable {
         let received: ContinuousClock.Instant
+        /// When discovery's task took the event from the monitor thread.
+        let dequeued: ContinuousClock.Instant
         let registered: ContinuousClock.Instant
+        /// When the policy had decided on it (and its decision was passed on).
+        var decided: ContinuousClock.Instant?
     }
 
     /// - Parameters:
     ///   - hotplug: true for a udev add event (its time starts the time-to-first-frame clock),
     ///     false for a device found by the enumeration at start.
     ///   - receivedAt: when discovery received the event (default: now).
-    func added(_ device: DiscoveredDevice, hotplug: Bool, receivedAt: ContinuousClock.Instant? = nil) {
+    func added(_ device: DiscoveredDevice, hotplug: Bool, receivedAt: ContinuousClock.Instant? = nil,
+               dequeuedAt: ContinuousClock.Instant? = nil) {
         if devices[device.syspath] == nil { order.append(device.syspath) }
         devices[device.syspath] = device
         failures[device.syspath] = nil
         let now = ContinuousClock.now
-        addedAt[device.syspath] = hotplug ? AddEvent(received: receivedAt ?? now, registered: now) : nil
+        addedAt[device.syspath] = hotplug ? AddEvent(received: receivedAt ?? now, dequeued: dequeuedAt ?? now, registered: now) : nil
+        // The decision first: the rest is bookkeeping nobody waits for.
+        apply(role: device.role) { $0.added(device, at: .now) }
+        if hotplug { addedAt[device.syspath]?.decided = .now }
         hotplugEvents.increment()
         updateCounts()
         publish(DeviceEventRecord(event: "added", role: device.role, identity: device.identity, devnode: device.devnode,
                                   detail: device.name, time: Date().timeIntervalSince1970))
-        apply(role: device.role) { $0.added(device, at: .now) }
     }
 
     func removed(syspath: String) {
@@ -86,6 +101,9 @@ actor DeviceRegistry {
     func addEvent(_ syspath: String) -> AddEvent? { addedAt[syspath] }
 
     // MARK: Outputs
+
+    /// The role's decision now (nil: the role has no policy).
+    func decision(for role: DeviceRole) -> DevicePolicy.Decision? { policies[role]?.decision }
 
     /// The camera decisions, starting with the current one.
     func cameraDecisions() -> AsyncStream<DevicePolicy.Decision> { decisions(for: .camera) }
@@ -168,9 +186,20 @@ actor DeviceRegistry {
     }
 
     private func updateCounts() {
-        for role in DeviceRole.allCases {
-            Gauge(label: "sightline_devices", dimensions: [("role", role.rawValue)])
-                .record(devices.values.filter { $0.role == role }.count)
+        for (role, gauge) in deviceGauges {
+            gauge.record(devices.values.filter { $0.role == role }.count)
         }
     }
+}
+
+/// Asks discovery whether device events are still on their way, for the camera service to hold
+/// back an open that the next events of a burst may change. Answers false when no discovery runs.
+final class PendingEventsProbe: Sendable {
+    private let probe = Mutex<(@Sendable () -> Bool)?>(nil)
+
+    func attach(_ body: (@Sendable () -> Bool)?) {
+        probe.withLock { $0 = body }
+    }
+
+    var any: Bool { probe.withLock { $0 }?() ?? false }
 }

@@ -24,17 +24,22 @@ struct DiscoveryService: Service {
         // Start listening before enumerating, so nothing plugged in between is missed.
         for device in discovery.enumerate() { await registry.added(device, hotplug: false) }
         let source = discovery.eventSource
+        registry.pendingEvents.attach { discovery.hasPendingEvents }
+        defer { registry.pendingEvents.attach(nil) }
         await state.set("discovery", .running, "watching \(source) events for cameras, sound devices and buttons")
         logger.info("device discovery running", metadata: ["source": "\(source)"])
         await withGracefulShutdownHandler {
             for await event in discovery.events {
                 switch event {
                 case .added(let device, let receivedAt):
+                    // Logged once the registry has it: the log line is not on the way to a camera's first frame.
+                    await registry.added(device, hotplug: true, receivedAt: receivedAt, dequeuedAt: .now)
+                    discovery.handled()
                     logger.info("device added", metadata: ["role": "\(device.role.rawValue)", "identity": "\(device.identity)", "node": "\(device.devnode)"])
-                    await registry.added(device, hotplug: true, receivedAt: receivedAt)
                 case .removed(let syspath, let role):
-                    logger.info("device removed", metadata: ["role": "\(role.rawValue)", "syspath": "\(syspath)"])
                     await registry.removed(syspath: syspath)
+                    discovery.handled()
+                    logger.info("device removed", metadata: ["role": "\(role.rawValue)", "syspath": "\(syspath)"])
                 }
             }
         } onGracefulShutdown: {

@@ -24,6 +24,10 @@ public final class UdevDiscovery: Sendable {
     private let source: String
     private let done = Atomic<Bool>(false)
     private let known = Mutex<[String: DiscoveredDevice]>([:])
+    /// Events yielded and not yet marked handled by the consumer (`handled()`).
+    private let backlog = Atomic<Int>(0)
+    /// The monitor's netlink socket while the monitor thread runs, else -1.
+    private let monitorFD = Atomic<Int32>(-1)
 
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
@@ -95,12 +99,30 @@ public final class UdevDiscovery: Sendable {
     /// "udev" or "kernel": which netlink source the monitor listens to.
     public var eventSource: String { source }
 
+    /// The consumer has handled one event from `events`.
+    public func handled() {
+        backlog.subtract(1, ordering: .relaxed)
+    }
+
+    /// Whether more device events are on their way: yielded and not yet handled, or waiting
+    /// on the netlink socket for the monitor thread. Lets a consumer hold back an action that
+    /// the next events in a burst may change (a better camera among them).
+    public var hasPendingEvents: Bool {
+        if backlog.load(ordering: .relaxed) > 0 { return true }
+        let fd = monitorFD.load(ordering: .relaxed)
+        guard fd >= 0 else { return false }
+        var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&descriptor, 1, 0) > 0 && descriptor.revents & Int16(POLLIN) != 0
+    }
+
     private func monitorLoop(_ handles: MonitorHandles) {
+        let monitorFD = udev_monitor_get_fd(handles.monitor)
+        self.monitorFD.store(monitorFD, ordering: .relaxed)
         defer {
+            self.monitorFD.store(-1, ordering: .relaxed)
             close(wakeFD)
             continuation.finish()
         }
-        let monitorFD = udev_monitor_get_fd(handles.monitor)
         var descriptors = [pollfd(fd: monitorFD, events: Int16(POLLIN), revents: 0),
                            pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
         while true {
@@ -114,7 +136,12 @@ public final class UdevDiscovery: Sendable {
             if descriptors[1].revents != 0 { return }
             // udev_monitor_receive_device returns an owned reference, or nil on a bad message.
             guard let device = udev_monitor_receive_device(handles.monitor) else { continue }
-            defer { udev_device_unref(device) }
+            // In the backlog from here: off the socket and not yet yielded.
+            backlog.add(1, ordering: .relaxed)
+            defer {
+                backlog.subtract(1, ordering: .relaxed)
+                udev_device_unref(device)
+            }
             let receivedAt = ContinuousClock.now
             let action = udev_device_get_action(device).map { String(cString: $0) } ?? ""
             let syspath = udev_device_get_syspath(device).map { String(cString: $0) } ?? ""
@@ -130,7 +157,7 @@ public final class UdevDiscovery: Sendable {
                 report(discovered, receivedAt: receivedAt)
             case "remove":
                 if let gone = known.withLock({ $0.removeValue(forKey: syspath) }) {
-                    continuation.yield(.removed(syspath: syspath, role: gone.role))
+                    yield(.removed(syspath: syspath, role: gone.role))
                 }
             default:
                 continue
@@ -144,7 +171,13 @@ public final class UdevDiscovery: Sendable {
             defer { map[discovered.syspath] = discovered }
             return map[discovered.syspath] != discovered
         }
-        if isNew { continuation.yield(.added(discovered, receivedAt: receivedAt)) }
+        if isNew { yield(.added(discovered, receivedAt: receivedAt)) }
+    }
+
+    /// Yields an event, counted in the backlog until the consumer calls `handled()`.
+    private func yield(_ event: DeviceEvent) {
+        backlog.add(1, ordering: .relaxed)
+        if case .dropped = continuation.yield(event) { backlog.subtract(1, ordering: .relaxed) }
     }
 
     /// With udevd, a sound card's PCM nodes are reported once the card is initialised: the

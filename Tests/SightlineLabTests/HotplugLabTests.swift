@@ -55,8 +55,12 @@ extension DeviceLab {
 
             // Both vivid cameras hang off one platform device: unbinding it removes both.
             try KernelLab.writeSysfs(Self.unbind, "vivid.0")
-            try await eventually { try await camera(client).service?.state == .degraded }
-            #expect(try await camera(client).service?.detail.contains("disconnected") == true)
+            // The capture's own error may say first that the camera failed; the remove event's
+            // placeholder follows.
+            try await eventually {
+                let service = try await camera(client).service
+                return service?.state == .degraded && service?.detail.contains("disconnected") == true
+            }
             #expect(try await inUse(client) == nil)
             #expect(daemon.process.isRunning)
 
@@ -83,10 +87,10 @@ extension DeviceLab {
             }
             #expect(try await camera(client).service?.state == .running)
             // The product's target is 300 ms on hardware. Here, under full emulation on one vCPU
-            // with the debug build, the median is 300-550 ms and single cycles reach seconds when
-            // the host is busy (docs/PERFORMANCE.md, "hotplug", has the breakdown): the lab holds
-            // the median to the 1 s end-to-end budget, and the hotplug benchmark reports the
-            // release build's figures.
+            // with the debug build, the median is 430-515 ms (three runs on a loaded 2-core host;
+            // single cycles 257-944 ms), so 300 ms is not asserted: the lab holds the median to
+            // the 1 s end-to-end budget, and the hotplug benchmark reports the release build's
+            // figures (docs/PERFORMANCE.md, "hotplug", has the breakdown).
             let median = samples.sorted()[samples.count / 2]
             print("re-add to first frame over \(samples.count) cycles: median \(String(format: "%.1f", median)) ms")
             #expect(median < 1_000, "median first frame \(median) ms after the add event: \(samples)")
