@@ -82,13 +82,15 @@ public final class ArchiveSyncClient: Sendable {
     private let timeout: TimeAmount
     /// The first request of a case: the HTTP client retries a refused connection until the
     /// deadline, so this one is short and an offline device learns it within seconds.
-    private let probeTimeout: TimeAmount = .seconds(5)
+    private let probeTimeout: TimeAmount
 
-    public init(archive: EvidenceArchive, target: ArchiveSyncTarget, http: HTTPClient = .shared, timeout: TimeAmount = .seconds(60)) {
+    public init(archive: EvidenceArchive, target: ArchiveSyncTarget, http: HTTPClient = .shared, timeout: TimeAmount = .seconds(60),
+                probeTimeout: TimeAmount = .seconds(5)) {
         self.archive = archive
         self.target = target
         self.http = http
         self.timeout = timeout
+        self.probeTimeout = probeTimeout
     }
 
     /// One pass over every case; throws at the first failure, having kept what was confirmed.

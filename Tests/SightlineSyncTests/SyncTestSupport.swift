@@ -134,8 +134,13 @@ struct DeviceArchive {
 
     func client(_ server: String, token: String = ArchiveServerHarness.deviceToken, deleteAfterSync: Bool = false,
                 chunkBytes: Int = 256 * 1024, http: HTTPClient = .shared) -> ArchiveSyncClient {
+        // The servers here answer, if slowly: these tests run beside dozens of others on two
+        // cores, and a pass against a debug-built archive on PostgreSQL once ran out of the
+        // device's deadlines (5 s for a case's first request, before calling the archive
+        // offline; 30 s then for the others). The offline case is the daemon's own test, with
+        // the defaults.
         ArchiveSyncClient(archive: archive, target: ArchiveSyncTarget(url: server, token: token, deleteAfterSync: deleteAfterSync, chunkBytes: chunkBytes),
-                          http: http, timeout: .seconds(30))
+                          http: http, timeout: .seconds(60), probeTimeout: .seconds(30))
     }
 }
 
