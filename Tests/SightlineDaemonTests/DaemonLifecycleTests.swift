@@ -13,8 +13,11 @@ struct DaemonLifecycleTests {
         let directory = try TemporaryDirectory(prefix: "sightlined")
         let notify = try NotifySocketListener(path: directory.file("notify.sock"))
         defer { notify.stop() }
+        // The shipped budget (10 s, under the unit's TimeoutStopSec of 15 s): with 5 s, a stop
+        // seen from this loaded test process once measured 5.9 s while the daemon exited 0.
+        let budget = Duration.seconds(10)
         let daemon = try DaemonProcess(
-            configuration: "shutdown:\n  budget_seconds: 5\n",
+            configuration: "shutdown:\n  budget_seconds: 10\n",
             environment: ["NOTIFY_SOCKET": notify.path], directory: directory)
         try daemon.start()
         let ready = try #require(await notify.waitFor("READY=1", timeout: .seconds(30)), "no READY=1; log:\n\(daemon.log)")
@@ -24,9 +27,10 @@ struct DaemonLifecycleTests {
 
         let stopRequested = ContinuousClock.now
         daemon.signal(SIGTERM)
-        let status = await daemon.waitForExit(timeout: .seconds(5))
+        let status = await daemon.waitForExit(timeout: budget)
+        let stopped = ContinuousClock.now - stopRequested
         #expect(status == 0, "exit status \(String(describing: status)); log:\n\(daemon.log)")
-        #expect(ContinuousClock.now - stopRequested < .seconds(5))
+        #expect(stopped < budget, "stopped after \(stopped)")
         #expect(await notify.waitFor("STOPPING=1", timeout: .seconds(1)) != nil)
         #expect(!FileManager.default.fileExists(atPath: daemon.socketPath), "control socket left behind")
     }
