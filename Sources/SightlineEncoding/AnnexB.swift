@@ -26,6 +26,17 @@ public enum AnnexB {
     /// The NAL units of `stream` in order. Bytes before the first start code, empty units and
     /// units with the forbidden bit set are skipped, so garbage yields no units rather than a trap.
     public static func nalUnits(in stream: [UInt8]) -> [NALUnit] {
+        nalUnits(in: stream, stoppingAtFirstSlice: false)
+    }
+
+    /// The NAL units in front of the first slice (delimiter, SPS, PPS, SEI): where an access
+    /// unit carries its parameter sets. Stops at the slice's start code instead of reading
+    /// through the picture's bytes, for a caller that looks at every frame of a stream.
+    public static func unitsBeforeFirstSlice(in stream: [UInt8]) -> [NALUnit] {
+        nalUnits(in: stream, stoppingAtFirstSlice: true)
+    }
+
+    private static func nalUnits(in stream: [UInt8], stoppingAtFirstSlice: Bool) -> [NALUnit] {
         var units: [NALUnit] = []
         var current: (payload: Int, startCode: Int)?
         var index = 0
@@ -42,6 +53,8 @@ public enum AnnexB {
             var startCode = index
             while startCode > 0, stream[startCode - 1] == 0, startCode - 1 >= (current?.payload ?? 0) { startCode -= 1 }
             if let open = current { append(open, end: startCode, stream: stream, to: &units) }
+            // Slices are NAL unit types 1 to 5 (H.264 table 7-1).
+            if stoppingAtFirstSlice, index + 3 < stream.count, (1...5).contains(stream[index + 3] & 0x1F) { return units }
             current = (payload: index + 3, startCode: startCode)
             index += 3
         }
@@ -96,14 +109,16 @@ public struct ParameterSetRepeater: Sendable {
     /// Both an SPS and a PPS have been seen.
     public var isComplete: Bool { sps != nil && pps != nil }
 
-    /// Remembers the newest SPS and PPS in an access unit.
+    /// Remembers the newest SPS and PPS in an access unit, reading only the units in front of
+    /// its first slice, where they stand.
     public mutating func remember(_ accessUnit: [UInt8]) {
-        _ = scan(accessUnit)
+        _ = scan(accessUnit, units: AnnexB.unitsBeforeFirstSlice(in: accessUnit))
     }
 
     /// Remembers the newest SPS and PPS and puts them in front of an IDR access unit that lacks them.
-    public mutating func completing(_ accessUnit: [UInt8]) -> [UInt8] {
-        let found = scan(accessUnit)
+    /// - Parameter units: the access unit's NAL units, when the caller has them already.
+    public mutating func completing(_ accessUnit: [UInt8], units: [AnnexB.NALUnit]? = nil) -> [UInt8] {
+        let found = scan(accessUnit, units: units ?? AnnexB.nalUnits(in: accessUnit))
         guard found.idr, !(found.sps && found.pps), let sps, let pps else { return accessUnit }
         let startCode: [UInt8] = [0, 0, 0, 1]
         var completed: [UInt8] = []
@@ -113,9 +128,9 @@ public struct ParameterSetRepeater: Sendable {
         return completed + accessUnit
     }
 
-    private mutating func scan(_ accessUnit: [UInt8]) -> (sps: Bool, pps: Bool, idr: Bool) {
+    private mutating func scan(_ accessUnit: [UInt8], units: [AnnexB.NALUnit]) -> (sps: Bool, pps: Bool, idr: Bool) {
         var found = (sps: false, pps: false, idr: false)
-        for unit in AnnexB.nalUnits(in: accessUnit) {
+        for unit in units {
             switch unit.type {
             case AnnexB.NALType.sps: found.sps = true; sps = Array(accessUnit[unit.range])
             case AnnexB.NALType.pps: found.pps = true; pps = Array(accessUnit[unit.range])

@@ -51,15 +51,12 @@ public final class PassthroughEncoder: VideoEncoder {
         let units = AnnexB.nalUnits(in: frame.bytes)
         let lost = !follows || frame.missedBefore > 0
         guard !units.isEmpty else { withhold(); return nil }
-        let data = parameterSets.completing(frame.bytes)
+        let data = parameterSets.completing(frame.bytes, units: units)
         // A keyframe is where a viewer can start: an IDR with SPS and PPS, its own or the last
-        // ones seen. An IDR before the first parameter sets (a call that started after the
-        // camera sent them) is withheld like a P-frame, and viewers wait for a complete one.
-        var isKeyframe = false
-        if units.contains(where: { $0.type == AnnexB.NALType.idrSlice }) {
-            let types = Set(AnnexB.nalUnits(in: data).map(\.type))
-            isKeyframe = types.contains(AnnexB.NALType.sps) && types.contains(AnnexB.NALType.pps)
-        }
+        // ones seen (`completing` put those in front). An IDR before the first parameter sets
+        // (a call that started after the camera sent them) is withheld like a P-frame, and
+        // viewers wait for a complete one.
+        let isKeyframe = parameterSets.isComplete && units.contains { $0.type == AnnexB.NALType.idrSlice }
         if isKeyframe {
             awaitingKeyframe = false
         } else if lost || awaitingKeyframe {

@@ -33,6 +33,18 @@ struct AnnexBTests {
         #expect(!AnnexB.containsIDR(stream))
     }
 
+    @Test("the units before the first slice end at its start code, wherever the slice ends")
+    func unitsBeforeFirstSlice() {
+        let delimiterAndParameterSets: [UInt8] = [0, 0, 0, 1, 0x09, 0xF0,  // access unit delimiter
+                                                  0, 0, 0, 1, 0x67, 0x42, 0xC0, 0x1F, 0, 0, 1, 0x68, 0xCE]
+        let slices: [UInt8] = [0, 0, 0, 1, 0x65, 0x88, 0x84, 0, 0, 1, 0x67, 0x4D]  // an SPS after the slice is not read
+        let units = AnnexB.unitsBeforeFirstSlice(in: delimiterAndParameterSets + slices)
+        #expect(units.map(\.type) == [9, 7, 8])
+        #expect(units.last?.range == 17..<19)
+        #expect(AnnexB.unitsBeforeFirstSlice(in: [0, 0, 1, 0x41, 0x9A, 0, 0, 1, 0x67, 0x42]).isEmpty)
+        #expect(AnnexB.unitsBeforeFirstSlice(in: Array(delimiterAndParameterSets.prefix(14))).map(\.type) == [9, 7])
+    }
+
     @Test("an SPS tells profile, constraints and level")
     func spsProfile() throws {
         let profile = try #require(SPSProfile(nalUnit: [0x67, 66, 0xC0, 31, 0xDA]))

@@ -293,12 +293,11 @@ final class EncodingWorker: @unchecked Sendable {
         if encoder.settings != settings {
             encoder.update(settings)
         }
-        let breaksBefore = (encoder as? PassthroughEncoder)?.chainBreaks ?? 0
+        let passthroughEncoder = encoder as? PassthroughEncoder
+        let breaksBefore = passthroughEncoder?.chainBreaks ?? 0
         let encoded = try encoder.encode(frame, forceKeyframe: force)
         lastDuration.withLock { $0 = encoder.lastEncodeDuration }
-        if let passthrough = encoder as? PassthroughEncoder, passthrough.chainBreaks > breaksBefore {
-            breaks.add(passthrough.chainBreaks - breaksBefore, ordering: .releasing)
-        }
+        if let passthroughEncoder { breaks.add(passthroughEncoder.chainBreaks - breaksBefore, ordering: .releasing) }
         return encoded
     }
 }
