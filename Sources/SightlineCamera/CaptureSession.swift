@@ -115,16 +115,20 @@ public final class CaptureSession: Sendable {
     public var firstDequeue: ContinuousClock.Instant? { firstDequeueInstant.withLock { $0 } }
 
     /// Stops streaming, joins the capture thread, unmaps the buffers and frees them in the
-    /// driver (`VIDIOC_STREAMOFF`, `munmap`, `VIDIOC_REQBUFS` 0). Idempotent; works after the
+    /// driver (`VIDIOC_STREAMOFF`, `munmap`, `VIDIOC_REQBUFS` 0). Idempotent: every call returns
+    /// only once that is done, so the camera can be closed after any of them. Works after the
     /// device was unplugged.
     public func stop() async {
-        guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        var one: UInt64 = 1
-        _ = write(wakeFD, &one, MemoryLayout<UInt64>.size)
+        let first = !stopped.exchange(true, ordering: .acquiringAndReleasing)
+        if first {
+            var one: UInt64 = 1
+            _ = write(wakeFD, &one, MemoryLayout<UInt64>.size)
+        }
+        // The capture thread releases the buffers on its way out (`captureLoop`).
         while !threadDone.withLock({ $0 }) {
             try? await Task.sleep(for: .milliseconds(2))
         }
-        Self.release(fd: camera.fd, buffers: buffers)
+        guard first else { return }
         Foundation.close(wakeFD)
         frames.finish()
     }
@@ -142,6 +146,10 @@ public final class CaptureSession: Sendable {
 
     private func captureLoop() {
         defer {
+            // Here rather than in `stop()`: on a camera being unplugged these requests wait for
+            // the driver's teardown (a second and more under emulation), which must not hold the
+            // caller's thread, on a one-core device the whole cooperative pool.
+            Self.release(fd: camera.fd, buffers: buffers)
             threadDone.withLock { $0 = true }
         }
         var gaps = SequenceGapDetector()

@@ -40,7 +40,7 @@ public final class CameraService: Service, Sendable {
     private let missedCounter = Counter(label: "sightline_camera_frames_missed_total")
     private let recoveries = Counter(label: "sightline_camera_recoveries_total")
     private let firstFrameTimer = Metrics.Timer(label: "sightline_camera_first_frame_after_add")
-    private let opener = CameraOpener()
+    private let deviceThread = CameraDeviceThread()
 
     init(configuration: DaemonConfiguration.CameraConfiguration, evidence: EvidenceDirectory, cases: CaseService, state: DaemonState,
          registry: DeviceRegistry, logger: Logger) {
@@ -149,7 +149,7 @@ public final class CameraService: Service, Sendable {
         let bufferCount = configuration.buffers
         let abandoned = Atomic<Bool>(false)
         let started = await withTaskCancellationHandler {
-            await opener.run { () -> Result<(V4L2Camera, ContinuousClock.Instant, CaptureSession?), CameraError> in
+            await deviceThread.run { () -> Result<(V4L2Camera, ContinuousClock.Instant, CaptureSession?), CameraError> in
                 Result { () throws(CameraError) in
                     let camera = try V4L2Camera(path: discovered.devnode)
                     let opened = ContinuousClock.now
@@ -167,10 +167,11 @@ public final class CameraService: Service, Sendable {
             abandoned.store(true, ordering: .releasing)
         }
         let (camera, opened, startedSession) = try started.get()
-        defer { camera.close() }
-        guard let session = startedSession else { return }
+        guard let session = startedSession else {
+            await deviceThread.run { camera.close() }
+            return
+        }
         device.withLock { $0 = camera }
-        defer { device.withLock { $0 = nil } }
         parameterSets.withLock { $0 = ParameterSetRepeater() }
         await registry.markInUse(discovered.syspath, role: .camera, why: await registry.reason(for: discovered))
         let added = await registry.addEvent(discovered.syspath)
@@ -179,12 +180,14 @@ public final class CameraService: Service, Sendable {
         await withTaskCancellationHandler {
             var sinceUpdate = 0
             var firstFrameAfterAdd: Double?
+            var firstFrameAt: Double?
             var phases: [TimedPhase]?
             for await frame in session.frames {
                 await deliver(frame)
                 if firstFrameAfterAdd == nil, let added {
                     let elapsed = ContinuousClock.now - added.received
                     firstFrameAfterAdd = elapsed.inMilliseconds
+                    firstFrameAt = Date().timeIntervalSince1970
                     firstFrameTimer.recordNanoseconds(Int64(elapsed.components.seconds) * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
                     recoveries.increment()
                     sinceUpdate = 10
@@ -215,7 +218,7 @@ public final class CameraService: Service, Sendable {
                         source: discovered.devnode, width: session.mode.size.width, height: session.mode.size.height,
                         fps: Int((session.mode.interval?.framesPerSecond ?? 0).rounded()),
                         framesCaptured: counters.captured, framesDropped: session.dropped + counters.missed,
-                        firstFrameAfterAddMs: firstFrameAfterAdd, firstFrameAfterAddPhases: phases))
+                        firstFrameAfterAddMs: firstFrameAfterAdd, firstFrameAfterAddPhases: phases, firstFrameAfterAddAt: firstFrameAt))
                 }
             }
         } onCancel: {
@@ -223,6 +226,9 @@ public final class CameraService: Service, Sendable {
         }
         let failure = session.counters.failure
         await session.stop()
+        device.withLock { $0 = nil }
+        // `v4l2_close` of a camera being unplugged waits for the driver's teardown too.
+        await deviceThread.run { camera.close() }
         await registry.markInUse(nil)
         droppedCounter.increment(by: Int64(session.dropped))
         missedCounter.increment(by: Int64(session.counters.missed))
@@ -409,18 +415,19 @@ public final class CameraService: Service, Sendable {
     }
 }
 
-/// Opens cameras and starts their capture sessions on one thread kept for the purpose. The
-/// requests block (libv4l2's open, negotiation, buffers: a hundred milliseconds and more under
-/// emulation); on the cooperative pool, one thread on a one-core device, they held up
-/// discovery's next events and the decision that could abandon the open. The thread is made
-/// once: made for each open, it started behind the busy udev workers and the re-add took ~90 ms
-/// longer at the median under emulation (docs/PERFORMANCE.md, "hotplug").
-private final class CameraOpener: Sendable {
+/// Opens cameras, starts their capture sessions and closes them on one thread kept for the
+/// purpose. The requests block (libv4l2's open, negotiation, buffers: a hundred milliseconds and
+/// more under emulation; the close of an unplugged camera until the driver's teardown is done);
+/// on the cooperative pool, one thread on a one-core device, they held up discovery's next events
+/// and the decision that could abandon the open. The thread is made once: made for each open, it
+/// started behind the busy udev workers and the re-add took ~90 ms longer at the median under
+/// emulation (docs/PERFORMANCE.md, "hotplug").
+private final class CameraDeviceThread: Sendable {
     private let jobs = Mutex<[@Sendable () -> Void]>([])
     private let ready = DispatchSemaphore(value: 0)
     private let thread = Mutex<Thread?>(nil)
 
-    /// Runs `body` on the opener's thread and returns its result.
+    /// Runs `body` on the device thread and returns its result.
     func run<Value: Sendable>(_ body: @escaping @Sendable () -> Value) async -> Value {
         startIfNeeded()
         return await withCheckedContinuation { continuation in
@@ -439,7 +446,7 @@ private final class CameraOpener: Sendable {
                     job?()
                 }
             }
-            started.name = "camera open"
+            started.name = "camera device"
             started.start()
             thread = started
         }

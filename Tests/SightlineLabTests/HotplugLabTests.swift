@@ -73,6 +73,7 @@ extension DeviceLab {
                 // The placeholder's figures replace the camera's at once: the previous cycle's
                 // time to first frame cannot be read again.
                 try await eventually { try await camera(client).camera?.source == "test-pattern" }
+                let bound = Date().timeIntervalSince1970
                 try KernelLab.writeSysfs(Self.bind, "vivid.0")
                 try await eventually { try await inUse(client)?.device.identity == Self.second }
                 try await eventually {
@@ -81,6 +82,9 @@ extension DeviceLab {
                 }
                 let status = try #require(try await camera(client).camera)
                 let firstFrame = try #require(status.firstFrameAfterAddMs)
+                let firstFrameAt = try #require(status.firstFrameAfterAddAt)
+                #expect(firstFrameAt > bound && firstFrameAt < Date().timeIntervalSince1970,
+                        "the first frame's time \(firstFrameAt) is not between the bind (\(bound)) and now")
                 let phases = (status.firstFrameAfterAddPhases ?? []).map { "\($0.name) \(String(format: "%.1f", $0.ms))" }
                 print("re-add \(cycle + 1) to first frame: \(String(format: "%.1f", firstFrame)) ms (\(phases.joined(separator: ", ")))")
                 samples.append(firstFrame)

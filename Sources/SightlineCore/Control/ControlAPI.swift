@@ -65,11 +65,17 @@ public struct CameraStatus: Codable, Sendable, Equatable {
     /// The same interval step by step, in order (udev event → decision → open → … → first
     /// frame); the phases add up to `firstFrameAfterAddMs`.
     public var firstFrameAfterAddPhases: [TimedPhase]?
+    /// When that first frame arrived, in Unix time (seconds): whoever re-plugged the camera can
+    /// time the whole re-add from its own clock without polling the status fast, which would
+    /// take the device's CPU from the very re-add it measures.
+    public var firstFrameAfterAddAt: Double?
 
     public init(source: String, width: Int, height: Int, fps: Int, framesCaptured: UInt64, framesDropped: UInt64,
-                firstFrameAfterAddMs: Double? = nil, firstFrameAfterAddPhases: [TimedPhase]? = nil) {
+                firstFrameAfterAddMs: Double? = nil, firstFrameAfterAddPhases: [TimedPhase]? = nil,
+                firstFrameAfterAddAt: Double? = nil) {
         self.firstFrameAfterAddMs = firstFrameAfterAddMs
         self.firstFrameAfterAddPhases = firstFrameAfterAddPhases
+        self.firstFrameAfterAddAt = firstFrameAfterAddAt
         self.source = source
         self.width = width
         self.height = height
