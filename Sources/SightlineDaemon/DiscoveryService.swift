@@ -36,6 +36,9 @@ struct DiscoveryService: Service {
                     await registry.added(device, hotplug: true, receivedAt: receivedAt, dequeuedAt: .now)
                     discovery.handled()
                     logger.info("device added", metadata: ["role": "\(device.role.rawValue)", "identity": "\(device.identity)", "node": "\(device.devnode)"])
+                case .resynchronized:
+                    discovery.handled()
+                    logger.warning("device events were lost (the kernel's buffer for them was full); the device list was read again")
                 case .removed(let syspath, let role):
                     await registry.removed(syspath: syspath)
                     discovery.handled()

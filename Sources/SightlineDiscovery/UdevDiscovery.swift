@@ -10,6 +10,10 @@ public enum DeviceEvent: Sendable, Equatable {
     /// time to a re-added camera's first frame starts.
     case added(DiscoveredDevice, receivedAt: ContinuousClock.Instant)
     case removed(syspath: String, role: DeviceRole)
+    /// Events were lost (the kernel drops them when the monitor's socket buffer is full) and
+    /// the devices were read again: the `added`/`removed` events that follow bring the
+    /// consumer up to date.
+    case resynchronized
 }
 
 /// Finds cameras, sound devices and buttons with libudev: an enumeration at start, then the
@@ -45,6 +49,12 @@ public final class UdevDiscovery: Sendable {
 
     /// The devices present now (`udev_enumerate`).
     public func enumerate() -> [DiscoveredDevice] {
+        let found = scan()
+        known.withLock { map in for device in found { map[device.syspath] = device } }
+        return found
+    }
+
+    private func scan() -> [DiscoveredDevice] {
         guard let udev = udev_new() else { return [] }
         defer { udev_unref(udev) }
         guard let enumerate = udev_enumerate_new(udev) else { return [] }
@@ -62,8 +72,22 @@ public final class UdevDiscovery: Sendable {
             }
             entry = udev_list_entry_get_next(current)
         }
-        known.withLock { map in for device in found { map[device.syspath] = device } }
         return found
+    }
+
+    /// Brings the consumer up to date after events were lost: devices known but no longer
+    /// present are reported removed, present ones that are new or changed added.
+    func resynchronize(receivedAt: ContinuousClock.Instant = .now) {
+        let present = scan()
+        let presentPaths = Set(present.map(\.syspath))
+        let gone = known.withLock { map in
+            let gone = map.values.filter { !presentPaths.contains($0.syspath) }
+            for device in gone { map[device.syspath] = nil }
+            return gone
+        }
+        yield(.resynchronized)
+        for device in gone { yield(.removed(syspath: device.syspath, role: device.role)) }
+        for device in present { report(device, receivedAt: receivedAt) }
     }
 
     /// Starts the monitor thread. Events arrive on `events` until `stop()`.
@@ -74,6 +98,10 @@ public final class UdevDiscovery: Sendable {
             throw Failure(description: "cannot listen for \(source) device events (netlink): is AF_NETLINK allowed?")
         }
         for subsystem in Self.subsystems { udev_monitor_filter_add_match_subsystem_devtype(monitor, subsystem, nil) }
+        // As udevadm and systemd's own monitors do: a burst (a hub of devices, a driver
+        // registering many nodes) must not overflow the socket. Without CAP_NET_ADMIN the kernel
+        // caps it at net.core.rmem_max; what still overflows is caught by `resynchronize`.
+        _ = udev_monitor_set_receive_buffer_size(monitor, 16 << 20)
         guard udev_monitor_enable_receiving(monitor) >= 0 else {
             udev_monitor_unref(monitor)
             udev_unref(udev)
@@ -134,8 +162,12 @@ public final class UdevDiscovery: Sendable {
                 return
             }
             if descriptors[1].revents != 0 { return }
-            // udev_monitor_receive_device returns an owned reference, or nil on a bad message.
-            guard let device = udev_monitor_receive_device(handles.monitor) else { continue }
+            // udev_monitor_receive_device returns an owned reference, or nil on a bad message or
+            // when the kernel dropped events because the socket's buffer was full.
+            guard let device = udev_monitor_receive_device(handles.monitor) else {
+                if errno == ENOBUFS { resynchronize() }
+                continue
+            }
             // In the backlog from here: off the socket and not yet yielded.
             backlog.add(1, ordering: .relaxed)
             defer {

@@ -2,6 +2,7 @@ import Foundation
 import SightlineAudio
 import SightlineControlClient
 import SightlineCore
+@testable import SightlineDiscovery
 import SightlineTesting
 import Testing
 
@@ -102,6 +103,51 @@ extension DeviceLab {
 
         /// Unbind/bind cycles of the preferred camera whose time from add event to first frame is measured.
         static let replugCycles = 11
+
+        @Test("after lost events, reading the devices again reports the cameras that went and came meanwhile")
+        func resynchronizeAfterLostEvents() async throws {
+            // No monitor runs: every change below happens behind discovery's back, as when the
+            // kernel drops events from a full socket buffer.
+            let discovery = try UdevDiscovery()
+            defer { discovery.stop() }
+            let cameras = Set(discovery.enumerate().filter { $0.role == .camera }.map(\.syspath))
+            #expect(cameras.count == 2)
+
+            try KernelLab.writeSysfs(Self.unbind, "vivid.0")
+            discovery.resynchronize()
+            let afterUnplug = try await Self.events(discovery, count: 1 + 6)  // two cameras, four remote-control inputs
+            #expect(afterUnplug.first == .resynchronized)
+            #expect(Set(afterUnplug.compactMap { event -> String? in
+                if case .removed(let syspath, .camera) = event { syspath } else { nil }
+            }) == cameras)
+
+            try KernelLab.writeSysfs(Self.bind, "vivid.0")
+            #expect(try CommandLineTool.run("/usr/bin/udevadm", ["settle", "--timeout=30"]).status == 0)
+            discovery.resynchronize()
+            let afterReplug = try await Self.events(discovery, count: 1 + 6)
+            #expect(afterReplug.first == .resynchronized)
+            #expect(Set(afterReplug.compactMap { event -> String? in
+                if case .added(let device, _) = event, device.role == .camera { device.syspath } else { nil }
+            }) == cameras)
+        }
+
+        /// The next `count` events, or a failure after 10 s.
+        static func events(_ discovery: UdevDiscovery, count: Int) async throws -> [DeviceEvent] {
+            let reader = Task {
+                var iterator = discovery.events.makeAsyncIterator()
+                var events: [DeviceEvent] = []
+                while events.count < count, let event = await iterator.next() { events.append(event) }
+                return events
+            }
+            let deadline = Task {
+                try await Task.sleep(for: .seconds(10))
+                reader.cancel()
+            }
+            defer { deadline.cancel() }
+            let events = await reader.value
+            guard events.count == count else { throw TestFailure("\(events.count) of \(count) events: \(events)") }
+            return events
+        }
 
         @Test("the preferred camera fails over to the other when it breaks, and fails back when it returns")
         func failoverAndFailBack() async throws {
