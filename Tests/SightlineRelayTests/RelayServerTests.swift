@@ -133,9 +133,11 @@ struct RelayServerTests {
     @Test("a receiver that stops reading drops to the next keyframe; the other gets every frame; the device hears of it")
     func slowReceiver() async throws {
         var limits = RelayLimits()
-        // Large enough that the reading expert never drops on a loaded machine, small enough
-        // that the stalled one overflows within the frames sent.
-        limits.queue = ReceiverQueueLimits(maxBytes: 2 << 20, maxDelay: .seconds(3))
+        // Large enough that the reading expert never drops on a loaded machine (frames come at
+        // about 2 MB/s: it may fall 2 s behind; at 2 MiB and twice the rate, a 0.5 s stall beside
+        // the kernel lab in CI made it drop), small enough that the stalled one overflows within
+        // the frames sent (14 MB, of which the sockets' buffers hold a few).
+        limits.queue = ReceiverQueueLimits(maxBytes: 4 << 20, maxDelay: .seconds(3))
         let relay = try await RelayHarness.start(limits: limits)
         let token = RelayHarness.randomJoinToken()
         let (device, session) = try await relay.openSession(joinToken: token)
@@ -162,7 +164,7 @@ struct RelayServerTests {
             return indices
         }()
 
-        let count = 600, size = 16 * 1024
+        let count = 900, size = 16 * 1024
         for index in 0..<count {
             // The last frame is a keyframe too: where the queue's drop cycles end depends on how
             // many frames the socket buffers held before the queue, and without it a drop after
@@ -172,7 +174,7 @@ struct RelayServerTests {
             withUnsafeBytes(of: UInt32(index).bigEndian) { frame += $0 }
             frame += [UInt8](repeating: UInt8(truncatingIfNeeded: index), count: size)
             device.send(frame)
-            try await Task.sleep(for: .milliseconds(4))
+            try await Task.sleep(for: .milliseconds(8))
         }
         device.send(#"{"type":"end-of-test","to":"experts"}"#)
 
