@@ -3,8 +3,10 @@ import SightlineCore
 
 /// Recognizes voice commands in 16 kHz mono audio: a grammar decoder that can only say one of the
 /// phrases, with end-of-speech detection, and an all-phone decoder scoring the same audio as the
-/// yardstick for rejection (`UtteranceDecision.judge`). Both decoders see every sample, so their
-/// voice-activity detectors open and close together.
+/// yardstick for rejection (`UtteranceDecision.judge`) — and a second such pair on a copy of the
+/// model adapted to noisy speech, whose scores judge the utterances the SNR estimate calls noisy.
+/// Every decoder hears every piece; the voice-activity detector works on the audio, before the
+/// acoustic model, so both pairs open and close the same utterances.
 ///
 /// Not thread-safe and blocking (model loading, decoding): use it on one dedicated thread, as
 /// `VoiceCommandListener` and `CommandRecognizer.decide` do, never on the cooperative pool.
@@ -18,10 +20,14 @@ public struct CommandRecognizer: ~Copyable {
 
     public let vocabulary: VoiceVocabulary
     public let thresholds: VoiceThresholds
-    private let grammar: SphinxDecoder
-    private let allPhone: SphinxDecoder
-    /// Speex's denoiser in front of both decoders; nil when `voice.noise_suppression_db` is 0.
+    private let plain: DecoderPair
+    /// Nil when `voice.noise_adapted_below_db` is 0.
+    private let noiseAdapted: DecoderPair?
+    /// Speex's denoiser in front of the decoders; nil when `voice.noise_suppression_db` is 0.
     private let suppressor: NoiseSuppressor?
+    /// When not nil, every piece the decoders hear (after suppression) is appended: the adaptation
+    /// data of `scripts/make-noise-transform`, through `sightctl voice test --write-heard`.
+    public var heardAudio: [Int16]?
     /// Samples consumed since the start: the stream clock.
     private var position = 0
     /// Where the voice-activity detector opened the current utterance.
@@ -35,7 +41,8 @@ public struct CommandRecognizer: ~Copyable {
     private var utterancePower = 0.0
     private var utterancePieces = 0
 
-    /// Loads the model twice (about a second each) and checks every phrase word against the dictionary.
+    /// Loads the model two or four times (about a second each) and checks every phrase word
+    /// against the dictionary.
     public init(modelDirectory: String, vocabulary: VoiceVocabulary, thresholds: VoiceThresholds) throws(VoiceRecognizerError) {
         let directory = URL(fileURLWithPath: modelDirectory)
         let acoustic = directory.appendingPathComponent("en-us").path
@@ -45,24 +52,20 @@ public struct CommandRecognizer: ~Copyable {
             throw .modelMissing(path: path)
         }
         let endSilenceFrames = String(max(1, thresholds.endSilenceMilliseconds / 10))
-        let words = try Self.vocabularyDictionary(dictionary, words: Set(vocabulary.words))
+        guard let full = FileManager.default.contents(atPath: dictionary) else { throw .modelMissing(path: dictionary) }
+        let subset = PronunciationDictionary.subset(of: full, for: Set(vocabulary.words))
+        guard subset.missing.isEmpty else { throw .wordsNotInDictionary(subset.missing, dictionary: dictionary) }
+        // The decoders read these files in `ps_init`.
+        let words = try Self.privateFile(subset.text, suffix: "dict")
         defer { unlink(words) }
         let common = ["-hmm", acoustic, "-dict", words, "-vad_postspeech", endSilenceFrames]
-        let grammar = try SphinxDecoder(role: "grammar", arguments: common)
-        try grammar.useGrammar(vocabulary.grammar)
-        // Wide beams keep the phone loop cheap (about 0.03 of real time); context-independent
-        // phones are enough for a yardstick.
-        let allPhone = try SphinxDecoder(role: "all-phone", arguments: common + [
-            "-allphone", phones, "-allphone_ci", "yes", "-beam", "1e-20", "-pbeam", "1e-20", "-lw", "2.0",
-        ])
+        let plain = try DecoderPair(name: "plain", arguments: common, grammar: vocabulary.grammar, phoneModel: phones)
+        let noiseAdapted = try Self.noiseAdaptedPair(common, vocabulary: vocabulary, phoneModel: phones, thresholds: thresholds)
         // Until the background's level is known the suppressor passes audio through (0 dB).
-        let suppressor: NoiseSuppressor? = thresholds.noiseSuppressionDecibels > 0
+        suppressor = thresholds.noiseSuppressionDecibels > 0
             ? try NoiseSuppressor(sampleRate: Self.sampleRate, suppressionDecibels: 0) : nil
-        try grammar.startUtterance()
-        try allPhone.startUtterance()
-        self.suppressor = suppressor
-        self.grammar = grammar
-        self.allPhone = allPhone
+        self.plain = plain
+        self.noiseAdapted = noiseAdapted
         self.vocabulary = vocabulary
         self.thresholds = thresholds
     }
@@ -100,10 +103,11 @@ public struct CommandRecognizer: ~Copyable {
         var piece = samples
         let power = BackgroundLevel.meanPower(samples)
         suppressor?.process(&piece)
+        heardAudio?.append(contentsOf: piece)
         let result: Result<Void, VoiceRecognizerError> = piece.withUnsafeBufferPointer { piece in
             do throws(VoiceRecognizerError) {
-                try grammar.process(piece)
-                try allPhone.process(piece)
+                try plain.process(piece)
+                try noiseAdapted?.process(piece)
                 return .success(())
             } catch {
                 return .failure(error)
@@ -111,7 +115,7 @@ public struct CommandRecognizer: ~Copyable {
         }
         try result.get()
         position += piece.count
-        let speaking = grammar.inSpeech
+        let speaking = plain.inSpeech
         background.observe(piecePower: power, inSpeech: speaking)
         let wanted = background.suppression(maximum: thresholds.noiseSuppressionDecibels)
         if wanted != suppression {
@@ -131,21 +135,26 @@ public struct CommandRecognizer: ~Copyable {
         return nil
     }
 
-    /// Writes the dictionary entries of the phrase words to a private temporary file for the
-    /// decoders to load (they read it in `ps_init`); the caller removes it.
-    private static func vocabularyDictionary(_ path: String, words: Set<String>) throws(VoiceRecognizerError) -> String {
-        guard let full = FileManager.default.contents(atPath: path) else { throw .modelMissing(path: path) }
-        let subset = PronunciationDictionary.subset(of: full, for: words)
-        guard subset.missing.isEmpty else { throw .wordsNotInDictionary(subset.missing, dictionary: path) }
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("sightline-voice-\(getpid())-\(UUID().uuidString).dict").path
+    private static func noiseAdaptedPair(_ arguments: [String], vocabulary: VoiceVocabulary, phoneModel: String,
+                                         thresholds: VoiceThresholds) throws(VoiceRecognizerError) -> DecoderPair? {
+        guard thresholds.noiseAdaptedBelowDecibels > 0 else { return nil }
+        let transform = try privateFile(NoiseAdaptedTransform.text, suffix: "mllr")
+        defer { unlink(transform) }
+        return try DecoderPair(name: "noise-adapted", arguments: arguments + ["-mllr", transform],
+                               grammar: vocabulary.grammar, phoneModel: phoneModel)
+    }
+
+    /// Writes `text` to a private (0600) temporary file for a decoder to load; the caller removes it.
+    private static func privateFile(_ text: String, suffix: String) throws(VoiceRecognizerError) -> String {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("sightline-voice-\(getpid())-\(UUID().uuidString).\(suffix)").path
         let fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw .dictionaryNotWritten(path: file, errno: errno) }
+        guard fd >= 0 else { throw .temporaryFileNotWritten(path: file, errno: errno) }
         defer { close(fd) }
-        let bytes = Array(subset.text.utf8)
+        let bytes = Array(text.utf8)
         guard write(fd, bytes, bytes.count) == bytes.count else {
             let code = errno
             unlink(file)
-            throw .dictionaryNotWritten(path: file, errno: code)
+            throw .temporaryFileNotWritten(path: file, errno: code)
         }
         return file
     }
@@ -156,27 +165,23 @@ public struct CommandRecognizer: ~Copyable {
 
     private mutating func closeUtterance(startedAt start: Int) throws(VoiceRecognizerError) -> UtteranceDecision {
         utteranceStart = nil
-        try grammar.endUtterance()
-        try allPhone.endUtterance()
-        let best = grammar.hypothesis()
-        let yardstick = allPhone.hypothesis()
-        let rate = Double(Self.sampleRate)
-        let utterance = (Double(start) / rate, Double(position) / rate)
-        let words = grammar.wordFrames().map(Self.seconds) ?? utterance
-        // The phones (not silences) the all-phone decoder found: the speech in the utterance, whatever
-        // the voice-activity detector added around it (it opens early while it learns the noise floor).
-        let speech = allPhone.wordFrames().map(Self.seconds) ?? utterance
+        let plainScores = try plain.closeUtterance()
+        let adaptedScores = try noiseAdapted?.closeUtterance()
         let signalToNoise = background.power.flatMap {
             SignalToNoise.decibels(power: utterancePower / Double(max(1, utterancePieces)), over: $0)
         }
         utterancePower = 0
         utterancePieces = 0
-        try grammar.startUtterance()
-        try allPhone.startUtterance()
+        let judged = thresholds.usesNoiseAdaptedModel(signalToNoise: signalToNoise) ? adaptedScores : nil
+        let scores = judged ?? plainScores
+        let rate = Double(Self.sampleRate)
+        let utterance = (Double(start) / rate, Double(position) / rate)
+        let words = scores.words.map(Self.seconds) ?? utterance
+        let speech = scores.speech.map(Self.seconds) ?? utterance
         return UtteranceDecision.judge(
-            UtteranceScores(hypothesis: best.text, grammarScore: best.score, allPhoneScore: yardstick.score,
+            UtteranceScores(hypothesis: scores.hypothesis, grammarScore: scores.grammarScore, allPhoneScore: scores.allPhoneScore,
                             speechStart: speech.0, speechEnd: speech.1, phraseStart: words.0, phraseEnd: words.1,
-                            decidedAt: utterance.1, signalToNoise: signalToNoise),
+                            decidedAt: utterance.1, signalToNoise: signalToNoise, noiseAdapted: judged != nil),
             vocabulary: vocabulary, thresholds: thresholds)
     }
 }

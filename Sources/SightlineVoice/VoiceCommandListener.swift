@@ -128,13 +128,22 @@ extension CommandRecognizer {
     /// `sightctl voice test` runs, with the same recognizer and thresholds as the daemon.
     public static func decide(samples: [Int16], modelDirectory: String, vocabulary: VoiceVocabulary,
                               thresholds: VoiceThresholds) async throws(VoiceRecognizerError) -> [UtteranceDecision] {
-        let result: Result<[UtteranceDecision], VoiceRecognizerError> = await withCheckedContinuation { done in
+        try await decide(samples: samples, modelDirectory: modelDirectory, vocabulary: vocabulary, thresholds: thresholds,
+                         keepingHeardAudio: false).decisions
+    }
+
+    /// `decide`, also returning the audio as the decoders heard it (after noise suppression) when
+    /// `keepingHeardAudio`: `sightctl voice test --write-heard`.
+    public static func decide(samples: [Int16], modelDirectory: String, vocabulary: VoiceVocabulary, thresholds: VoiceThresholds,
+                              keepingHeardAudio: Bool) async throws(VoiceRecognizerError) -> (decisions: [UtteranceDecision], heard: [Int16]?) {
+        let result: Result<([UtteranceDecision], [Int16]?), VoiceRecognizerError> = await withCheckedContinuation { done in
             let thread = Thread {
                 do throws(VoiceRecognizerError) {
                     var recognizer = try CommandRecognizer(modelDirectory: modelDirectory, vocabulary: vocabulary, thresholds: thresholds)
+                    if keepingHeardAudio { recognizer.heardAudio = [] }
                     var decisions = try recognizer.process(samples)
                     decisions += try recognizer.finish()
-                    done.resume(returning: .success(decisions))
+                    done.resume(returning: .success((decisions, recognizer.heardAudio)))
                 } catch {
                     done.resume(returning: .failure(error))
                 }

@@ -6,7 +6,7 @@ public enum VoiceRecognizerError: Error, Equatable, Sendable, CustomStringConver
     case decoderFailed(role: String, operation: String)
     case wordsNotInDictionary([String], dictionary: String)
     case grammarRejected(String)
-    case dictionaryNotWritten(path: String, errno: Int32)
+    case temporaryFileNotWritten(path: String, errno: Int32)
 
     public var description: String {
         switch self {
@@ -16,8 +16,8 @@ public enum VoiceRecognizerError: Error, Equatable, Sendable, CustomStringConver
             "the \(role) decoder failed in \(operation); check the model files (voice.model_directory) and run sightctl voice test on a recording"
         case .wordsNotInDictionary(let words, let dictionary):
             "the words \(words.joined(separator: ", ")) are not in the pronunciation dictionary \(dictionary); choose other words for voice.phrases"
-        case .dictionaryNotWritten(let path, let code):
-            "cannot write the phrase dictionary \(path): \(String(cString: strerror(code))); check that the temporary directory (TMPDIR) is writable"
+        case .temporaryFileNotWritten(let path, let code):
+            "cannot write the decoders' phrase dictionary or noise transform \(path): \(String(cString: strerror(code))); check that the temporary directory (TMPDIR) is writable"
         case .grammarRejected(let grammar):
             "PocketSphinx rejected the command grammar built from voice.phrases:\n\(grammar)"
         }

@@ -764,6 +764,10 @@ struct Voice: AsyncParsableCommand {
         @Flag(name: .long, help: "Also show the utterances that were rejected, with their margin and the reason.")
         var all = false
 
+        @Option(name: .long, help: ArgumentHelp("Also write the audio as the decoders heard it, after noise suppression (16 kHz mono).",
+                                                 valueName: "OUT.wav"))
+        var writeHeard: String?
+
         @OptionGroup var options: ConfigOptions
 
         struct Detection: Encodable {
@@ -773,12 +777,17 @@ struct Voice: AsyncParsableCommand {
             let endS: Double
             let score: Int
             let margin: Int
+            let snrDB: Double?
+            /// Judged by the decoders on the noise-adapted model.
+            let noiseAdapted: Bool
             let rejected: String?
 
             enum CodingKeys: String, CodingKey {
                 case phrase, action, score, margin, rejected
                 case startS = "start_s"
                 case endS = "end_s"
+                case snrDB = "snr_db"
+                case noiseAdapted = "noise_adapted"
             }
 
             init(_ decision: UtteranceDecision) {
@@ -788,6 +797,8 @@ struct Voice: AsyncParsableCommand {
                 endS = (decision.endSeconds * 100).rounded() / 100
                 score = decision.score
                 margin = decision.margin
+                snrDB = decision.signalToNoise.map { ($0 * 10).rounded() / 10 }
+                noiseAdapted = decision.noiseAdapted
                 rejected = decision.rejection?.rawValue
             }
         }
@@ -807,13 +818,23 @@ struct Voice: AsyncParsableCommand {
             } catch {
                 throw Voice.fail("\(file): \(error)", status: 65)
             }
-            let decisions: [UtteranceDecision]
+            let result: (decisions: [UtteranceDecision], heard: [Int16]?)
             do {
-                decisions = try await CommandRecognizer.decide(
-                    samples: samples, modelDirectory: voice.modelDirectory, vocabulary: voice.vocabulary, thresholds: voice.thresholds)
+                result = try await CommandRecognizer.decide(
+                    samples: samples, modelDirectory: voice.modelDirectory, vocabulary: voice.vocabulary, thresholds: voice.thresholds,
+                    keepingHeardAudio: writeHeard != nil)
             } catch {
                 throw Voice.fail(error.description, status: 69)
             }
+            if let writeHeard, let heard = result.heard {
+                do {
+                    try WAVFile.encode(samples: heard, sampleRate: CommandRecognizer.sampleRate, channels: 1)
+                        .write(to: URL(fileURLWithPath: writeHeard))
+                } catch {
+                    throw Voice.fail("\(writeHeard): \(error.localizedDescription)", status: 73)
+                }
+            }
+            let decisions = result.decisions
             let accepted = decisions.filter(\.accepted).map(Detection.init)
             let rejected = decisions.filter { !$0.accepted }.map(Detection.init)
             if options.json {
@@ -823,6 +844,7 @@ struct Voice: AsyncParsableCommand {
                 var line = String(format: "%7.2f–%.2f s  %@", detection.startS, detection.endS, detection.phrase.isEmpty ? "(no phrase)" : detection.phrase)
                 if let action = detection.action { line += " → \(action)" }
                 line += "  score \(detection.score)  margin \(detection.margin)"
+                if let snr = detection.snrDB { line += "  SNR \(snr) dB" + (detection.noiseAdapted ? " (noise-adapted model)" : "") }
                 if let reason = detection.rejected { line += "  rejected: \(reason.replacingOccurrences(of: "_", with: " "))" }
                 print(line)
             }

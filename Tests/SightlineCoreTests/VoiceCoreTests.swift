@@ -80,6 +80,29 @@ struct VoiceVocabularyTests {
         #expect(judge(margin: -500, snr: 40).rejection == .lowMargin)
         #expect(judge(margin: -500, snr: nil).rejection == .lowMargin)
         #expect(SignalToNoise.decibels(power: 1000, over: 10) == 20)
+    }
+
+    @Test("below its SNR the noise-adapted decoders' scores are judged against their own threshold")
+    func noiseAdaptedMargin() {
+        let thresholds = VoiceThresholds(minimumMargin: -150, maximumCommandMilliseconds: 1450, endSilenceMilliseconds: 300,
+                                         noisyMinimumMargin: -800, noiseAdaptedBelowDecibels: 15, noiseAdaptedMinimumMargin: -700)
+        #expect(thresholds.usesNoiseAdaptedModel(signalToNoise: 14.9))
+        #expect(!thresholds.usesNoiseAdaptedModel(signalToNoise: 15))
+        #expect(!thresholds.usesNoiseAdaptedModel(signalToNoise: nil))
+        let off = VoiceThresholds(minimumMargin: -150, maximumCommandMilliseconds: 1450, endSilenceMilliseconds: 300,
+                                  noiseAdaptedBelowDecibels: 0)
+        #expect(!off.usesNoiseAdaptedModel(signalToNoise: -5))
+        func judge(margin: Int, adapted: Bool) -> UtteranceDecision {
+            UtteranceDecision.judge(
+                UtteranceScores(hypothesis: "mark this step", grammarScore: -3000 + margin, allPhoneScore: -3000, speechStart: 1,
+                                speechEnd: 2, phraseStart: 1, phraseEnd: 2, decidedAt: 2.3, signalToNoise: 5, noiseAdapted: adapted),
+                vocabulary: .builtIn, thresholds: thresholds)
+        }
+        // At 5 dB the plain decoders need −800, the adapted ones −700.
+        #expect(judge(margin: -750, adapted: false).accepted)
+        #expect(judge(margin: -750, adapted: true).rejection == .lowMargin)
+        #expect(judge(margin: -700, adapted: true).accepted)
+        #expect(judge(margin: -700, adapted: true).noiseAdapted)
         #expect(SignalToNoise.decibels(power: 1000, over: 0) == nil)
     }
 
@@ -131,11 +154,14 @@ extension ConfigurationTests {
               end_silence_ms: 400
               noisy_min_utterance_margin: -900
               noise_suppression_db: 20
+              noise_adapted_below_db: 12
+              noise_adapted_min_utterance_margin: -650
             """, file: "test.yaml")
         #expect(configuration.voice.modelDirectory == "/opt/model")
         #expect(configuration.voice.vocabulary.phrases.map(\.entry) == ["snap the picture=take_photo", "phone a friend=call_expert"])
         #expect(configuration.voice.thresholds == VoiceThresholds(minimumMargin: -100, maximumCommandMilliseconds: 2000, endSilenceMilliseconds: 400,
-                                                                   noisyMinimumMargin: -900, noiseSuppressionDecibels: 20))
+                                                                   noisyMinimumMargin: -900, noiseSuppressionDecibels: 20,
+                                                                   noiseAdaptedBelowDecibels: 12, noiseAdaptedMinimumMargin: -650))
         #expect(DaemonConfiguration.defaults.voice.thresholds.noiseSuppressionDecibels == VoiceThresholds.defaultNoiseSuppressionDecibels)
         #expect(DaemonConfiguration.defaults.voice.vocabulary == .builtIn)
     }

@@ -10,7 +10,7 @@ import Testing
 /// `bench/run voice` measures the full corpus (three speaking rates at every noise level).
 @Suite("Voice accuracy by speed and noise")
 struct AccuracyTests {
-    func accuracy(tempo: Double, snr: Double?) async throws -> (right: Int, wrong: Int, total: Int) {
+    func accuracy(tempo: Double, snr: Double?) async throws -> (right: Int, wrong: Int, total: Int, noiseAdapted: Int) {
         let configuration = VoiceFixture.configuration
         let corpus = try VoiceCorpus.commands(configuration.vocabulary, tempo: tempo, snr: snr)
         let decisions = try await VoiceFixture.decide(corpus)
@@ -18,7 +18,7 @@ struct AccuracyTests {
         print("tempo \(tempo) snr \(snr ?? 99): \(decisions.count) utterances, rejections \(reasons), "
             + "margins \(decisions.filter { $0.action != nil }.map(\.margin).sorted())")
         let score = corpus.score(decisions, vocabulary: configuration.vocabulary)
-        return (score.right, score.wrong, corpus.parts.count)
+        return (score.right, score.wrong, corpus.parts.count, decisions.filter(\.noiseAdapted).count)
     }
 
     /// Measured 52 of 52 at each rate (normal speed is the built-in phrase test); the target is 97 %.
@@ -28,6 +28,7 @@ struct AccuracyTests {
         print("voice accuracy tempo \(tempo): \(result.right)/\(result.total), \(result.wrong) wrong")
         #expect(result.right >= floor)
         #expect(result.wrong == 0)
+        #expect(result.noiseAdapted == 0, "clean speech is judged by the plain model")
     }
 
     /// White noise over the whole recording (docs/VOICE.md has the figures). Noise may cost
@@ -35,9 +36,11 @@ struct AccuracyTests {
     @Test("broadband noise", arguments: [(20.0, NoiseFloors.at20), (10.0, NoiseFloors.at10), (5.0, NoiseFloors.at5)])
     func noise(snr: Double, floor: Int) async throws {
         let result = try await accuracy(tempo: 1.0, snr: snr)
-        print("voice accuracy white noise \(snr) dB: \(result.right)/\(result.total), \(result.wrong) wrong")
+        print("voice accuracy white noise \(snr) dB: \(result.right)/\(result.total), \(result.wrong) wrong, "
+            + "\(result.noiseAdapted) utterances judged by the noise-adapted model")
         #expect(result.right >= floor)
         #expect(result.wrong == 0)
+        if snr <= 10 { #expect(result.noiseAdapted >= result.total / 2) }
     }
 
     /// At 10 dB every sentence in every voice (160), as `bench/run voice` does: the bench's one
@@ -69,20 +72,21 @@ struct AccuracyTests {
 }
 
 /// Near misses (`VoiceCorpus.nearMisses`, 160 utterances) the default decision lets through:
-/// measured 7 clean and 12 at 10 dB SNR (the per-second margin it replaced: 10 and 10).
+/// measured 7 clean and 14 at 10 dB SNR with the noise-adapted model judging below 15 dB (12 without it; docs/VOICE.md).
 enum NearMissCeilings {
     static let clean = 7
-    static let at10 = 12
+    static let at10 = 14
 }
 
-/// Commands of 52 that must still be recognised at each SNR: the measured 51, 30 and 6 with the
-/// whole-utterance margin (`voice.min_utterance_margin` −150, `voice.noisy_min_utterance_margin`
-/// −800, `voice.max_command_ms` 1450) less one or two; the per-second margin it replaced kept 50,
-/// 25 and 6 (before the suppressor and the noise-aware margin: 26, 1 and 0). The decoders and the
-/// noise are deterministic; the slack is for other versions of flite and PocketSphinx.
+/// Commands of 52 that must still be recognised at each SNR: the measured 52, 35 and 10 with the
+/// noise-adapted model below 15 dB (`voice.noise_adapted_min_utterance_margin` −700) and the
+/// whole-utterance margin above (`voice.min_utterance_margin` −150, `voice.noisy_min_utterance_margin`
+/// −800, `voice.max_command_ms` 1450) less one or two; the plain model alone kept 51, 30 and 6
+/// (before the suppressor and the noise-aware margin: 26, 1 and 0). The decoders and the noise
+/// are deterministic; the slack is for other versions of flite and PocketSphinx.
 /// The target, 97 % at 10 dB, is not reached yet (docs/VOICE.md); raise these as it comes closer.
 enum NoiseFloors {
-    static let at20 = 49
-    static let at10 = 28
-    static let at5 = 5
+    static let at20 = 50
+    static let at10 = 33
+    static let at5 = 8
 }

@@ -46,6 +46,49 @@ struct SightctlVoiceTests {
         #expect(text.stdout.contains("rejected: "), "the leading sentence is shown as rejected: \(text.stdout)")
     }
 
+    @Test("voice test in noise: each utterance's SNR estimate, the noise-adapted model judging, and the audio as the decoders heard it")
+    func noisyRecording() throws {
+        var corpus = VoiceCorpus()
+        corpus.pause(1.5)
+        try corpus.say("the cover is off and the belt is loose", voice: "rms", pauseAfter: 0.8)
+        try corpus.say("take a picture", voice: "slt", pauseAfter: 1.0)
+        corpus.addNoise(snr: 5, seed: 11)
+        let directory = try TemporaryDirectory()
+        let path = directory.file("hall.wav")
+        try WAVFile.encode(samples: corpus.samples, sampleRate: 16000, channels: 1).write(to: URL(fileURLWithPath: path))
+        let heardPath = directory.file("heard.wav")
+
+        let result = try CommandLineTool.run("sightctl", ["voice", "test", path, "--all", "--json", "--write-heard", heardPath])
+        #expect(result.status == 0, "\(result.stderr)")
+        struct Report: Decodable {
+            struct Utterance: Decodable {
+                let snr_db: Double?
+                let noise_adapted: Bool
+            }
+            let detections: [Utterance]
+            let rejected: [Utterance]
+        }
+        let report = try JSONDecoder().decode(Report.self, from: Data(result.stdout.utf8))
+        let utterances = report.detections + report.rejected
+        // Mixed at 5 dB; the estimate is coarse but far below the 15 dB switch.
+        let estimates = utterances.compactMap(\.snr_db)
+        #expect(!estimates.isEmpty && estimates.allSatisfy { $0 < 15 }, "\(result.stdout)")
+        #expect(utterances.allSatisfy { ($0.snr_db ?? 99) >= 15 || $0.noise_adapted }, "\(result.stdout)")
+
+        // The suppressor's output: as long as the recording, and the noise after the last phrase
+        // (its last half second) attenuated by more than 10 dB.
+        let heard = try WAVFile(contentsOf: heardPath)
+        #expect(heard.sampleRate == 16000 && heard.channels == 1)
+        let samples = heard.int16Samples
+        #expect(samples.count == corpus.samples.count)
+        let before = BackgroundLevel.meanPower(Array(corpus.samples.suffix(8000)))
+        let after = BackgroundLevel.meanPower(Array(samples.suffix(8000)))
+        #expect(after < before / 10, "noise power \(before) before the suppressor, \(after) after")
+
+        let plain = try CommandLineTool.run("sightctl", ["voice", "test", path, "--all"])
+        #expect(plain.stdout.contains("(noise-adapted model)"), "\(plain.stdout)")
+    }
+
     @Test("voice list and voice test read the configured phrases; bad input is refused with a reason")
     func configuredPhrases() throws {
         let directory = try TemporaryDirectory()

@@ -220,7 +220,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
                 maximumCommandMilliseconds: reader.integer("voice.max_command_ms") + wakeAllowance,
                 endSilenceMilliseconds: reader.integer("voice.end_silence_ms"),
                 noisyMinimumMargin: reader.integer("voice.noisy_min_utterance_margin"),
-                noiseSuppressionDecibels: reader.integer("voice.noise_suppression_db")))
+                noiseSuppressionDecibels: reader.integer("voice.noise_suppression_db"),
+                noiseAdaptedBelowDecibels: reader.integer("voice.noise_adapted_below_db"),
+                noiseAdaptedMinimumMargin: reader.integer("voice.noise_adapted_min_utterance_margin")))
         actions = ActionConfiguration(
             cancelWindowMilliseconds: reader.integer("actions.cancel_window_ms"),
             noteSilenceMilliseconds: reader.integer("actions.note_silence_ms"),

@@ -28,15 +28,32 @@ public struct VoiceThresholds: Sendable, Equatable {
     /// Broadband noise otherwise fits the all-phone decoder's free phones far better than any
     /// phrase, and commands are lost by margin (docs/VOICE.md).
     public var noiseSuppressionDecibels: Int
+    /// Below this SNR (dB) the decoders on the noise-adapted model decide, not the plain ones; 0
+    /// never (and they are not loaded). The adapted model fits suppressed noisy speech better and
+    /// clean speech worse (docs/VOICE.md).
+    public var noiseAdaptedBelowDecibels: Int
+    /// The margin an utterance the noise-adapted decoders judge needs, at any SNR below
+    /// `noiseAdaptedBelowDecibels`.
+    public var noiseAdaptedMinimumMargin: Int
 
     public init(minimumMargin: Int, maximumCommandMilliseconds: Int, endSilenceMilliseconds: Int,
                 noisyMinimumMargin: Int? = nil,
-                noiseSuppressionDecibels: Int = VoiceThresholds.defaultNoiseSuppressionDecibels) {
+                noiseSuppressionDecibels: Int = VoiceThresholds.defaultNoiseSuppressionDecibels,
+                noiseAdaptedBelowDecibels: Int = VoiceThresholds.defaultNoiseAdaptedBelowDecibels,
+                noiseAdaptedMinimumMargin: Int = VoiceThresholds.defaultNoiseAdaptedMinimumMargin) {
         self.minimumMargin = minimumMargin
         self.noisyMinimumMargin = noisyMinimumMargin ?? minimumMargin
         self.maximumCommandMilliseconds = maximumCommandMilliseconds
         self.endSilenceMilliseconds = endSilenceMilliseconds
         self.noiseSuppressionDecibels = noiseSuppressionDecibels
+        self.noiseAdaptedBelowDecibels = noiseAdaptedBelowDecibels
+        self.noiseAdaptedMinimumMargin = noiseAdaptedMinimumMargin
+    }
+
+    /// Whether the noise-adapted decoders judge an utterance at `signalToNoise` dB.
+    public func usesNoiseAdaptedModel(signalToNoise: Double?) -> Bool {
+        guard noiseAdaptedBelowDecibels > 0, let signalToNoise else { return false }
+        return signalToNoise < Double(noiseAdaptedBelowDecibels)
     }
 
     /// The margin an utterance needs at `signalToNoise` dB (nil: unknown, the quiet threshold).
@@ -63,6 +80,15 @@ public struct VoiceThresholds: Sendable, Equatable {
 
     /// The default of `voice.noise_suppression_db`.
     public static let defaultNoiseSuppressionDecibels = 30
+
+    /// The default of `voice.noise_adapted_below_db`. Commands mixed at 10 and 5 dB are estimated
+    /// below it, clean ones far above; the adapted model costs clean commands margin.
+    public static let defaultNoiseAdaptedBelowDecibels = 15
+
+    /// The default of `voice.noise_adapted_min_utterance_margin`. Measured (docs/VOICE.md): 95 of
+    /// 156 commands at 10 dB SNR where the plain model's −800 keeps 76, and 36 at 5 dB against 20,
+    /// with 14 and 3 near misses of 160 getting through against 12 and 6.
+    public static let defaultNoiseAdaptedMinimumMargin = -700
 }
 
 /// Where the noise-aware threshold starts and stops moving (`VoiceThresholds.minimumMargin(signalToNoise:)`).
@@ -96,10 +122,13 @@ public struct UtteranceScores: Sendable, Equatable {
     /// The utterance's power over the background's before it, in dB, as the microphone delivered
     /// it (before noise suppression); nil when unknown.
     public var signalToNoise: Double?
+    /// The scores are the noise-adapted decoders' (`VoiceThresholds.usesNoiseAdaptedModel`).
+    public var noiseAdapted: Bool
 
     public init(hypothesis: String, grammarScore: Int, allPhoneScore: Int, speechStart: Double, speechEnd: Double,
-                phraseStart: Double, phraseEnd: Double, decidedAt: Double, signalToNoise: Double? = nil) {
+                phraseStart: Double, phraseEnd: Double, decidedAt: Double, signalToNoise: Double? = nil, noiseAdapted: Bool = false) {
         self.signalToNoise = signalToNoise
+        self.noiseAdapted = noiseAdapted
         self.hypothesis = hypothesis
         self.grammarScore = grammarScore
         self.allPhoneScore = allPhoneScore
@@ -133,6 +162,11 @@ public struct UtteranceDecision: Sendable, Equatable, Codable {
     public let speechSeconds: Double
     /// Stream time at which the end silence was complete and the verdict could be given.
     public let decidedAtSeconds: Double
+    /// The utterance's power over the background's before it, in dB (nil: unknown), which set the
+    /// margin it needed.
+    public let signalToNoise: Double?
+    /// Judged on the noise-adapted decoders' scores.
+    public let noiseAdapted: Bool
     public let rejection: Rejection?
 
     public var accepted: Bool { rejection == nil }
@@ -147,15 +181,17 @@ public struct UtteranceDecision: Sendable, Equatable, Codable {
         let speech = max(0.01, scores.speechEnd - scores.speechStart)
         let margin = scores.grammarScore - scores.allPhoneScore
         let action = vocabulary.action(forHypothesis: scores.hypothesis)
+        let needed = scores.noiseAdapted
+            ? thresholds.noiseAdaptedMinimumMargin : thresholds.minimumMargin(signalToNoise: scores.signalToNoise)
         let rejection: Rejection? =
             if action == nil { .noPhrase }
             else if speech * 1000 > Double(thresholds.maximumCommandMilliseconds) { .tooLong }
-            else if margin < thresholds.minimumMargin(signalToNoise: scores.signalToNoise) { .lowMargin }
+            else if margin < needed { .lowMargin }
             else { nil }
         return UtteranceDecision(
             phrase: scores.hypothesis, action: action, startSeconds: scores.phraseStart, endSeconds: scores.phraseEnd,
             score: scores.grammarScore, margin: margin, speechSeconds: speech, decidedAtSeconds: scores.decidedAt,
-            rejection: rejection)
+            signalToNoise: scores.signalToNoise, noiseAdapted: scores.noiseAdapted, rejection: rejection)
     }
 }
 
