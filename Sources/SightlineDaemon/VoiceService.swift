@@ -114,9 +114,20 @@ final class VoiceService: Sendable {
                 }
             }
             group.addTask {
-                for await command in listener.commands { await self.handle(command) }
+                for await decision in listener.decisions {
+                    if let command = decision.command { await self.handle(command) } else { self.logRejection(decision) }
+                }
             }
         }
+    }
+
+    /// At debug level, because in a hall most utterances are talk; what an integrator reads
+    /// when a command was said and nothing happened (`sightctl voice test --all` shows the same).
+    private func logRejection(_ decision: UtteranceDecision) {
+        logger.debug("voice utterance rejected", metadata: [
+            "heard": "\(decision.phrase)", "reason": "\(decision.rejection?.rawValue ?? "")", "margin": "\(decision.margin)",
+            "speech_ms": "\(Int(decision.speechSeconds * 1000))",
+        ])
     }
 
     private func handle(_ command: RecognizedCommand) async {

@@ -90,6 +90,8 @@ struct VoiceActionEndToEndTests {
         chmod(hook, 0o755)
         chmod(crash, 0o755)
         let daemon = try DaemonProcess(configuration: """
+            # Rejected utterances are logged at debug: a failure then says what was heard.
+            log_level: debug
             audio:
               backend: pulse
               capture_device: \(server.monitorSource)
