@@ -77,7 +77,8 @@ public final class UdevDiscovery: Sendable {
 
     /// Brings the consumer up to date after events were lost: devices known but no longer
     /// present are reported removed, present ones that are new or changed added.
-    func resynchronize(receivedAt: ContinuousClock.Instant = .now) {
+    func resynchronize() {
+        let receivedAt = ContinuousClock.now
         let present = scan()
         let presentPaths = Set(present.map(\.syspath))
         let gone = known.withLock { map in
