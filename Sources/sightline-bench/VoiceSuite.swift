@@ -75,15 +75,16 @@ enum VoiceSuite {
                 listener.submit(Array(samples[offset..<min(offset + 320, samples.count)]))
             }
         }
-        var latencies: [Double] = []
         let consumer = Task {
-            var latencies: [Double] = []
+            // Wall time from the phrase's end to the command, and the part of it that was audio
+            // still to come before the end silence closed the utterance.
+            var latencies: [(wall: Double, audio: Double, phrase: String)] = []
             for await decision in listener.decisions where decision.accepted {
                 let arrived = Statistics.seconds(start.duration(to: clock.now))
                 if let spoken = corpus.part(of: decision) {
                     // The chunk holding the phrase's last sample went in at the end of its 20 ms.
                     let handedOver = (spoken.end * 50).rounded(.up) / 50
-                    latencies.append((arrived - handedOver) * 1000)
+                    latencies.append(((arrived - handedOver) * 1000, (decision.decidedAtSeconds - handedOver) * 1000, decision.phrase))
                 }
             }
             return latencies
@@ -93,9 +94,13 @@ enum VoiceSuite {
         let cpu = processCPUSeconds() - cpuBefore
         let rss = StartupSuite.residentMegabytes(pid: getpid())
         let statistics = await listener.finish()
-        latencies = await consumer.value
-        print("real time: \(latencies.count)/\(corpus.parts.count) commands, \(statistics.droppedSamples) samples dropped, "
-            + "\(String(format: "%.1f", cpu)) s CPU in \(String(format: "%.1f", wall)) s")
+        let measured = await consumer.value
+        print("real time: \(measured.count)/\(corpus.parts.count) commands, \(statistics.droppedSamples) samples dropped, "
+            + "\(String(format: "%.1f", cpu)) s CPU in \(String(format: "%.1f", wall)) s; slowest: "
+            + measured.sorted { $0.wall > $1.wall }.prefix(3).map {
+                "\($0.phrase) \(Int($0.wall)) ms (\(Int($0.audio)) ms of it audio before the decision)"
+            }.joined(separator: ", "))
+        let latencies = measured.map(\.wall)
         return [
             ("end_of_phrase_to_action_ms_p50", Statistics.percentile(latencies, 50)),
             ("end_of_phrase_to_action_ms_p99", Statistics.percentile(latencies, 99)),
