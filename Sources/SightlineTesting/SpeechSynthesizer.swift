@@ -19,7 +19,9 @@ public enum SpeechSynthesizer {
         try run("/usr/bin/flite", ["-voice", voice, "-t", text, "-o", spoken])
         var effects = ["rate", "16000"]
         if tempo != 1.0 { effects = ["tempo", String(tempo)] + effects }
-        try run("/usr/bin/sox", [spoken, "-c", "1", "-b", "16", converted] + effects)
+        // -R: sox dithers with a random seed per run otherwise, and the corpora would differ
+        // from run to run in their lowest bits — enough to move a borderline margin.
+        try run("/usr/bin/sox", ["-R", spoken, "-c", "1", "-b", "16", converted] + effects)
         return try WAVFile(contentsOf: converted).int16Samples
     }
 
@@ -29,7 +31,7 @@ public enum SpeechSynthesizer {
         let source = path + ".16k.wav"
         try WAVFile.encode(samples: samples, sampleRate: 16000, channels: 1).write(to: URL(fileURLWithPath: source))
         defer { try? FileManager.default.removeItem(atPath: source) }
-        try run("/usr/bin/sox", [source, "-r", String(rate), "-c", String(channels), "-b", String(bits), path])
+        try run("/usr/bin/sox", ["-R", source, "-r", String(rate), "-c", String(channels), "-b", String(bits), path])
     }
 
     /// Room tone: quiet deterministic noise (about -66 dBFS) rather than digital zeros, which no
