@@ -56,12 +56,18 @@ public actor HeadlessFirefox: HeadlessBrowser {
     private let profile: TemporaryDirectory
     private var logOffset = 0
     private var running = true
+    /// What this harness's own descriptors point to, as `/proc/self/fd` shows them: the
+    /// Marionette socket (`socket:[inode]`) and the profile directory its console log lies in.
+    /// A teardown test looks for these after `quit()`, rather than counting every descriptor of
+    /// a process whose other tests open and close their own meanwhile.
+    public nonisolated let descriptorTargets: [String]
 
     private init(process: Process, connection: MarionetteConnection, profile: TemporaryDirectory) {
         self.process = process
         processID = process.processIdentifier
         self.connection = connection
         self.profile = profile
+        descriptorTargets = [connection.descriptorTarget, profile.path].compactMap { $0 }
     }
 
     /// Lets a page start Web Audio without a click (Chromium's `--autoplay-policy=no-user-gesture-required`):
@@ -216,6 +222,11 @@ final class MarionetteConnection: @unchecked Sendable {
 
     func close() {
         queue.sync { _ = shutdown(descriptor, Int32(SHUT_RDWR)) }
+    }
+
+    /// The socket as `/proc/self/fd` names it (`socket:[inode]`); nil if it cannot be read.
+    var descriptorTarget: String? {
+        try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(descriptor)")
     }
 
     deinit { Glibc.close(descriptor) }
