@@ -20,9 +20,9 @@ public struct CommandRecognizer: ~Copyable {
 
     public let vocabulary: VoiceVocabulary
     public let thresholds: VoiceThresholds
-    private let plain: DecoderPair
+    private var plain: DecoderPair
     /// Nil when `voice.noise_adapted_below_db` is 0.
-    private let noiseAdapted: DecoderPair?
+    private var noiseAdapted: DecoderPair?
     /// Speex's denoiser in front of the decoders; nil when `voice.noise_suppression_db` is 0.
     private let suppressor: NoiseSuppressor?
     /// When not nil, every piece the decoders hear (after suppression) is appended: the adaptation

@@ -20,6 +20,8 @@ struct DecoderPair: ~Copyable {
 
     private let grammar: SphinxDecoder
     private let allPhone: SphinxDecoder
+    /// Both decoders' cepstral-mean normalizers as the current utterance found them.
+    private var normalizations: (grammar: SphinxDecoder.Normalization?, allPhone: SphinxDecoder.Normalization?)
 
     /// - Parameters:
     ///   - arguments: the model, dictionary and front end both decoders share.
@@ -34,6 +36,7 @@ struct DecoderPair: ~Copyable {
         ])
         try grammar.startUtterance()
         try allPhone.startUtterance()
+        normalizations = (grammar.normalization(), allPhone.normalization())
         self.grammar = grammar
         self.allPhone = allPhone
     }
@@ -46,14 +49,25 @@ struct DecoderPair: ~Copyable {
     }
 
     /// Ends the utterance, reads both decoders' verdicts and starts the next utterance.
-    func closeUtterance() throws(VoiceRecognizerError) -> Scores {
+    ///
+    /// An utterance in which the grammar found no word (the detector's start-up, a bang, a cough)
+    /// leaves the live cepstral-mean normalizers as it found them: PocketSphinx updates them from
+    /// every utterance, and one of noise alone taught them the noise as the speaker's channel, so
+    /// the next command was normalised wrongly — the first command after start-up scored −2136 in
+    /// clean speech instead of +397 (docs/VOICE.md "End of speech").
+    mutating func closeUtterance() throws(VoiceRecognizerError) -> Scores {
         try grammar.endUtterance()
         try allPhone.endUtterance()
         let best = grammar.hypothesis()
         let scores = Scores(hypothesis: best.text, grammarScore: best.score, allPhoneScore: allPhone.hypothesis().score,
                             words: grammar.wordFrames(), speech: allPhone.wordFrames())
+        if scores.words == nil {
+            if let saved = normalizations.grammar { grammar.restore(saved) }
+            if let saved = normalizations.allPhone { allPhone.restore(saved) }
+        }
         try grammar.startUtterance()
         try allPhone.startUtterance()
+        normalizations = (grammar.normalization(), allPhone.normalization())
         return scores
     }
 }

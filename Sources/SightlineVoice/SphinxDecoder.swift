@@ -89,6 +89,35 @@ struct SphinxDecoder: ~Copyable {
         return first...last
     }
 
+    /// The live cepstral-mean normalizer's state (sphinxbase `cmn_t`): the mean it subtracts and
+    /// the sums it updates the mean from at the end of every utterance.
+    struct Normalization {
+        fileprivate var mean: [mfcc_t]
+        fileprivate var sum: [mfcc_t]
+        fileprivate var frames: Int32
+    }
+
+    /// The normalizer's state now, for `restore`; nil when the decoder has no live normalizer.
+    func normalization() -> Normalization? {
+        guard let cmn = ps_get_feat(handle)?.pointee.cmn_struct, let mean = cmn.pointee.cmn_mean, let sum = cmn.pointee.sum else {
+            return nil
+        }
+        let count = Int(cmn.pointee.veclen)
+        return Normalization(mean: Array(UnsafeBufferPointer(start: mean, count: count)),
+                             sum: Array(UnsafeBufferPointer(start: sum, count: count)), frames: cmn.pointee.nframe)
+    }
+
+    /// Puts back a state `normalization()` returned, between utterances.
+    func restore(_ saved: Normalization) {
+        guard let cmn = ps_get_feat(handle)?.pointee.cmn_struct, let mean = cmn.pointee.cmn_mean, let sum = cmn.pointee.sum,
+              Int(cmn.pointee.veclen) == saved.mean.count else { return }
+        for index in saved.mean.indices {
+            mean[index] = saved.mean[index]
+            sum[index] = saved.sum[index]
+        }
+        cmn.pointee.nframe = saved.frames
+    }
+
     /// Silences and noises are written `<sil>`, `[NOISE]`, `++GARBAGE++` or `(NULL)`.
     static func isWord(_ word: String) -> Bool {
         guard let first = word.first else { return false }

@@ -778,6 +778,8 @@ struct Voice: AsyncParsableCommand {
             let score: Int
             let margin: Int
             let snrDB: Double?
+            /// When the end silence closed the utterance and the verdict was given.
+            let decidedS: Double
             /// Judged by the decoders on the noise-adapted model.
             let noiseAdapted: Bool
             let rejected: String?
@@ -787,6 +789,7 @@ struct Voice: AsyncParsableCommand {
                 case startS = "start_s"
                 case endS = "end_s"
                 case snrDB = "snr_db"
+                case decidedS = "decided_s"
                 case noiseAdapted = "noise_adapted"
             }
 
@@ -798,6 +801,7 @@ struct Voice: AsyncParsableCommand {
                 score = decision.score
                 margin = decision.margin
                 snrDB = decision.signalToNoise.map { ($0 * 10).rounded() / 10 }
+                decidedS = (decision.decidedAtSeconds * 100).rounded() / 100
                 noiseAdapted = decision.noiseAdapted
                 rejected = decision.rejection?.rawValue
             }

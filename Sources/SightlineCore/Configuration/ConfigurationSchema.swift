@@ -162,7 +162,7 @@ public enum DaemonConfigSchema {
                   "The voice.min_utterance_margin that applies when speech stands only 10 dB above the background noise (linear up to 30 dB, where voice.min_utterance_margin holds); higher rejects more in noise."),
         ConfigKey("voice.max_command_ms", .integer(500...10_000), default: String(VoiceThresholds.defaultMaximumCommandMilliseconds),
                   "Longest utterance that can be a command; longer speech is never one."),
-        ConfigKey("voice.end_silence_ms", .integer(100...2000), default: "300",
+        ConfigKey("voice.end_silence_ms", .integer(100...2000), default: String(VoiceThresholds.defaultEndSilenceMilliseconds),
                   "Silence that ends an utterance; shorter reacts sooner but may cut phrases at a pause."),
         ConfigKey("voice.noise_suppression_db", .integer(0...60), default: String(VoiceThresholds.defaultNoiseSuppressionDecibels),
                   "Most the noise suppressor in front of the recognizer attenuates steady noise, in dB; 0 turns it off (quiet rooms only)."),

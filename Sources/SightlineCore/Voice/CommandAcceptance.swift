@@ -78,6 +78,13 @@ public struct VoiceThresholds: Sendable, Equatable {
     /// command in noise measured 1.46 s and more.
     public static let defaultMaximumCommandMilliseconds = 1450
 
+    /// The default of `voice.end_silence_ms`. The decision waits for it after every phrase, so it
+    /// sets the latency: with 300 ms the voice-activity detector needed up to 535 ms of audio after a
+    /// phrase in 10 dB noise, with 250 ms at most 385 over the whole corpus (the target is 400 ms)
+    /// with about as many commands recognised; 200 ms recognised fewer at 10 dB (docs/VOICE.md
+    /// "End of speech").
+    public static let defaultEndSilenceMilliseconds = 250
+
     /// The default of `voice.noise_suppression_db`.
     public static let defaultNoiseSuppressionDecibels = 30
 
