@@ -181,7 +181,8 @@ public struct CommandRecognizer: ~Copyable {
         return UtteranceDecision.judge(
             UtteranceScores(hypothesis: scores.hypothesis, grammarScore: scores.grammarScore, allPhoneScore: scores.allPhoneScore,
                             speechStart: speech.0, speechEnd: speech.1, phraseStart: words.0, phraseEnd: words.1,
-                            decidedAt: utterance.1, signalToNoise: signalToNoise, noiseAdapted: judged != nil),
+                            decidedAt: utterance.1, signalToNoise: signalToNoise, noiseAdapted: judged != nil,
+                            lastWordMargin: scores.lastWordMargin),
             vocabulary: vocabulary, thresholds: thresholds)
     }
 }

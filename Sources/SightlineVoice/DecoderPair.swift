@@ -16,6 +16,8 @@ struct DecoderPair: ~Copyable {
         /// whatever the voice-activity detector added around it (it opens early while it learns
         /// the noise floor).
         var speech: ClosedRange<Int>?
+        /// (grammar − all-phone) acoustic score per frame over the grammar's last word.
+        var lastWordMargin: Double?
     }
 
     private let grammar: SphinxDecoder
@@ -59,8 +61,13 @@ struct DecoderPair: ~Copyable {
         try grammar.endUtterance()
         try allPhone.endUtterance()
         let best = grammar.hypothesis()
+        let words = grammar.segments().filter(\.isWord)
+        let phones = allPhone.segments()
+        let speech = phones.filter(\.isWord).map(\.frames)
         let scores = Scores(hypothesis: best.text, grammarScore: best.score, allPhoneScore: allPhone.hypothesis().score,
-                            words: grammar.wordFrames(), speech: allPhone.wordFrames())
+                            words: words.first.flatMap { first in words.last.map { first.frames.lowerBound...$0.frames.upperBound } },
+                            speech: speech.first.flatMap { first in speech.last.map { first.lowerBound...$0.upperBound } },
+                            lastWordMargin: words.last.map { Self.margin(of: $0, against: phones) })
         if scores.words == nil {
             if let saved = normalizations.grammar { grammar.restore(saved) }
             if let saved = normalizations.allPhone { allPhone.restore(saved) }
@@ -69,5 +76,17 @@ struct DecoderPair: ~Copyable {
         try allPhone.startUtterance()
         normalizations = (grammar.normalization(), allPhone.normalization())
         return scores
+    }
+
+    /// (word − phones) acoustic score per frame over the word's frames; a phone segment that only
+    /// partly overlaps them counts in proportion.
+    static func margin(of word: SphinxDecoder.Segment, against phones: [SphinxDecoder.Segment]) -> Double {
+        var phoneScore = 0.0
+        for phone in phones {
+            let overlap = min(phone.frames.upperBound, word.frames.upperBound) - max(phone.frames.lowerBound, word.frames.lowerBound) + 1
+            guard overlap > 0 else { continue }
+            phoneScore += Double(phone.acousticScore) * Double(overlap) / Double(phone.frames.count)
+        }
+        return (Double(word.acousticScore) - phoneScore) / Double(word.frames.count)
     }
 }

@@ -69,24 +69,34 @@ struct SphinxDecoder: ~Copyable {
         return (String(cString: text), Int(score))
     }
 
-    /// First and last 10 ms frame of the real words in the best path (`ps_seg_iter`), counted
-    /// from the start of the decoder's stream; fillers and silences are skipped.
-    func wordFrames() -> ClosedRange<Int>? {
-        var first: Int?
-        var last: Int?
+    /// One stretch of the best path: a word (or phone, in all-phone mode), silence or filler.
+    struct Segment {
+        var word: String
+        /// First and last 10 ms frame, counted from the start of the decoder's stream.
+        var frames: ClosedRange<Int>
+        /// Acoustic score (log units, closer to 0 is better).
+        var acousticScore: Int
+        var isWord: Bool { SphinxDecoder.isWord(word) }
+    }
+
+    /// The best path of the last utterance, segment by segment (`ps_seg_iter`).
+    func segments() -> [Segment] {
+        var segments: [Segment] = []
         var segment = ps_seg_iter(handle)
         while let current = segment {
-            if let word = ps_seg_word(current), Self.isWord(String(cString: word)) {
-                var start: Int32 = 0
-                var end: Int32 = 0
-                ps_seg_frames(current, &start, &end)
-                if first == nil { first = Int(start) }
-                last = Int(end)
+            var start: Int32 = 0
+            var end: Int32 = 0
+            var acoustic: Int32 = 0
+            var language: Int32 = 0
+            var backoff: Int32 = 0
+            ps_seg_frames(current, &start, &end)
+            _ = ps_seg_prob(current, &acoustic, &language, &backoff)
+            if let word = ps_seg_word(current), end >= start {
+                segments.append(Segment(word: String(cString: word), frames: Int(start)...Int(end), acousticScore: Int(acoustic)))
             }
             segment = ps_seg_next(current)  // frees the iterator after the last segment
         }
-        guard let first, let last, last >= first else { return nil }
-        return first...last
+        return segments
     }
 
     /// The live cepstral-mean normalizer's state (sphinxbase `cmn_t`): the mean it subtracts and

@@ -780,6 +780,8 @@ struct Voice: AsyncParsableCommand {
             let snrDB: Double?
             /// When the end silence closed the utterance and the verdict was given.
             let decidedS: Double
+            /// (grammar − all-phone) acoustic score per 10 ms over the phrase's last word.
+            let lastWordMargin: Double?
             /// Judged by the decoders on the noise-adapted model.
             let noiseAdapted: Bool
             let rejected: String?
@@ -790,6 +792,7 @@ struct Voice: AsyncParsableCommand {
                 case endS = "end_s"
                 case snrDB = "snr_db"
                 case decidedS = "decided_s"
+                case lastWordMargin = "last_word_margin"
                 case noiseAdapted = "noise_adapted"
             }
 
@@ -802,6 +805,7 @@ struct Voice: AsyncParsableCommand {
                 margin = decision.margin
                 snrDB = decision.signalToNoise.map { ($0 * 10).rounded() / 10 }
                 decidedS = (decision.decidedAtSeconds * 100).rounded() / 100
+                lastWordMargin = decision.lastWordMargin.map { ($0 * 10).rounded() / 10 }
                 noiseAdapted = decision.noiseAdapted
                 rejected = decision.rejection?.rawValue
             }
@@ -848,6 +852,7 @@ struct Voice: AsyncParsableCommand {
                 var line = String(format: "%7.2f–%.2f s  %@", detection.startS, detection.endS, detection.phrase.isEmpty ? "(no phrase)" : detection.phrase)
                 if let action = detection.action { line += " → \(action)" }
                 line += "  score \(detection.score)  margin \(detection.margin)"
+                if let lastWord = detection.lastWordMargin { line += "  last word \(lastWord)" }
                 if let snr = detection.snrDB { line += "  SNR \(snr) dB" + (detection.noiseAdapted ? " (noise-adapted model)" : "") }
                 if let reason = detection.rejected { line += "  rejected: \(reason.replacingOccurrences(of: "_", with: " "))" }
                 print(line)

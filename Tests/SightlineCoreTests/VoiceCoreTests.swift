@@ -60,6 +60,33 @@ struct VoiceVocabularyTests {
         #expect(judge("", grammar: 0, allPhone: -3100, speech: 1.0).command == nil)
     }
 
+    @Test("a phrase whose last word the all-phone decoder fits far better is rejected, with each model's own threshold")
+    func lastWordMargin() {
+        let thresholds = VoiceThresholds(minimumMargin: -150, maximumCommandMilliseconds: 1450, endSilenceMilliseconds: 250,
+                                         noiseAdaptedMinimumMargin: -1000, minimumLastWordMargin: -16,
+                                         noiseAdaptedMinimumLastWordMargin: -20)
+        func judge(lastWord: Double?, adapted: Bool = false) -> UtteranceDecision {
+            UtteranceDecision.judge(
+                UtteranceScores(hypothesis: "finish recording", grammarScore: -3000, allPhoneScore: -3000, speechStart: 1,
+                                speechEnd: 2, phraseStart: 1, phraseEnd: 2, decidedAt: 2.3, signalToNoise: adapted ? 8 : 40,
+                                noiseAdapted: adapted, lastWordMargin: lastWord),
+                vocabulary: .builtIn, thresholds: thresholds)
+        }
+        #expect(judge(lastWord: -16).accepted)
+        #expect(judge(lastWord: -16.5).rejection == .lastWord)
+        #expect(judge(lastWord: -16.5).lastWordMargin == -16.5)
+        #expect(judge(lastWord: -18, adapted: true).accepted)
+        #expect(judge(lastWord: -20.5, adapted: true).rejection == .lastWord)
+        // Without a word there is nothing to compare; the other tests decide.
+        #expect(judge(lastWord: nil).accepted)
+        // The whole utterance's margin is checked first, so its reason is the one reported.
+        let both = UtteranceDecision.judge(
+            UtteranceScores(hypothesis: "finish recording", grammarScore: -3200, allPhoneScore: -3000, speechStart: 1, speechEnd: 2,
+                            phraseStart: 1, phraseEnd: 2, decidedAt: 2.3, lastWordMargin: -40),
+            vocabulary: .builtIn, thresholds: thresholds)
+        #expect(both.rejection == .lowMargin)
+    }
+
     @Test("the margin a command needs falls from the quiet to the noisy threshold as the SNR drops")
     func noiseAwareMargin() {
         let thresholds = VoiceThresholds(minimumMargin: -200, maximumCommandMilliseconds: 1500, endSilenceMilliseconds: 300,
@@ -156,12 +183,15 @@ extension ConfigurationTests {
               noise_suppression_db: 20
               noise_adapted_below_db: 12
               noise_adapted_min_utterance_margin: -650
+              min_last_word_margin: -12
+              noise_adapted_min_last_word_margin: -25
             """, file: "test.yaml")
         #expect(configuration.voice.modelDirectory == "/opt/model")
         #expect(configuration.voice.vocabulary.phrases.map(\.entry) == ["snap the picture=take_photo", "phone a friend=call_expert"])
         #expect(configuration.voice.thresholds == VoiceThresholds(minimumMargin: -100, maximumCommandMilliseconds: 2000, endSilenceMilliseconds: 400,
                                                                    noisyMinimumMargin: -900, noiseSuppressionDecibels: 20,
-                                                                   noiseAdaptedBelowDecibels: 12, noiseAdaptedMinimumMargin: -650))
+                                                                   noiseAdaptedBelowDecibels: 12, noiseAdaptedMinimumMargin: -650,
+                                                                   minimumLastWordMargin: -12, noiseAdaptedMinimumLastWordMargin: -25))
         #expect(DaemonConfiguration.defaults.voice.thresholds.noiseSuppressionDecibels == VoiceThresholds.defaultNoiseSuppressionDecibels)
         #expect(DaemonConfiguration.defaults.voice.vocabulary == .builtIn)
     }

@@ -72,23 +72,24 @@ struct AccuracyTests {
 }
 
 /// Near misses (`VoiceCorpus.nearMisses`, 160 utterances) the default decision lets through:
-/// measured 8 clean and 15 at 10 dB SNR with the noise-adapted model judging below 15 dB and 250 ms
-/// of end silence (7 and 14 with 300 ms, 7 and 12 without the adapted model; docs/VOICE.md).
+/// measured 4 clean and 14 at 10 dB SNR with the last-word test, the noise-adapted model judging
+/// below 15 dB and 250 ms of end silence (8 and 15 without the last-word test; docs/VOICE.md).
 enum NearMissCeilings {
-    static let clean = 8
-    static let at10 = 15
+    static let clean = 4
+    static let at10 = 14
 }
 
-/// Commands of 52 that must still be recognised at each SNR: the measured 51, 33 and 11 with the
-/// noise-adapted model below 15 dB (`voice.noise_adapted_min_utterance_margin` −700) and the
-/// whole-utterance margin above (`voice.min_utterance_margin` −150, `voice.noisy_min_utterance_margin`
-/// −800, `voice.max_command_ms` 1450, `voice.end_silence_ms` 250; with 300 ms: 52, 35 and 10) less
-/// one or two; the plain model alone kept 51, 30 and 6
-/// (before the suppressor and the noise-aware margin: 26, 1 and 0). The decoders and the noise
-/// are deterministic; the slack is for other versions of flite and PocketSphinx.
-/// The target, 97 % at 10 dB, is not reached yet (docs/VOICE.md); raise these as it comes closer.
+/// Commands of 52 that must still be recognised at each SNR: the measured 50, 41 and 19 with the
+/// defaults (below 15 dB the noise-adapted model with `voice.noise_adapted_min_utterance_margin`
+/// −1000 and `voice.noise_adapted_min_last_word_margin` −20; above, `voice.min_utterance_margin` −150
+/// falling to `voice.noisy_min_utterance_margin` −800 and `voice.min_last_word_margin` −16;
+/// `voice.max_command_ms` 1450, `voice.end_silence_ms` 250) less one or two. Without the last-word
+/// test, at −700: 51, 33 and 11; the plain model alone kept 51, 30 and 6 (before the suppressor and
+/// the noise-aware margin: 26, 1 and 0). The decoders and the noise are deterministic; the slack
+/// is for other versions of flite and PocketSphinx. The target, 97 % at 10 dB, is not
+/// reached yet (docs/VOICE.md); raise these as it comes closer.
 enum NoiseFloors {
-    static let at20 = 50
-    static let at10 = 32
-    static let at5 = 10
+    static let at20 = 49
+    static let at10 = 39
+    static let at5 = 17
 }

@@ -14,6 +14,8 @@ struct SightctlVoiceTests {
             let start_s: Double
             let end_s: Double
             let score: Int
+            let decided_s: Double
+            let last_word_margin: Double?
         }
         let detections: [Detection]
     }
@@ -40,6 +42,9 @@ struct SightctlVoiceTests {
         #expect(detection.phrase == "zoom in closer")
         #expect(abs(detection.start_s - said.start) < 0.25, "start \(detection.start_s) vs \(said.start)")
         #expect(abs(detection.end_s - said.end) < 0.25, "end \(detection.end_s) vs \(said.end)")
+        // Decided after the end silence, and the last word passed its test.
+        #expect(detection.decided_s > detection.end_s && detection.decided_s - detection.end_s < 0.6, "\(result.stdout)")
+        #expect((detection.last_word_margin ?? -99) >= Double(VoiceThresholds.defaultMinimumLastWordMargin), "\(result.stdout)")
 
         let text = try CommandLineTool.run("sightctl", ["voice", "test", path, "--all"])
         #expect(text.stdout.contains("zoom in closer → zoom_in"))

@@ -222,7 +222,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
                 noisyMinimumMargin: reader.integer("voice.noisy_min_utterance_margin"),
                 noiseSuppressionDecibels: reader.integer("voice.noise_suppression_db"),
                 noiseAdaptedBelowDecibels: reader.integer("voice.noise_adapted_below_db"),
-                noiseAdaptedMinimumMargin: reader.integer("voice.noise_adapted_min_utterance_margin")))
+                noiseAdaptedMinimumMargin: reader.integer("voice.noise_adapted_min_utterance_margin"),
+                minimumLastWordMargin: reader.integer("voice.min_last_word_margin"),
+                noiseAdaptedMinimumLastWordMargin: reader.integer("voice.noise_adapted_min_last_word_margin")))
         actions = ActionConfiguration(
             cancelWindowMilliseconds: reader.integer("actions.cancel_window_ms"),
             noteSilenceMilliseconds: reader.integer("actions.note_silence_ms"),
