@@ -63,10 +63,8 @@ struct DecoderPair: ~Copyable {
         let best = grammar.hypothesis()
         let words = grammar.segments().filter(\.isWord)
         let phones = allPhone.segments()
-        let speech = phones.filter(\.isWord).map(\.frames)
         let scores = Scores(hypothesis: best.text, grammarScore: best.score, allPhoneScore: allPhone.hypothesis().score,
-                            words: words.first.flatMap { first in words.last.map { first.frames.lowerBound...$0.frames.upperBound } },
-                            speech: speech.first.flatMap { first in speech.last.map { first.lowerBound...$0.upperBound } },
+                            words: Self.span(words), speech: Self.span(phones.filter(\.isWord)),
                             lastWordMargin: words.last.map { Self.margin(of: $0, against: phones) })
         if scores.words == nil {
             if let saved = normalizations.grammar { grammar.restore(saved) }
@@ -76,6 +74,12 @@ struct DecoderPair: ~Copyable {
         try allPhone.startUtterance()
         normalizations = (grammar.normalization(), allPhone.normalization())
         return scores
+    }
+
+    /// From the first segment's first frame to the last one's last.
+    static func span(_ segments: [SphinxDecoder.Segment]) -> ClosedRange<Int>? {
+        guard let first = segments.first, let last = segments.last else { return nil }
+        return first.frames.lowerBound...last.frames.upperBound
     }
 
     /// (word − phones) acoustic score per frame over the word's frames; a phone segment that only
