@@ -38,7 +38,7 @@ struct DiscoveryService: Service {
                     logger.info("device added", metadata: ["role": "\(device.role.rawValue)", "identity": "\(device.identity)", "node": "\(device.devnode)"])
                 case .resynchronized:
                     discovery.handled()
-                    logger.warning("device events were lost (the kernel's buffer for them was full); the device list was read again")
+                    logger.warning("device events were lost (the kernel's buffer or the daemon's queue for them was full); the device list was read again")
                 case .removed(let syspath, let role):
                     await registry.removed(syspath: syspath)
                     discovery.handled()

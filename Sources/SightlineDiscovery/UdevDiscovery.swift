@@ -10,9 +10,9 @@ public enum DeviceEvent: Sendable, Equatable {
     /// time to a re-added camera's first frame starts.
     case added(DiscoveredDevice, receivedAt: ContinuousClock.Instant)
     case removed(syspath: String, role: DeviceRole)
-    /// Events were lost (the kernel drops them when the monitor's socket buffer is full) and
-    /// the devices were read again: the `added`/`removed` events that follow bring the
-    /// consumer up to date.
+    /// Events were lost (the kernel drops them when the monitor's socket buffer is full, and
+    /// `events` when the consumer falls `eventBufferLimit` behind) and the devices were read
+    /// again: the `added`/`removed` events that follow bring the consumer up to date.
     case resynchronized
 }
 
@@ -27,9 +27,15 @@ public final class UdevDiscovery: Sendable {
     private let wakeFD: Int32
     private let source: String
     private let done = Atomic<Bool>(false)
+    /// The devices as the consumer will know them once it has read every event yielded: a
+    /// change whose event `events` dropped is taken back here, so the next `resynchronize`
+    /// reports it again.
     private let known = Mutex<[String: DiscoveredDevice]>([:])
     /// Events yielded and not yet marked handled by the consumer (`handled()`).
     private let backlog = Atomic<Int>(0)
+    /// Events were lost: the monitor thread reads the devices again once the consumer has
+    /// caught up (room in `events` for what the reading reports).
+    private let needsResynchronizing = Atomic<Bool>(false)
     /// The monitor's netlink socket while the monitor thread runs, else -1.
     private let monitorFD = Atomic<Int32>(-1)
 
@@ -40,12 +46,17 @@ public final class UdevDiscovery: Sendable {
     /// Whether udevd runs here: without it only raw kernel events exist, with fewer properties.
     public static var udevdRunning: Bool { FileManager.default.fileExists(atPath: "/run/udev/control") }
 
-    public init() throws(Failure) {
-        (events, continuation) = AsyncStream.makeStream(of: DeviceEvent.self, bufferingPolicy: .bufferingOldest(1024))
+    /// - Parameter eventBufferLimit: how many events `events` holds for a consumer that is
+    ///   behind; beyond it events are dropped and the devices read again once it has caught up.
+    public init(eventBufferLimit: Int = 1024) throws(Failure) {
+        (events, continuation) = AsyncStream.makeStream(of: DeviceEvent.self, bufferingPolicy: .bufferingOldest(eventBufferLimit))
         source = Self.udevdRunning ? "udev" : "kernel"
         wakeFD = cudev_eventfd()
         guard wakeFD >= 0 else { throw Failure(description: "eventfd failed: \(String(cString: strerror(errno)))") }
     }
+
+    // Closed here rather than when the monitor thread ends: `handled()` may still wake it.
+    deinit { close(wakeFD) }
 
     /// The devices present now (`udev_enumerate`).
     public func enumerate() -> [DiscoveredDevice] {
@@ -78,6 +89,7 @@ public final class UdevDiscovery: Sendable {
     /// Brings the consumer up to date after events were lost: devices known but no longer
     /// present are reported removed, present ones that are new or changed added.
     func resynchronize() {
+        needsResynchronizing.store(false, ordering: .sequentiallyConsistent)
         let receivedAt = ContinuousClock.now
         let present = scan()
         let presentPaths = Set(present.map(\.syspath))
@@ -86,8 +98,8 @@ public final class UdevDiscovery: Sendable {
             for device in gone { map[device.syspath] = nil }
             return gone
         }
-        yield(.resynchronized)
-        for device in gone { yield(.removed(syspath: device.syspath, role: device.role)) }
+        _ = yield(.resynchronized)
+        for device in gone { reportRemoved(device) }
         for device in present { report(device, receivedAt: receivedAt) }
     }
 
@@ -121,6 +133,10 @@ public final class UdevDiscovery: Sendable {
     /// Ends the monitor thread and the event stream.
     public func stop() {
         guard !done.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        wakeMonitor()
+    }
+
+    private func wakeMonitor() {
         var one: UInt64 = 1
         _ = write(wakeFD, &one, MemoryLayout<UInt64>.size)
     }
@@ -130,7 +146,9 @@ public final class UdevDiscovery: Sendable {
 
     /// The consumer has handled one event from `events`.
     public func handled() {
-        backlog.subtract(1, ordering: .relaxed)
+        let left = backlog.subtract(1, ordering: .sequentiallyConsistent).newValue
+        // Caught up after a drop: the monitor thread may be waiting in `poll` for this.
+        if left == 0, needsResynchronizing.load(ordering: .sequentiallyConsistent) { wakeMonitor() }
     }
 
     /// Whether more device events are on their way: yielded and not yet handled, or waiting
@@ -149,12 +167,16 @@ public final class UdevDiscovery: Sendable {
         self.monitorFD.store(monitorFD, ordering: .relaxed)
         defer {
             self.monitorFD.store(-1, ordering: .relaxed)
-            close(wakeFD)
             continuation.finish()
         }
         var descriptors = [pollfd(fd: monitorFD, events: Int16(POLLIN), revents: 0),
                            pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
         while true {
+            // After lost events, once the consumer has caught up. Both this thread and
+            // `handled()` check after their own update, so one of them sees the other's.
+            if needsResynchronizing.load(ordering: .sequentiallyConsistent), backlog.load(ordering: .sequentiallyConsistent) == 0 {
+                resynchronize()
+            }
             descriptors[0].revents = 0
             descriptors[1].revents = 0
             let ready = poll(&descriptors, 2, -1)
@@ -162,17 +184,22 @@ public final class UdevDiscovery: Sendable {
                 if errno == EINTR { continue }
                 return
             }
-            if descriptors[1].revents != 0 { return }
+            if descriptors[1].revents != 0 {
+                var count: UInt64 = 0
+                _ = read(wakeFD, &count, MemoryLayout<UInt64>.size)
+                if done.load(ordering: .acquiring) { return }
+                if descriptors[0].revents == 0 { continue }
+            }
             // udev_monitor_receive_device returns an owned reference, or nil on a bad message or
             // when the kernel dropped events because the socket's buffer was full.
             guard let device = udev_monitor_receive_device(handles.monitor) else {
-                if errno == ENOBUFS { resynchronize() }
+                if errno == ENOBUFS { needsResynchronizing.store(true, ordering: .sequentiallyConsistent) }
                 continue
             }
             // In the backlog from here: off the socket and not yet yielded.
-            backlog.add(1, ordering: .relaxed)
+            backlog.add(1, ordering: .sequentiallyConsistent)
             defer {
-                backlog.subtract(1, ordering: .relaxed)
+                backlog.subtract(1, ordering: .sequentiallyConsistent)
                 udev_device_unref(device)
             }
             let receivedAt = ContinuousClock.now
@@ -189,9 +216,7 @@ public final class UdevDiscovery: Sendable {
                 guard let discovered = Self.classify(device, waitForCard: waitsForSoundCards) else { continue }
                 report(discovered, receivedAt: receivedAt)
             case "remove":
-                if let gone = known.withLock({ $0.removeValue(forKey: syspath) }) {
-                    yield(.removed(syspath: syspath, role: gone.role))
-                }
+                if let gone = known.withLock({ $0.removeValue(forKey: syspath) }) { reportRemoved(gone) }
             default:
                 continue
             }
@@ -200,17 +225,31 @@ public final class UdevDiscovery: Sendable {
 
     /// Yields a device unless it was reported before exactly like this.
     private func report(_ discovered: DiscoveredDevice, receivedAt: ContinuousClock.Instant) {
-        let isNew = known.withLock { map in
+        let before = known.withLock { map in
             defer { map[discovered.syspath] = discovered }
-            return map[discovered.syspath] != discovered
+            return map[discovered.syspath]
         }
-        if isNew { yield(.added(discovered, receivedAt: receivedAt)) }
+        guard before != discovered else { return }
+        if !yield(.added(discovered, receivedAt: receivedAt)) {
+            known.withLock { $0[discovered.syspath] = before }
+        }
     }
 
-    /// Yields an event, counted in the backlog until the consumer calls `handled()`.
-    private func yield(_ event: DeviceEvent) {
-        backlog.add(1, ordering: .relaxed)
-        if case .dropped = continuation.yield(event) { backlog.subtract(1, ordering: .relaxed) }
+    /// Yields the removal of a device already taken out of `known`.
+    private func reportRemoved(_ device: DiscoveredDevice) {
+        if !yield(.removed(syspath: device.syspath, role: device.role)) {
+            known.withLock { $0[device.syspath] = device }
+        }
+    }
+
+    /// Yields an event, counted in the backlog until the consumer calls `handled()`; false
+    /// when `events` was full and dropped it (the devices are read again once it has room).
+    private func yield(_ event: DeviceEvent) -> Bool {
+        backlog.add(1, ordering: .sequentiallyConsistent)
+        guard case .dropped = continuation.yield(event) else { return true }
+        backlog.subtract(1, ordering: .sequentiallyConsistent)
+        needsResynchronizing.store(true, ordering: .sequentiallyConsistent)
+        return false
     }
 
     /// With udevd, a sound card's PCM nodes are reported once the card is initialised: the

@@ -131,6 +131,60 @@ extension DeviceLab {
             }) == cameras)
         }
 
+        @Test("events dropped by a full queue while the daemon is behind are made up once it catches up: its view ends as the devices are")
+        func resynchronizeAfterFullQueue() async throws {
+            // A queue of two: unbinding reports six removals (two cameras, four remote-control
+            // inputs), binding six additions, while nobody reads.
+            let discovery = try UdevDiscovery(eventBufferLimit: 2)
+            defer { discovery.stop() }
+            try discovery.start()
+            var view = Dictionary(discovery.enumerate().map { ($0.syspath, $0) }) { first, _ in first }
+            #expect(view.values.filter { $0.role == .camera }.count == 2)
+
+            for (file, change) in [(Self.unbind, "unbind"), (Self.bind, "bind")] {
+                try KernelLab.writeSysfs(file, "vivid.0")
+                #expect(try CommandLineTool.run("/usr/bin/udevadm", ["settle", "--timeout=30"]).status == 0)
+                try await Task.sleep(for: .milliseconds(500))  // the monitor thread takes them off the socket
+                let present = Set(try UdevDiscovery().enumerate().map(\.syspath))
+                let followed = try await Self.follow(discovery, from: view, until: present)
+                view = followed.view
+                #expect(followed.resynchronizations >= 1, "after \(change): the queue of two never overflowed")
+                #expect(view.values.filter { $0.role == .camera }.count == (change == "bind" ? 2 : 0))
+            }
+        }
+
+        /// Applies `discovery`'s events to `view`, marking each handled, until its devices are
+        /// `present`; with how many times discovery read the devices again on the way. Fails
+        /// when that has not happened within 10 s.
+        static func follow(_ discovery: UdevDiscovery, from view: [String: DiscoveredDevice], until present: Set<String>)
+            async throws -> (view: [String: DiscoveredDevice], resynchronizations: Int) {
+            let reader = Task { () -> (view: [String: DiscoveredDevice], resynchronizations: Int) in
+                var view = view
+                var resynchronizations = 0
+                var iterator = discovery.events.makeAsyncIterator()
+                while Set(view.keys) != present, let event = await iterator.next() {
+                    switch event {
+                    case .added(let device, _): view[device.syspath] = device
+                    case .removed(let syspath, _): view[syspath] = nil
+                    case .resynchronized: resynchronizations += 1
+                    }
+                    discovery.handled()
+                }
+                return (view, resynchronizations)
+            }
+            let deadline = Task {
+                try await Task.sleep(for: .seconds(10))
+                reader.cancel()
+            }
+            defer { deadline.cancel() }
+            let followed = await reader.value
+            let seen = Set(followed.view.keys)
+            guard seen == present else {
+                throw TestFailure("the view never caught up: missing \(present.subtracting(seen).sorted()), extra \(seen.subtracting(present).sorted())")
+            }
+            return followed
+        }
+
         /// The next `count` events, or a failure after 10 s.
         static func events(_ discovery: UdevDiscovery, count: Int) async throws -> [DeviceEvent] {
             let reader = Task {
