@@ -86,7 +86,8 @@ final class VoiceService: Sendable {
         do {
             listener = try await VoiceCommandListener.start(
                 modelDirectory: configuration.modelDirectory, vocabulary: configuration.vocabulary,
-                thresholds: configuration.thresholds, backlogSeconds: backlogSeconds)
+                thresholds: configuration.thresholds, noiseTransformFile: configuration.noiseTransformFile,
+                backlogSeconds: backlogSeconds)
         } catch {
             logger.error("voice commands unavailable", metadata: ["error": "\(error)"])
             await state.set(Self.name, .failed, error.description)

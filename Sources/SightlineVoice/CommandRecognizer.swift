@@ -43,7 +43,10 @@ public struct CommandRecognizer: ~Copyable {
 
     /// Loads the model two or four times (about a second each) and checks every phrase word
     /// against the dictionary.
-    public init(modelDirectory: String, vocabulary: VoiceVocabulary, thresholds: VoiceThresholds) throws(VoiceRecognizerError) {
+    /// - Parameter noiseTransformFile: the noise-adapted decoders' MLLR transform
+    ///   (`voice.noise_transform`); nil for the built-in one.
+    public init(modelDirectory: String, vocabulary: VoiceVocabulary, thresholds: VoiceThresholds,
+                noiseTransformFile: String? = nil) throws(VoiceRecognizerError) {
         let directory = URL(fileURLWithPath: modelDirectory)
         let acoustic = directory.appendingPathComponent("en-us").path
         let dictionary = directory.appendingPathComponent("cmudict-en-us.dict").path
@@ -59,8 +62,14 @@ public struct CommandRecognizer: ~Copyable {
         let words = try Self.privateFile(subset.text, suffix: "dict")
         defer { unlink(words) }
         let common = ["-hmm", acoustic, "-dict", words, "-vad_postspeech", endSilenceFrames]
+        // Checked before any model is loaded: a bad file fails at once.
+        let transform = thresholds.noiseAdaptedBelowDecibels > 0 ? try Self.noiseTransform(from: noiseTransformFile, for: acoustic) : nil
         let plain = try DecoderPair(name: "plain", arguments: common, grammar: vocabulary.grammar, phoneModel: phones)
-        let noiseAdapted = try Self.noiseAdaptedPair(common, vocabulary: vocabulary, phoneModel: phones, thresholds: thresholds)
+        let noiseAdapted: DecoderPair? = if let transform {
+            try Self.noiseAdaptedPair(common, transform: transform, vocabulary: vocabulary, phoneModel: phones)
+        } else {
+            nil
+        }
         // Until the background's level is known the suppressor passes audio through (0 dB).
         suppressor = thresholds.noiseSuppressionDecibels > 0
             ? try NoiseSuppressor(sampleRate: Self.sampleRate, suppressionDecibels: 0) : nil
@@ -135,13 +144,41 @@ public struct CommandRecognizer: ~Copyable {
         return nil
     }
 
-    private static func noiseAdaptedPair(_ arguments: [String], vocabulary: VoiceVocabulary, phoneModel: String,
-                                         thresholds: VoiceThresholds) throws(VoiceRecognizerError) -> DecoderPair? {
-        guard thresholds.noiseAdaptedBelowDecibels > 0 else { return nil }
-        let transform = try privateFile(NoiseAdaptedTransform.text, suffix: "mllr")
-        defer { unlink(transform) }
-        return try DecoderPair(name: "noise-adapted", arguments: arguments + ["-mllr", transform],
+    private static func noiseAdaptedPair(_ arguments: [String], transform: NoiseTransform, vocabulary: VoiceVocabulary,
+                                         phoneModel: String) throws(VoiceRecognizerError) -> DecoderPair {
+        let file = try privateFile(transform.text, suffix: "mllr")
+        defer { unlink(file) }
+        return try DecoderPair(name: "noise-adapted", arguments: arguments + ["-mllr", file],
                                grammar: vocabulary.grammar, phoneModel: phoneModel)
+    }
+
+    /// The transform of `file` (nil: the built-in one), checked against the acoustic model's
+    /// feature streams: PocketSphinx would apply one of another shape without a word.
+    static func noiseTransform(from file: String?, for acousticModel: String) throws(VoiceRecognizerError) -> NoiseTransform {
+        var text = NoiseAdaptedTransform.text
+        if let file {
+            // A transform is a few kilobytes; anything near a megabyte is the wrong file.
+            let size = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? nil
+            guard let size, size < 1 << 20, let data = FileManager.default.contents(atPath: file) else {
+                throw .noiseTransformUnusable(source: file, reason: size == nil ? "it cannot be read" : "it is larger than 1 MB")
+            }
+            text = String(decoding: data, as: UTF8.self)
+        }
+        let transform: NoiseTransform
+        do {
+            transform = try NoiseTransform(text: text)
+        } catch {
+            throw .noiseTransformUnusable(source: file, reason: error.description)
+        }
+        let parameters = (try? String(contentsOfFile: acousticModel + "/feat.params", encoding: .utf8)) ?? ""
+        guard let needed = NoiseTransform.streamLengths(featureParameters: parameters) else {
+            throw .noiseTransformUnusable(source: file, reason: "the feature streams of the acoustic model in \(acousticModel) are unknown (its feat.params names neither -svspec nor -feat 1s_c_d_dd)")
+        }
+        guard transform.streamLengths == needed else {
+            func streams(_ lengths: [Int]) -> String { lengths.map(String.init).joined(separator: ", ") }
+            throw .noiseTransformUnusable(source: file, reason: "its feature streams have \(streams(transform.streamLengths)) values, the acoustic model's in \(acousticModel) \(streams(needed))")
+        }
+        return transform
     }
 
     /// Writes `text` to a private (0600) temporary file for a decoder to load; the caller removes it.

@@ -36,13 +36,15 @@ public final class VoiceCommandListener: Sendable {
 
     /// Loads the model on the listener's own thread and returns once it is listening.
     public static func start(modelDirectory: String, vocabulary: VoiceVocabulary, thresholds: VoiceThresholds,
+                             noiseTransformFile: String? = nil,
                              backlogSeconds: Int = 5) async throws(VoiceRecognizerError) -> VoiceCommandListener {
         let listener = VoiceCommandListener(backlogSeconds: backlogSeconds)
         let started: Result<Void, VoiceRecognizerError> = await withCheckedContinuation { ready in
             let thread = Thread {
                 let recognizer: CommandRecognizer
                 do {
-                    recognizer = try CommandRecognizer(modelDirectory: modelDirectory, vocabulary: vocabulary, thresholds: thresholds)
+                    recognizer = try CommandRecognizer(modelDirectory: modelDirectory, vocabulary: vocabulary, thresholds: thresholds,
+                                                       noiseTransformFile: noiseTransformFile)
                 } catch let error as VoiceRecognizerError {
                     ready.resume(returning: .failure(error))
                     return
@@ -126,20 +128,21 @@ public final class VoiceCommandListener: Sendable {
 extension CommandRecognizer {
     /// Decides every utterance of a whole recording on a dedicated thread: what
     /// `sightctl voice test` runs, with the same recognizer and thresholds as the daemon.
-    public static func decide(samples: [Int16], modelDirectory: String, vocabulary: VoiceVocabulary,
-                              thresholds: VoiceThresholds) async throws(VoiceRecognizerError) -> [UtteranceDecision] {
+    public static func decide(samples: [Int16], modelDirectory: String, vocabulary: VoiceVocabulary, thresholds: VoiceThresholds,
+                              noiseTransformFile: String? = nil) async throws(VoiceRecognizerError) -> [UtteranceDecision] {
         try await decide(samples: samples, modelDirectory: modelDirectory, vocabulary: vocabulary, thresholds: thresholds,
-                         keepingHeardAudio: false).decisions
+                         noiseTransformFile: noiseTransformFile, keepingHeardAudio: false).decisions
     }
 
     /// `decide`, also returning the audio as the decoders heard it (after noise suppression) when
     /// `keepingHeardAudio`: `sightctl voice test --write-heard`.
     public static func decide(samples: [Int16], modelDirectory: String, vocabulary: VoiceVocabulary, thresholds: VoiceThresholds,
-                              keepingHeardAudio: Bool) async throws(VoiceRecognizerError) -> (decisions: [UtteranceDecision], heard: [Int16]?) {
+                              noiseTransformFile: String? = nil, keepingHeardAudio: Bool) async throws(VoiceRecognizerError) -> (decisions: [UtteranceDecision], heard: [Int16]?) {
         let result: Result<([UtteranceDecision], [Int16]?), VoiceRecognizerError> = await withCheckedContinuation { done in
             let thread = Thread {
                 do throws(VoiceRecognizerError) {
-                    var recognizer = try CommandRecognizer(modelDirectory: modelDirectory, vocabulary: vocabulary, thresholds: thresholds)
+                    var recognizer = try CommandRecognizer(modelDirectory: modelDirectory, vocabulary: vocabulary, thresholds: thresholds,
+                                                           noiseTransformFile: noiseTransformFile)
                     if keepingHeardAudio { recognizer.heardAudio = [] }
                     var decisions = try recognizer.process(samples)
                     decisions += try recognizer.finish()

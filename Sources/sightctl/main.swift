@@ -830,9 +830,11 @@ struct Voice: AsyncParsableCommand {
             do {
                 result = try await CommandRecognizer.decide(
                     samples: samples, modelDirectory: voice.modelDirectory, vocabulary: voice.vocabulary, thresholds: voice.thresholds,
-                    keepingHeardAudio: writeHeard != nil)
+                    noiseTransformFile: voice.noiseTransformFile, keepingHeardAudio: writeHeard != nil)
             } catch {
-                throw Voice.fail(error.description, status: 69)
+                // A transform file that does not fit is the configuration's fault, like a bad key.
+                let configurationError = if case .noiseTransformUnusable = error { true } else { false }
+                throw Voice.fail(error.description, status: configurationError ? 78 : 69)
             }
             if let writeHeard, let heard = result.heard {
                 do {

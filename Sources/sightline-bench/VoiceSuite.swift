@@ -57,14 +57,16 @@ enum VoiceSuite {
 
     static func decide(_ samples: [Int16]) async throws -> [UtteranceDecision] {
         try await CommandRecognizer.decide(samples: samples, modelDirectory: configuration.modelDirectory,
-                                           vocabulary: configuration.vocabulary, thresholds: configuration.thresholds)
+                                           vocabulary: configuration.vocabulary, thresholds: configuration.thresholds,
+                                           noiseTransformFile: configuration.noiseTransformFile)
     }
 
     /// Every phrase in every voice at 10 dB SNR, fed in real time.
     static func realTime() async throws -> [(String, Double)] {
         let corpus = try VoiceCorpus.commands(configuration.vocabulary, snr: 10)
         let listener = try await VoiceCommandListener.start(
-            modelDirectory: configuration.modelDirectory, vocabulary: configuration.vocabulary, thresholds: configuration.thresholds)
+            modelDirectory: configuration.modelDirectory, vocabulary: configuration.vocabulary, thresholds: configuration.thresholds,
+            noiseTransformFile: configuration.noiseTransformFile)
         let clock = ContinuousClock()
         let start = clock.now
         let cpuBefore = processCPUSeconds()

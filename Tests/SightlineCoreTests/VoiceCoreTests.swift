@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import SightlineCore
+import SightlineTesting
 
 @Suite("Voice vocabulary and decisions")
 struct VoiceVocabularyTests {
@@ -185,6 +186,7 @@ extension ConfigurationTests {
               noise_adapted_min_utterance_margin: -650
               min_last_word_margin: -12
               noise_adapted_min_last_word_margin: -25
+              noise_transform: /etc/sightline/site-noise.mllr
             """, file: "test.yaml")
         #expect(configuration.voice.modelDirectory == "/opt/model")
         #expect(configuration.voice.vocabulary.phrases.map(\.entry) == ["snap the picture=take_photo", "phone a friend=call_expert"])
@@ -193,7 +195,9 @@ extension ConfigurationTests {
                                                                    noiseAdaptedBelowDecibels: 12, noiseAdaptedMinimumMargin: -650,
                                                                    minimumLastWordMargin: -12, noiseAdaptedMinimumLastWordMargin: -25))
         #expect(DaemonConfiguration.defaults.voice.thresholds.noiseSuppressionDecibels == VoiceThresholds.defaultNoiseSuppressionDecibels)
+        #expect(configuration.voice.noiseTransformFile == "/etc/sightline/site-noise.mllr")
         #expect(DaemonConfiguration.defaults.voice.vocabulary == .builtIn)
+        #expect(DaemonConfiguration.defaults.voice.noiseTransformFile == nil)
     }
 
     @Test("bad phrases are refused with key, line and the allowed actions", arguments: [
@@ -237,6 +241,7 @@ extension ConfigurationTests {
         #expect(rejected("voice:\n  end_silence_ms: 50\n").first?.key == "voice.end_silence_ms")
         #expect(rejected("voice:\n  noise_suppression_db: 61\n").first?.key == "voice.noise_suppression_db")
         #expect(rejected("voice:\n  model_directory: model\n").first?.key == "voice.model_directory")
+        #expect(rejected("voice:\n  noise_transform: site.mllr\n").first?.key == "voice.noise_transform")
     }
 }
 
@@ -312,6 +317,52 @@ struct PronunciationDictionaryTests {
         #expect(subset.text == "a AH\na(2) EY\nread R EH D\nread(2) R IY D\n")
         #expect(subset.missing == ["zzz"])
         #expect(PronunciationDictionary.subset(of: Data(), for: ["a"]).missing == ["a"])
+    }
+}
+
+@Suite("Noise transforms")
+struct NoiseTransformTests {
+    static func transform(_ lengths: [Int]) -> String { NoiseTransformText.uniform(lengths, scale: "1.5", bias: "0.25") }
+
+    @Test("a transform as mllr_solve writes it is read with its stream lengths")
+    func wellFormed() throws {
+        #expect(try NoiseTransform(text: Self.transform([13, 13, 13])).streamLengths == [13, 13, 13])
+        #expect(try NoiseTransform(text: Self.transform([39])).streamLengths == [39])
+    }
+
+    @Test("a cut-off, overlong or non-numeric transform, or one of several classes, is refused saying where", arguments: [
+        (String(transform([13, 13, 13]).dropLast(20)), "ends before stream 3's variance scale"),
+        (transform([13]) + "7\n", "follows the last stream"),
+        (transform([2]).replacingOccurrences(of: "0.25", with: "nan"), "not a finite number"),
+        (transform([2]).replacingOccurrences(of: "0.25", with: "x"), "\"x\", not a finite number"),
+        ("2\n" + transform([2]).dropFirst(2), "number of regression classes is 2,"),
+        ("1 1 0\n", "length of stream 1 is 0,"),
+        ("", "ends before the number of regression classes"),
+    ])
+    func malformed(text: String, reason: String) {
+        #expect(throws: NoiseTransform.Invalid.self) { try NoiseTransform(text: text) }
+        do {
+            _ = try NoiseTransform(text: text)
+        } catch {
+            #expect(error.description.contains(reason), "\(error)")
+        }
+    }
+
+    @Test("the streams a model needs come from its feat.params: subvectors, else cepstra with both differences")
+    func modelStreams() {
+        let debian = """
+            -lowerf 130
+            -feat 1s_c_d_dd
+            -svspec 0-12/13-25/26-38
+            -model ptm
+            """
+        #expect(NoiseTransform.streamLengths(featureParameters: debian) == [13, 13, 13])
+        #expect(NoiseTransform.streamLengths(featureParameters: "-svspec 0-12,26-38/13-25") == [26, 13])
+        #expect(NoiseTransform.streamLengths(featureParameters: "-feat 1s_c_d_dd\n") == [39])
+        #expect(NoiseTransform.streamLengths(featureParameters: "-feat 1s_c_d_dd\n-ceplen 12\n") == [36])
+        #expect(NoiseTransform.streamLengths(featureParameters: "-feat s2_4x\n") == nil)
+        #expect(NoiseTransform.streamLengths(featureParameters: "-svspec 12-0\n") == nil)
+        #expect(NoiseTransform.streamLengths(featureParameters: "") == nil)
     }
 }
 

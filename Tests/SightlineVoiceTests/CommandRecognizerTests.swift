@@ -120,6 +120,56 @@ struct CommandRecognizerTests {
         #expect(command.decidedAtSeconds - said.end < 0.6)
     }
 
+    /// The identity transform leaves the model as it is: the noise-adapted decoders then score
+    /// exactly as the plain ones, which shows the configured file is the one they load.
+    @Test("the noise-adapted decoders load the transform voice.noise_transform names; one of another shape or none at all is refused")
+    func configuredNoiseTransform() async throws {
+        // Speech before the command lets the recognizer learn the background and its level.
+        var corpus = VoiceCorpus()
+        corpus.pause(0.8)
+        try corpus.say("the pump was making a noise all morning", voice: "slt", pauseAfter: 0.9)
+        try corpus.say("take a picture", voice: "slt", pauseAfter: 1.0)
+        corpus.addNoise(snr: 10, seed: 11)
+        let directory = try TemporaryDirectory()
+        func write(_ lengths: [Int], to name: String) throws -> String {
+            let path = directory.file(name)
+            try NoiseTransformText.uniform(lengths).write(toFile: path, atomically: true, encoding: .utf8)
+            return path
+        }
+        /// The decision on the utterance where the command was said (whatever it heard in the noise).
+        func judged(_ decisions: [UtteranceDecision], adapted: Bool) throws -> UtteranceDecision {
+            let decision = try #require(decisions.first { corpus.part(of: $0)?.text == "take a picture" }, "the command went unheard: \(decisions)")
+            #expect(decision.noiseAdapted == adapted, "SNR \(decision.signalToNoise ?? .nan) dB")
+            return decision
+        }
+        var plainOnly = VoiceFixture.configuration.thresholds
+        plainOnly.noiseAdaptedBelowDecibels = 0
+        let plain = try judged(try await VoiceFixture.decide(corpus, thresholds: plainOnly), adapted: false)
+        let builtIn = try judged(try await VoiceFixture.decide(corpus), adapted: true)
+        let identity = try judged(try await VoiceFixture.decide(corpus, noiseTransformFile: try write([13, 13, 13], to: "identity.mllr")),
+                                  adapted: true)
+        print("a command at 10 dB: plain \"\(plain.phrase)\" \(plain.score), built-in transform \"\(builtIn.phrase)\" \(builtIn.score), identity transform \"\(identity.phrase)\" \(identity.score)")
+        #expect(identity.phrase == plain.phrase)
+        #expect(identity.score == plain.score)
+        #expect(identity.margin == plain.margin)
+        #expect(builtIn.score != plain.score)
+
+        let wrongShape = try write([39], to: "other-model.mllr")
+        do {
+            _ = try await VoiceFixture.decide(corpus, noiseTransformFile: wrongShape)
+            Issue.record("a transform for another model was loaded")
+        } catch let error as VoiceRecognizerError {
+            #expect(error.description.contains("\(wrongShape) (voice.noise_transform)"), "\(error)")
+            #expect(error.description.contains("39 values, the acoustic model's in"), "\(error)")
+        }
+        do {
+            _ = try await VoiceFixture.decide(corpus, noiseTransformFile: directory.file("missing.mllr"))
+            Issue.record("a missing transform was not noticed")
+        } catch let error as VoiceRecognizerError {
+            #expect(error.description.contains("cannot be read"), "\(error)")
+        }
+    }
+
     @Test("a phrase word missing from the dictionary is refused by name")
     func unknownWord() async throws {
         let vocabulary = try VoiceVocabulary([VoicePhrase(phrase: "take a pictureque", action: .takePhoto)])

@@ -125,6 +125,14 @@ struct SightctlVoiceTests {
         #expect(bad.status == 78)
         #expect(bad.stderr.contains("\(config):2: voice.phrases:"), "\(bad.stderr)")
 
+        let notATransform = directory.file("site.mllr")
+        try "1\n3\n13\n0.5 0.25\n".write(toFile: notATransform, atomically: true, encoding: .utf8)
+        try "voice:\n  noise_transform: \(notATransform)\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let badTransform = try CommandLineTool.run("sightctl", ["voice", "test", recording, "--config", config])
+        #expect(badTransform.status == 78)
+        #expect(badTransform.stderr.contains("the noise transform \(notATransform) (voice.noise_transform) cannot be used: it ends before stream 1's rotation"),
+                "\(badTransform.stderr)")
+
         try Data("not a wav".utf8).write(to: URL(fileURLWithPath: recording))
         let garbage = try CommandLineTool.run("sightctl", ["voice", "test", recording])
         #expect(garbage.status == 65)

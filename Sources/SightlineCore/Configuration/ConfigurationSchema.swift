@@ -174,6 +174,8 @@ public enum DaemonConfigSchema {
                   "How far the command grammar's acoustic score per 10 ms over the phrase's last word may trail the all-phone decoder's over the same stretch; higher rejects more near misses and more commands."),
         ConfigKey("voice.noise_adapted_min_last_word_margin", .integer(-1000...1000), default: String(VoiceThresholds.defaultNoiseAdaptedMinimumLastWordMargin),
                   "The voice.min_last_word_margin of the noise-adapted decoders (below voice.noise_adapted_below_db)."),
+        ConfigKey("voice.noise_transform", .optionalAbsolutePath, default: "\"\"",
+                  "The noise-adapted decoders' MLLR transform, made for the site's own noise with scripts/make-noise-transform --noise (docs/VOICE.md); \"\" for the built-in one (white noise)."),
         ConfigKey("actions.cancel_window_ms", .integer(0...10_000), default: "3000",
                   "How long a spoken risky action (start_recording, call_expert) waits before it runs; its opposite command cancels it meanwhile. 0 runs it at once."),
         ConfigKey("actions.note_silence_ms", .integer(500...10_000), default: "1500",

@@ -83,6 +83,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
         public var modelDirectory: String
         public var vocabulary: VoiceVocabulary
         public var thresholds: VoiceThresholds
+        /// The noise-adapted decoders' transform (`voice.noise_transform`); nil for the built-in one.
+        public var noiseTransformFile: String?
     }
 
     public struct ActionConfiguration: Sendable, Equatable {
@@ -211,6 +213,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
         // The command length limit covers the phrase; the wake phrase comes on top (flite says
         // "okay glasses" in about 0.9 s).
         let wakeAllowance = vocabulary.wakeWords.count * 500
+        let noiseTransformFile = reader.string("voice.noise_transform")
         voice = VoiceConfiguration(
             enabled: reader.boolean("voice.enabled"),
             modelDirectory: reader.string("voice.model_directory"),
@@ -224,7 +227,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
                 noiseAdaptedBelowDecibels: reader.integer("voice.noise_adapted_below_db"),
                 noiseAdaptedMinimumMargin: reader.integer("voice.noise_adapted_min_utterance_margin"),
                 minimumLastWordMargin: reader.integer("voice.min_last_word_margin"),
-                noiseAdaptedMinimumLastWordMargin: reader.integer("voice.noise_adapted_min_last_word_margin")))
+                noiseAdaptedMinimumLastWordMargin: reader.integer("voice.noise_adapted_min_last_word_margin")),
+            noiseTransformFile: noiseTransformFile.isEmpty ? nil : noiseTransformFile)
         actions = ActionConfiguration(
             cancelWindowMilliseconds: reader.integer("actions.cancel_window_ms"),
             noteSilenceMilliseconds: reader.integer("actions.note_silence_ms"),
