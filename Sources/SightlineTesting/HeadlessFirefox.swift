@@ -87,7 +87,9 @@ public actor HeadlessFirefox: HeadlessBrowser {
         let allPreferences = preferences.merging(extraPreferences) { $1 }
         let userJS = allPreferences.sorted { $0.key < $1.key }.map { "user_pref(\"\($0.key)\", \($0.value));" }.joined(separator: "\n")
         try Data((userJS + "\n").utf8).write(to: URL(fileURLWithPath: profile.file("user.js")))
-        FileManager.default.createFile(atPath: profile.file("console.log"), contents: nil)
+        guard FileManager.default.createFile(atPath: profile.file("console.log"), contents: nil) else {
+            throw BrowserFailure("cannot create the browser's console log in \(profile.path)")
+        }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: profile.file("console.log")))
         let process = Process()
         process.executableURL = URL(fileURLWithPath: firefoxPath)
