@@ -81,7 +81,7 @@ enum ArchiveSuite {
     /// A recording of distinct 1 MB blocks, written a block at a time (the bench itself must
     /// not hold it in memory either).
     static func writeRecording(_ path: String) throws {
-        FileManager.default.createFile(atPath: path, contents: nil)
+        guard FileManager.default.createFile(atPath: path, contents: nil) else { throw TestFailure("cannot create \(path)") }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         defer { try? handle.close() }
         var random = SeededGenerator(seed: 1)
