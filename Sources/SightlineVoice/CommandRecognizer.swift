@@ -38,6 +38,8 @@ public struct CommandRecognizer: ~Copyable {
     /// piece powers: the utterance's signal-to-noise ratio for the noise-aware margin.
     private var background = BackgroundLevel()
     private var suppression = 0
+    /// The power the SNR estimate and the background's level are measured on.
+    private var speechBand = SubsonicFilter()
     private var utterancePower = 0.0
     private var utterancePieces = 0
 
@@ -110,7 +112,7 @@ public struct CommandRecognizer: ~Copyable {
     /// voice-activity detector does, or when it has run away.
     private mutating func decode(_ samples: [Int16]) throws(VoiceRecognizerError) -> UtteranceDecision? {
         var piece = samples
-        let power = BackgroundLevel.meanPower(samples)
+        let power = speechBand.meanPower(samples)
         suppressor?.process(&piece)
         heardAudio?.append(contentsOf: piece)
         let result: Result<Void, VoiceRecognizerError> = piece.withUnsafeBufferPointer { piece in

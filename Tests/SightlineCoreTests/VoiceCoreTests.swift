@@ -154,6 +154,28 @@ struct VoiceVocabularyTests {
         #expect(BackgroundLevel().suppression(maximum: 30) == 0)
     }
 
+    @Test("the speech-band power leaves speech frequencies as they are and drops DC and rumble")
+    func subsonicFilter() {
+        /// Power of one second of `hertz` (0: a DC offset) after half a second to settle, in
+        /// dB against the unfiltered signal's.
+        func loss(hertz: Double, amplitude: Double = 8000) -> Double {
+            let samples = (0..<24_000).map { index in
+                Int16(hertz == 0 ? amplitude : amplitude * sin(2 * .pi * hertz * Double(index) / 16_000))
+            }
+            var filter = SubsonicFilter()
+            _ = filter.meanPower(Array(samples[..<8000]))
+            let rest = Array(samples[8000...])
+            return 10 * log10(filter.meanPower(rest) / BackgroundLevel.meanPower(rest))
+        }
+        #expect(abs(loss(hertz: 1000)) < 0.05)
+        #expect(abs(loss(hertz: 200)) < 0.2)
+        #expect(abs(loss(hertz: 60) + 3) < 0.3)  // the cutoff: half the power
+        #expect(loss(hertz: 15) < -23)
+        #expect(loss(hertz: 0) < -60)
+        var filter = SubsonicFilter()
+        #expect(filter.meanPower([]) == 0)
+    }
+
     @Test("suppression stops at a microphone's own noise floor")
     func suppressionAmount() {
         func level(amplitude: Double) -> BackgroundLevel {

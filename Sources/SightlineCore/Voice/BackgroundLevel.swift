@@ -1,3 +1,5 @@
+import Foundation
+
 /// The power of the background between utterances, for the noise-aware margin
 /// (`VoiceThresholds.minimumMargin(signalToNoise:)`): how loud the hall is when nobody speaks.
 ///
@@ -53,5 +55,42 @@ public struct BackgroundLevel: Sendable {
     public static func meanPower(_ samples: [Int16]) -> Double {
         guard !samples.isEmpty else { return 0 }
         return samples.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(samples.count)
+    }
+}
+
+/// The power of 16 kHz audio above 60 Hz, for the SNR estimate and the background's level.
+/// Below that lies nothing of speech, only a microphone's DC offset and a hall's rumble; counted
+/// as background they made speech look drowned: speech 10 dB above a rumbling noise was
+/// estimated at 2.7 dB, because most of that noise's power lay below the 130 Hz where the
+/// acoustic model's filters start (docs/VOICE.md, "A transform for the site's noise").
+///
+/// A second-order Butterworth high-pass (the audio EQ cookbook's biquad), written here because
+/// it is a few lines and the libraries at hand offer none on its own.
+public struct SubsonicFilter: Sendable {
+    private let b0: Double, b1: Double, b2: Double, a1: Double, a2: Double
+    private var x1 = 0.0, x2 = 0.0, y1 = 0.0, y2 = 0.0
+
+    public init(cutoffHertz: Double = 60, sampleRate: Double = 16_000) {
+        let omega = 2 * Double.pi * cutoffHertz / sampleRate
+        let alpha = sin(omega) / 2.squareRoot()  // sin(ω) / (2Q) with Q = 1/√2
+        let a0 = 1 + alpha
+        b0 = (1 + cos(omega)) / 2 / a0
+        b1 = -(1 + cos(omega)) / a0
+        b2 = b0
+        a1 = -2 * cos(omega) / a0
+        a2 = (1 - alpha) / a0
+    }
+
+    /// Mean of the squared filtered samples of the next piece; the filter's state carries over.
+    public mutating func meanPower(_ samples: [Int16]) -> Double {
+        guard !samples.isEmpty else { return 0 }
+        var sum = 0.0
+        for sample in samples {
+            let x = Double(sample)
+            let y = b0 * x + b1 * x1 + b2 * x2 - a1 * y1 - a2 * y2
+            (x2, x1, y2, y1) = (x1, x, y1, y)
+            sum += y * y
+        }
+        return sum / Double(samples.count)
     }
 }
