@@ -159,11 +159,17 @@ public struct CommandRecognizer: ~Copyable {
     static func noiseTransform(from file: String?, for acousticModel: String) throws(VoiceRecognizerError) -> NoiseTransform {
         var text = NoiseAdaptedTransform.text
         if let file {
-            // A transform is a few kilobytes; anything near a megabyte is the wrong file.
-            let size = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? nil
-            guard let size, size < 1 << 20, let data = FileManager.default.contents(atPath: file) else {
-                throw .noiseTransformUnusable(source: file, reason: size == nil ? "it cannot be read" : "it is larger than 1 MB")
+            // A transform is a few kilobytes; a megabyte is the wrong file, and is not read further.
+            let limit = 1 << 20
+            guard let handle = FileHandle(forReadingAtPath: file) else {
+                throw .noiseTransformUnusable(source: file, reason: "it cannot be read")
             }
+            defer { try? handle.close() }
+            // nil at the end of the file: an empty one.
+            guard let data = try? handle.read(upToCount: limit + 1) ?? Data() else {
+                throw .noiseTransformUnusable(source: file, reason: "it cannot be read")
+            }
+            guard data.count <= limit else { throw .noiseTransformUnusable(source: file, reason: "it is larger than 1 MB") }
             text = String(decoding: data, as: UTF8.self)
         }
         let transform: NoiseTransform

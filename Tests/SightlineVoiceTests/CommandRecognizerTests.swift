@@ -168,6 +168,14 @@ struct CommandRecognizerTests {
         } catch let error as VoiceRecognizerError {
             #expect(error.description.contains("cannot be read"), "\(error)")
         }
+        let huge = directory.file("huge.mllr")
+        try Data(count: (1 << 20) + 1).write(to: URL(fileURLWithPath: huge))
+        do {
+            _ = try await VoiceFixture.decide(corpus, noiseTransformFile: huge)
+            Issue.record("a file of over a megabyte was taken for a transform")
+        } catch let error as VoiceRecognizerError {
+            #expect(error.description.contains("larger than 1 MB"), "\(error)")
+        }
     }
 
     @Test("a phrase word missing from the dictionary is refused by name")
